@@ -1,0 +1,40 @@
+# Two entry points, both from a fresh clone: `make demo` and `make test`.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+# torch==2.13.0 takes this machine's local CPU wheel; an unpinned torch would pull a CUDA build.
+TORCH   ?= torch==2.13.0
+SEED    ?= 0
+
+.PHONY: demo test lint bench data clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH)" || $(BIN)/pip install -q "torch>=2.1" --index-url https://download.pytorch.org/whl/cpu
+	$(BIN)/pip install -q -e ".[dev,bench,triton]"
+	touch $(STAMP)
+
+# Fashion-MNIST ships as a Debian package; the demo falls back to scikit-learn's digits without it.
+data:
+	@test -d /usr/share/datasets/fashion-mnist || \
+	  { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	    (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1)) ; } || \
+	  echo "note: dataset-fashion-mnist not installed; the demo will use scikit-learn's digits"
+
+demo: $(STAMP) data
+	$(BIN)/bottlenecks kmeans --dataset fashion-mnist --seed $(SEED) --out runs/kmeans-demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks examples
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/kmeans.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,384 @@
+"""Exact Lloyd k-means on torch tensors: k-means++ init, bounded-memory exact assignment,
+Hamerly-style pruning, float64 centroid updates, deterministic empty-cluster re-seeding and
+``torch.distributed`` data parallelism (every rank holds a shard; sums and counts are all-reduced).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+
+from ..validation import check_finite, check_float, check_ndim, check_nonempty, check_positive_int
+from .assign import PRECISIONS, Assignment, CentroidTable, assign_exact, choose_precision, exact_sq_dist, f64_rows
+
+
+@dataclass
+class KMeansResult:
+    """What :func:`kmeans` returns."""
+
+    centroids: torch.Tensor  # (k, d), the input's float dtype
+    labels: torch.Tensor  # (n,) int64
+    inertia: float  # sum of (weighted) squared distances to the assigned centroid
+    n_iter: int
+    info: dict = field(default_factory=dict)  # precision used, undecided rows, pruned fraction, time
+
+
+# ---------------------------------------------------------------- validation and plumbing
+
+def check_data(x, name: str = "x") -> torch.Tensor:
+    """A 2-D, non-empty, finite floating tensor (ints are refused: convert them yourself)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}; "
+                        "use bottlenecks.KMeans for NumPy arrays")
+    check_float(x, name)
+    check_ndim(x, 2, name, "(n_samples, n_features)")
+    check_nonempty(x, name)
+    check_finite(x, name)
+    return x
+
+
+def _group(distributed):
+    """``False`` -> no process group; ``True`` -> the default group; or a given group."""
+    if distributed is False or distributed is None:
+        return None
+    if not dist.is_available() or not dist.is_initialized():
+        raise RuntimeError("distributed=True but torch.distributed is not initialised; "
+                           "call torch.distributed.init_process_group first")
+    return dist.group.WORLD if distributed is True else distributed
+
+
+def _allreduce(t: torch.Tensor, group) -> torch.Tensor:
+    if group is not None:
+        dist.all_reduce(t, group=group)
+    return t
+
+
+def _allgather_rows(t: torch.Tensor, group) -> torch.Tensor:
+    """Concatenate every rank's rows in rank order (shards may differ in length)."""
+    if group is None:
+        return t
+    world = dist.get_world_size(group)
+    n = torch.tensor([t.shape[0]], device=t.device)
+    sizes = [torch.zeros_like(n) for _ in range(world)]
+    dist.all_gather(sizes, n, group=group)
+    top = int(max(s.item() for s in sizes))
+    pad = torch.zeros((top - t.shape[0],) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device)
+    parts = [torch.empty((top,) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device) for _ in range(world)]
+    dist.all_gather(parts, torch.cat([t, pad]), group=group)
+    return torch.cat([p[: int(s.item())] for p, s in zip(parts, sizes, strict=True)])
+
+
+def make_generator(seed) -> torch.Generator:
+    """``int`` -> seeded generator; ``None`` -> seeded from torch's global RNG; a Generator as is."""
+    if isinstance(seed, torch.Generator):
+        return seed
+    g = torch.Generator()
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+    return g.manual_seed(int(seed))
+
+
+def _sq_dist_to(x: torch.Tensor, x_sq: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Squared distances ``(n, m)`` from rows of ``x`` (squared norms ``x_sq: (n, 1)``) to a few
+    ``points: (m, d)``, float64."""
+    p = points.to(x.dtype)
+    s = torch.addmm((p * p).sum(1), x, p.t(), beta=1.0, alpha=-2.0).double()
+    return (s + x_sq).clamp_min_(0)
+
+
+def _column_sums(x: torch.Tensor, square: bool = False) -> torch.Tensor:
+    """Float64 column sums of ``x`` (or of its squares), in bounded temporaries: ``(n, d) -> (d,)``."""
+    step = f64_rows(x.shape[1])
+    total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
+    for s in range(0, x.shape[0], step):
+        xs = x[s:s + step].double()
+        total += (xs * xs).sum(0) if square else xs.sum(0)
+    return total
+
+
+# ---------------------------------------------------------------- initialisation
+
+def kmeans_plusplus(x: torch.Tensor, k: int, *, seed=None, sample_weight: torch.Tensor | None = None,
+                    n_local_trials: int | None = None) -> torch.Tensor:
+    """Greedy k-means++ (Arthur & Vassilvitskii, with local trials as in scikit-learn).
+
+    ``x: (n, d) -> (k, d)`` float64 centres chosen among the rows of ``x``. Each step samples
+    ``2 + log(k)`` candidates in proportion to their (weighted) squared distance to the chosen
+    centres, and keeps the one that lowers the potential most: one ``(n, trials)`` GEMM per step.
+    """
+    g = make_generator(seed)
+    n = x.shape[0]
+    trials = n_local_trials or 2 + int(math.log(k))
+    w = torch.ones(n, dtype=torch.float64, device=x.device) if sample_weight is None else sample_weight.double()
+    xf = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    x_sq = (xf * xf).sum(1, keepdim=True).double()
+    first = int(torch.multinomial(w.cpu(), 1, generator=g).item())
+    chosen = [first]
+    closest = _sq_dist_to(xf, x_sq, xf[first:first + 1])[:, 0]
+    potential = float((closest * w).sum())
+    for _ in range(1, k):
+        r = torch.rand(trials, generator=g, dtype=torch.float64) * potential
+        cum = torch.cumsum(w * closest, 0)
+        cand = torch.searchsorted(cum, r.to(cum.device)).clamp_(max=n - 1)
+        d = torch.minimum(_sq_dist_to(xf, x_sq, xf[cand]), closest[:, None])
+        pots = (d * w[:, None]).sum(0)
+        best = int(pots.argmin())
+        closest, potential = d[:, best], float(pots[best])
+        chosen.append(int(cand[best]))
+    return x[torch.tensor(chosen, device=x.device)].double()
+
+
+def init_centroids(x: torch.Tensor, k: int, init, g: torch.Generator,
+                   sample_weight: torch.Tensor | None) -> torch.Tensor:
+    """``'k-means++'``, ``'random'`` (k distinct rows) or an array ``(k, d)`` -> float64 ``(k, d)``."""
+    if isinstance(init, str):
+        if init == "k-means++":
+            return kmeans_plusplus(x, k, seed=g, sample_weight=sample_weight)
+        if init == "random":
+            w = torch.ones(x.shape[0], dtype=torch.float64) if sample_weight is None else sample_weight.double().cpu()
+            idx = torch.multinomial(w, k, replacement=False, generator=g)
+            return x[idx.to(x.device)].double()
+        raise ValueError(f"init: expected 'k-means++', 'random' or an array of shape ({k}, d), got {init!r}")
+    c = torch.as_tensor(init).to(device=x.device, dtype=torch.float64)
+    if c.shape != (k, x.shape[1]):
+        raise ValueError(f"init: expected an array of shape ({k}, {x.shape[1]}) (n_clusters, n_features), "
+                         f"got {tuple(c.shape)}")
+    check_finite(c, "init")
+    return c.clone()
+
+
+# ---------------------------------------------------------------- Lloyd
+
+def weighted_sums(x, labels, w, k):
+    """Per-cluster sums of (weighted) rows in float64 and the per-cluster weights."""
+    sums = torch.zeros(k, x.shape[1], dtype=torch.float64, device=x.device)
+    step = f64_rows(x.shape[1])
+    for s in range(0, x.shape[0], step):
+        xs = x[s:s + step].double()
+        if w is not None:
+            xs = xs * w[s:s + step, None]
+        sums.index_add_(0, labels[s:s + step], xs)
+    counts = torch.bincount(labels, weights=w, minlength=k).double() if w is not None else \
+        torch.bincount(labels, minlength=k).double()
+    return sums, counts
+
+
+def _relocate_empty(x, w, labels, c_old, sums, counts, group):
+    """Re-seed empty clusters with the points farthest from their centres (as scikit-learn does),
+    moving each point's weight out of its old cluster. Deterministic: farthest first, ties by
+    position (rank, then row)."""
+    empty = (counts == 0).nonzero().squeeze(1)
+    n_empty = len(empty)
+    dist_old = exact_sq_dist(x, c_old, labels)
+    m = min(n_empty, x.shape[0])
+    far_d, far_i = dist_old.topk(m, sorted=True)
+    far_x = x[far_i].double()
+    far_w = w[far_i] if w is not None else torch.ones(m, dtype=torch.float64, device=x.device)
+    far_l = labels[far_i]
+    if group is not None:  # pick the global farthest among every rank's local farthest
+        pad = n_empty - m
+        far_d = torch.cat([far_d, torch.full((pad,), -1.0, dtype=far_d.dtype, device=x.device)])
+        far_x = torch.cat([far_x, far_x.new_zeros(pad, x.shape[1])])
+        far_w = torch.cat([far_w, far_w.new_zeros(pad)])
+        far_l = torch.cat([far_l, far_l.new_zeros(pad)])
+        far_d, far_x, far_w, far_l = (_allgather_rows(t, group) for t in (far_d, far_x, far_w, far_l))
+        order = torch.sort(far_d, descending=True, stable=True).indices[:n_empty]
+        far_d, far_x, far_w, far_l = far_d[order], far_x[order], far_w[order], far_l[order]
+    for j in range(min(n_empty, len(far_d))):
+        if far_d[j] < 0:
+            break
+        new, old = int(empty[j]), int(far_l[j])
+        sums[old] -= far_x[j] * far_w[j]
+        counts[old] -= far_w[j]
+        sums[new] = far_x[j] * far_w[j]
+        counts[new] = far_w[j]
+    return n_empty
+
+
+def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol: float = 0.0,
+          sample_weight: torch.Tensor | None = None, prune: bool = True, precision: str = "auto",
+          max_memory: int | None = None, group=None, progress: bool = False) -> KMeansResult:
+    """Lloyd iterations from given float64 ``centroids: (k, d)`` on ``x: (n, d)``.
+
+    ``tol`` is absolute here (the squared centre shift summed over centres). Stops on unchanged
+    labels or shift <= tol; then, like scikit-learn, re-assigns once so labels match the centres.
+    With ``prune=True`` each row keeps an upper bound on the distance to its centre and a lower
+    bound on the distance to every other centre (Hamerly, 2010); a row is re-searched only when
+    the bounds cross, which yields exactly Lloyd's labels while skipping most of the search.
+    """
+    t_start = time.perf_counter()
+    n, d = x.shape
+    k = centroids.shape[0]
+    w = None if sample_weight is None else sample_weight.double()
+    c = centroids.double().clone()
+    # shift rows and centroids by the data mean: smaller norms give a tighter low-precision bound
+    total = _column_sums(x)
+    count = torch.tensor(float(n), dtype=torch.float64, device=x.device)
+    _allreduce(total, group), _allreduce(count, group)
+    center = total / count
+    dtype = choose_precision(x, c, precision, max_memory)
+    info = {"precision": str(dtype).replace("torch.", ""), "undecided_rows": 0, "searched_rows": 0,
+            "pruned_fraction": [], "fallback_to_float32": False}
+
+    labels = torch.full((n,), -1, dtype=torch.long, device=x.device)
+    upper = lower = None  # Hamerly bounds (distances, not squared)
+    strict = False
+    n_iter = 0
+
+    def e_step(first: bool):
+        nonlocal upper, lower, dtype
+        table = CentroidTable(c, dtype, center)
+        if first or not prune:
+            a = assign_exact(x, table, max_memory=max_memory)
+            new = a.labels
+            if prune:
+                upper, lower = a.sq_dist.sqrt(), a.second_lower.sqrt()
+            searched, und = n, a.n_undecided
+        else:
+            new = labels.clone()
+            active = (upper >= lower).nonzero().squeeze(1)
+            if len(active):  # tighten the upper bound with the exact distance, test again
+                upper[active] = exact_sq_dist(x[active], c, labels[active]).sqrt()
+                active = active[upper[active] >= lower[active]]
+            searched, und = len(active), 0
+            if len(active):
+                a = assign_exact(x, table, rows=active, max_memory=max_memory)
+                new[active] = a.labels
+                upper[active], lower[active] = a.sq_dist.sqrt(), a.second_lower.sqrt()
+                und = a.n_undecided
+        info["searched_rows"] += searched
+        info["undecided_rows"] += und
+        info["pruned_fraction"].append(1.0 - searched / max(1, n))
+        if dtype != torch.float32 and searched and und > 0.2 * searched:
+            dtype = torch.float32  # too many rows undecided: low precision no longer pays
+            info["fallback_to_float32"] = True
+        return new
+
+    iterator = range(max_iter)
+    if progress:
+        from tqdm.auto import tqdm
+        iterator = tqdm(iterator, desc="k-means", leave=False, disable=None)  # None: off when not a TTY
+    for it in iterator:
+        new_labels = e_step(first=it == 0)
+        changed = _allreduce(torch.tensor(int((new_labels != labels).sum()), device=x.device), group)
+        labels = new_labels
+        sums, counts = weighted_sums(x, labels, w, k)
+        _allreduce(sums, group), _allreduce(counts, group)
+        if bool((counts == 0).any()):
+            info["relocated"] = info.get("relocated", 0) + _relocate_empty(x, w, labels, c, sums, counts, group)
+        nonzero = counts > 0
+        c_new = c.clone()
+        c_new[nonzero] = sums[nonzero] / counts[nonzero, None]
+        drift = (c_new - c).norm(dim=1)
+        c = c_new
+        n_iter = it + 1
+        if prune:  # keep the bounds valid for the moved centres
+            top = drift.topk(min(2, k)).values
+            others = torch.where(labels == int(drift.argmax()), top[-1], top[0]) if k > 1 else torch.zeros_like(upper)
+            upper += drift[labels]
+            lower = (lower - others).clamp_min_(0)
+        if int(changed) == 0:
+            strict = True
+            break
+        if float((drift * drift).sum()) <= tol:
+            break
+    if not strict:
+        labels = e_step(first=False)
+    sq = exact_sq_dist(x, c, labels)
+    inertia = _allreduce((sq * w).sum() if w is not None else sq.sum(), group)
+    info["seconds"] = time.perf_counter() - t_start
+    out_dtype = x.dtype if x.dtype == torch.float64 else torch.float32
+    return KMeansResult(c.to(out_dtype), labels, float(inertia), n_iter, info)
+
+
+def tolerance(x: torch.Tensor, tol: float, group=None) -> float:
+    """scikit-learn's scale for ``tol``: ``tol`` times the mean per-feature variance."""
+    if tol == 0:
+        return 0.0
+    x64_sum = _column_sums(x)
+    sq_sum = _column_sums(x, square=True)
+    n = torch.tensor(float(x.shape[0]), dtype=torch.float64, device=x.device)
+    _allreduce(x64_sum, group), _allreduce(sq_sum, group), _allreduce(n, group)
+    mean = x64_sum / n
+    var = (sq_sum / n - mean * mean).clamp_min(0)
+    return float(var.mean()) * tol
+
+
+def kmeans(x: torch.Tensor, k: int, *, init="k-means++", n_init: int = 1, max_iter: int = 300,
+           tol: float = 1e-4, seed=None, sample_weight: torch.Tensor | None = None, prune: bool = True,
+           precision: str = "auto", max_memory: int | None = None, distributed=False,
+           progress: bool = False) -> KMeansResult:
+    """Exact k-means of ``x: (n, d)`` into ``k`` clusters -> :class:`KMeansResult`.
+
+    Labels equal a float64 Lloyd's from the same initial centres (except at exact ties) whatever
+    ``precision`` the search uses. ``tol`` is relative to the mean feature variance, as in
+    scikit-learn. ``n_init`` restarts keep the lowest inertia. With ``distributed=True`` (or a
+    process group), every rank passes its own shard and gets the same centres as one process on
+    all the data; k-means++/random initialisation then all-gathers the shards (pass an ``init``
+    array to avoid that copy). ``x`` is never modified.
+    """
+    check_data(x)
+    check_positive_int(k, "k")
+    check_positive_int(n_init, "n_init")
+    check_positive_int(max_iter, "max_iter")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
+    if tol < 0:
+        raise ValueError(f"tol: expected a non-negative number, got {tol}")
+    group = _group(distributed)
+    n_total = int(_allreduce(torch.tensor(x.shape[0], device=x.device), group))
+    if k > n_total:
+        raise ValueError(f"k={k} is larger than the number of samples ({n_total}); expected k <= n_samples")
+    if sample_weight is not None:
+        sample_weight = torch.as_tensor(sample_weight, dtype=torch.float64, device=x.device)
+        if sample_weight.shape != (x.shape[0],):
+            raise ValueError(f"sample_weight: expected shape ({x.shape[0]},), got {tuple(sample_weight.shape)}")
+        check_finite(sample_weight, "sample_weight")
+        if bool((sample_weight < 0).any()):
+            raise ValueError("sample_weight: expected non-negative weights")
+    if not isinstance(init, str) and n_init != 1:
+        warnings.warn(f"an explicit init array was given, so n_init={n_init} is replaced by 1", RuntimeWarning,
+                      stacklevel=2)
+        n_init = 1
+    g = make_generator(seed)
+    tol_abs = tolerance(x, tol, group)
+    best = None
+    for _ in range(n_init):
+        if isinstance(init, str) and group is not None:
+            xs = _allgather_rows(x, group)
+            ws = None if sample_weight is None else _allgather_rows(sample_weight, group)
+            c0 = init_centroids(xs, k, init, g, ws)
+            del xs, ws
+        else:
+            c0 = init_centroids(x, k, init, g, sample_weight)
+        res = lloyd(x, c0, max_iter=max_iter, tol=tol_abs, sample_weight=sample_weight, prune=prune,
+                    precision=precision, max_memory=max_memory, group=group, progress=progress)
+        if best is None or res.inertia < best.inertia:
+            best = res
+    return best
+
+
+def assign(x: torch.Tensor, centroids: torch.Tensor, *, precision: str = "auto",
+           max_memory: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest centroid of each row: ``x: (n, d)``, ``centroids: (k, d)`` -> ``labels (n,)``,
+    ``squared distances (n,)`` (float64), decided exactly (see :mod:`bottlenecks.cluster.assign`)."""
+    check_data(x)
+    check_float(centroids, "centroids")
+    check_ndim(centroids, 2, "centroids", "(k, n_features)")
+    check_nonempty(centroids, "centroids")
+    check_finite(centroids, "centroids")
+    if centroids.shape[1] != x.shape[1]:
+        raise ValueError(f"x has {x.shape[1]} features but centroids have {centroids.shape[1]}; "
+                         "expected the same number")
+    if centroids.device != x.device:
+        raise ValueError(f"x is on {x.device} but centroids are on {centroids.device}; move them to one device")
+    c64 = centroids.double()
+    dtype = choose_precision(x, c64, precision, max_memory)
+    center = x[: min(len(x), 4096)].double().mean(0)
+    a: Assignment = assign_exact(x, c64, dtype=dtype, center=center, max_memory=max_memory)
+    return a.labels, a.sq_dist

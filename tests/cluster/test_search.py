@@ -1,0 +1,79 @@
+import pytest
+import torch
+
+from bottlenecks.cluster import nearest
+from bottlenecks.cluster.search import argmin_rows, top2_rows
+
+
+def brute(x, codes, k, metric):
+    x, codes = x.double(), codes.double()
+    if metric == "l2":
+        d = torch.cdist(x, codes) ** 2
+    elif metric == "cosine":
+        d = 1 - torch.nn.functional.normalize(x, dim=-1) @ torch.nn.functional.normalize(codes, dim=-1).T
+    else:
+        d = -(x @ codes.T)
+    return d.topk(k, dim=1, largest=False)
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine", "dot"])
+@pytest.mark.parametrize("k", [1, 4])
+def test_nearest_matches_brute_force_with_tiny_memory_cap(metric, k):
+    g = torch.Generator().manual_seed(0)
+    x, codes = torch.randn(517, 12, generator=g), torch.randn(203, 12, generator=g)
+    dist, idx = nearest(x, codes, k=k, metric=metric, max_memory=20_000)  # forces many chunks
+    ref_d, ref_i = brute(x, codes, k, metric)
+    assert dist.shape == idx.shape == (517, k)
+    assert torch.equal(idx, ref_i)
+    torch.testing.assert_close(dist.double(), ref_d, rtol=1e-4, atol=1e-4)
+
+
+def test_nearest_batched_over_codebooks_searches_each_codebook_separately():
+    g = torch.Generator().manual_seed(1)
+    x, codes = torch.randn(300, 5, 7, generator=g), torch.randn(5, 40, 7, generator=g)
+    dist, idx = nearest(x, codes, k=3, max_memory=50_000)
+    assert idx.shape == (300, 5, 3)
+    for c in range(5):
+        ref_d, ref_i = brute(x[:, c], codes[c], 3, "l2")
+        assert torch.equal(idx[:, c], ref_i)
+        torch.testing.assert_close(dist[:, c].double(), ref_d, rtol=1e-4, atol=1e-4)
+
+
+def test_two_level_reductions_equal_torch():
+    g = torch.Generator().manual_seed(2)
+    for K in (64, 130, 640, 1000):
+        s = torch.randn(97, K, generator=g)
+        v, i = argmin_rows(s)
+        assert torch.equal(i, s.argmin(1)) and torch.equal(v, s.amin(1))
+        v1, i1, v2 = top2_rows(s)
+        ref = s.topk(2, dim=1, largest=False)
+        assert torch.equal(i1, ref.indices[:, 0])
+        assert torch.equal(v1, ref.values[:, 0]) and torch.equal(v2, ref.values[:, 1])
+
+
+def test_nearest_does_not_modify_inputs_and_accepts_non_contiguous():
+    x = torch.randn(50, 8).T.contiguous().T  # non-contiguous view
+    codes = torch.randn(20, 8)
+    xc, cc = x.clone(), codes.clone()
+    _, idx = nearest(x, codes)
+    assert torch.equal(x, xc) and torch.equal(codes, cc)
+    assert torch.equal(idx[:, 0], brute(x, codes, 1, "l2")[1][:, 0])
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(x=torch.randn(5, 3), codes=torch.randn(4, 2)), "features"),
+    (dict(x=torch.randn(5, 3), codes=torch.randn(4, 3), k=5), "k=5"),
+    (dict(x=torch.randn(5, 3), codes=torch.randn(4, 3), k=0), ">= 1"),
+    (dict(x=torch.randn(5), codes=torch.randn(4, 5)), "2-D"),
+    (dict(x=torch.tensor([[float("nan"), 1.0]]), codes=torch.randn(4, 2)), "NaN"),
+    (dict(x=torch.randn(5, 3), codes=torch.randn(4, 3), metric="hamming"), "metric"),
+    (dict(x=torch.randn(5, 2, 3), codes=torch.randn(3, 4, 3)), "expected x"),
+])
+def test_nearest_errors_are_clear(bad, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        nearest(**bad)
+
+
+def test_nearest_rejects_integer_input():
+    with pytest.raises(TypeError, match="floating-point"):
+        nearest(torch.ones(3, 2, dtype=torch.long), torch.randn(4, 2))
