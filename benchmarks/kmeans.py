@@ -267,8 +267,9 @@ def run_worker(method, shape_dir: Path, args) -> dict:
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", str(spec_path)],
                           capture_output=True, text=True)
     if proc.returncode != 0 or not Path(spec["result_out"]).exists():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        return {"error": f"worker exited with {proc.returncode}: " + " / ".join(tail).replace("|", "/")}
+        tail = (proc.stderr or proc.stdout or "(no output)").strip().splitlines()
+        return {"error": f"worker exited with {proc.returncode}: {tail[-1].replace('|', '/')}",
+                "stderr_tail": tail[-20:]}
     out = json.loads(Path(spec["result_out"]).read_text())
     out["labels_path"], out["centroids_path"] = spec["labels_out"], spec["centroids_out"]
     ms = [1000 * t / max(1, out["n_iter"]) for t in out["times_s"]]
@@ -448,7 +449,7 @@ def main(argv=None) -> int:
 
     rows = table_rows(all_results, methods)
     table = markdown(rows)
-    print(table)
+    print(table, flush=True)
     head = header(args, argv)
     threads = threads_note(all_results)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,7 @@ class Assignment:
     """Result of :func:`assign_exact` (all tensors length ``n``)."""
 
     labels: torch.Tensor  # int64, nearest centroid (lowest index at exact ties)
-    sq_dist: torch.Tensor  # float64, exact squared distance to it
+    sq_dist: torch.Tensor  # float64, exact squared distance to it (an upper bound if not exact_distances)
     second_lower: torch.Tensor  # float64, a lower bound on the squared distance to the runner-up
     n_undecided: int  # rows that needed the float64 re-score
 
@@ -129,18 +129,18 @@ def exact_sq_dist(x: torch.Tensor, c64: torch.Tensor, labels: torch.Tensor) -> t
 
 
 def _exact_rows(x_rows64: torch.Tensor, table: CentroidTable):
-    """Float64 scores for rows the fast search could not decide: (labels, second-best score)."""
+    """Float64 scores for rows the fast search could not decide: (labels, best, second-best score)."""
     s = torch.addmm(table.sq64, x_rows64, table.c64.t(), beta=1.0, alpha=-2.0)
     v, i = s.topk(min(2, s.shape[1]), dim=1, largest=False, sorted=True)
     second = v[:, 1] if v.shape[1] > 1 else torch.full_like(v[:, 0], float("inf"))
     # lowest index among exact ties, as np.argmin does
     best = (s == v[:, :1]).to(torch.int8).argmax(dim=1)
-    return best, second
+    return best, v[:, 0], second
 
 
 def assign_exact(x: torch.Tensor, centroids64, *, dtype: torch.dtype = torch.float32,
                  center: torch.Tensor | None = None, max_memory: int | None = None,
-                 rows: torch.Tensor | None = None) -> Assignment:
+                 rows: torch.Tensor | None = None, exact_distances: bool = True) -> Assignment:
     """Nearest centroid of every row of ``x: (n, d)`` (or of ``x[rows]``), decided exactly.
 
     ``centroids64: (K, d)`` float64, or a :class:`CentroidTable` prepared from them.
@@ -155,6 +155,9 @@ def assign_exact(x: torch.Tensor, centroids64, *, dtype: torch.dtype = torch.flo
     ``m`` is the largest count for which the first two terms stay under ``max_memory`` (default
     256 MiB); undecided rows are re-scored in float64 in sub-chunks under the same budget. The
     ``n * K`` matrix never exists.
+
+    With ``exact_distances=False`` the distances are upper bounds from the search (enough for
+    pruning bounds) and the float64 pass over the rows is skipped.
     """
     if isinstance(centroids64, CentroidTable):
         table = centroids64
@@ -189,16 +192,19 @@ def assign_exact(x: torch.Tensor, centroids64, *, dtype: torch.dtype = torch.flo
         # a lower bound on the runner-up's squared distance (for pruning in later iterations)
         sec = (norms * norms + s2.double() - bound).clamp_min(0) * (1 - 1e-9)
         lab = i1.clone()
+        d1 = (norms * norms + s1.double() + bound) * (1 + 1e-9)  # an upper bound on the winner's
         all_und = undecided.nonzero().squeeze(1)
         n_undecided += len(all_und)
         for j in range(0, len(all_und), m_exact):
             und = all_und[j:j + m_exact]
             x64 = xr[und].double()
-            best, sec_exact = _exact_rows(x64, table)
+            best, first_exact, sec_exact = _exact_rows(x64, table)
             lab[und] = best
-            sec[und] = ((x64 * x64).sum(1) + sec_exact).clamp_min(0) * (1 - 1e-9)
+            x_sq = (x64 * x64).sum(1)
+            sec[und] = (x_sq + sec_exact).clamp_min(0) * (1 - 1e-9)
+            d1[und] = (x_sq + first_exact).clamp_min(0) * (1 + 1e-9)
         labels[start:stop] = lab
-        sq_dist[start:stop] = exact_sq_dist(xr, table.c64, lab)
+        sq_dist[start:stop] = exact_sq_dist(xr, table.c64, lab) if exact_distances else d1
         second[start:stop] = sec
     return Assignment(labels, sq_dist, second, n_undecided)
 

@@ -16,6 +16,8 @@ import torch.distributed as dist
 from ..validation import check_finite, check_float, check_ndim, check_nonempty, check_positive_int
 from .assign import PRECISIONS, Assignment, CentroidTable, assign_exact, choose_precision, exact_sq_dist, f64_rows
 
+_TIGHTEN_MIN_K = 32
+
 
 @dataclass
 class KMeansResult:
@@ -234,7 +236,7 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
         nonlocal upper, lower, dtype
         table = CentroidTable(c, dtype, center)
         if first or not prune:
-            a = assign_exact(x, table, max_memory=max_memory)
+            a = assign_exact(x, table, max_memory=max_memory, exact_distances=False)
             new = a.labels
             if prune:
                 upper, lower = a.sq_dist.sqrt(), a.second_lower.sqrt()
@@ -242,12 +244,14 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
         else:
             new = labels.clone()
             active = (upper >= lower).nonzero().squeeze(1)
-            if len(active):  # tighten the upper bound with the exact distance, test again
+            # tighten the upper bound with the exact distance and test again; with few centres a
+            # search costs about as much as the check, so skip it
+            if len(active) and k >= _TIGHTEN_MIN_K:
                 upper[active] = exact_sq_dist(x[active], c, labels[active]).sqrt()
                 active = active[upper[active] >= lower[active]]
             searched, und = len(active), 0
             if len(active):
-                a = assign_exact(x, table, rows=active, max_memory=max_memory)
+                a = assign_exact(x, table, rows=active, max_memory=max_memory, exact_distances=False)
                 new[active] = a.labels
                 upper[active], lower[active] = a.sq_dist.sqrt(), a.second_lower.sqrt()
                 und = a.n_undecided
