@@ -28,7 +28,7 @@ def data(kind, n=1500, d=10, seed=0):
 
 
 @pytest.mark.parametrize("kind", ["random", "clustered"])
-@pytest.mark.parametrize("precision", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "bfloat16x3", "float16"])
 @pytest.mark.parametrize("prune", [False, True])
 def test_labels_equal_float64_lloyd(kind, precision, prune):
     x = data(kind)

@@ -1,19 +1,26 @@
 """Exact nearest-centroid assignment with a fast low-precision candidate search.
 
-Scores ``s_j = ||c_j||^2 - 2 <x, c_j>`` (squared distance minus ``||x||^2``) are computed by one
-GEMM per chunk of rows, in float32 or, where this machine runs it faster, in bfloat16/float16.
-Low precision is used only to *find* the winner: every score carries a proven error bound
+One GEMM per chunk of rows gives approximate squared distances directly, because the norms are
+folded in as extra columns::
 
-    |s_hat - s| <= E(x) = coef(dtype, d) * (max_j ||c_j||^2 + 2 ||x|| max_j ||c_j||)
+    [x - o, ||x - o||^2, 1] @ [-2 (c - o), 1, ||c - o||^2]^T  =  ||x - c||^2      (o: data mean)
 
-(input rounding ``(2u + u^2)``, float32 accumulation ``(d + 2) u32``, output rounding ``u``,
-times a 1.25 safety factor). A row whose runner-up is further than ``2 E(x)`` above its winner is
-decided; every other row is re-scored exactly in float64. The labels therefore equal a float64
-Lloyd's labels except at exact ties, whatever precision did the bulk of the work.
+The GEMM runs in float32 or, where this machine runs it faster, in bfloat16 / float16 — either
+plainly (``'bfloat16'``) or as three bf16 products of hi/lo splits (``'bfloat16x3'``, error
+``~u^2``). Low precision is only used to *find* the winner: every score carries a proven bound
 
-Which precision is used is decided by a quick measured calibration, never by assumption
-(other CPUs have no fast bf16), and the k-means loop falls back to float32 when too many rows
-come out undecided.
+    |s_hat_j - ||x - c_j||^2| <= u_out |s_hat_j| + E_in(x),
+    E_in(x) = a ||x - o|| max_j ||c_j - o|| + b (||x - o|| + max_j ||c_j - o||)^2
+
+(``u_out``: rounding of the output; ``a``: rounding of the inputs, zero for the hi/lo split;
+``b``: split remainders and float32 accumulation, ``(d + ...) u32``; all with a 1.25 safety
+factor). A row is decided when its runner-up's lower bound exceeds its winner's upper bound.
+The few undecided rows are settled in float64 among their candidates (every code whose lower
+bound is under the winner's upper bound). Labels thus equal a float64 Lloyd's except at exact
+ties, whatever precision did the bulk of the work.
+
+The precision is picked by a quick measured calibration on the caller's data, never by
+assumption (other CPUs have no fast bf16).
 """
 
 from __future__ import annotations
@@ -23,17 +30,16 @@ from dataclasses import dataclass
 
 import torch
 
-from .search import rows_per_chunk, top2_rows
+from .search import rows_per_chunk, top2_blocks
 
 _U32 = 2.0**-24
 _UNIT = {torch.float32: 2.0**-24, torch.bfloat16: 2.0**-8, torch.float16: 2.0**-11}
-PRECISIONS = ("auto", "float32", "bfloat16", "float16")
-
-
-def error_coef(dtype: torch.dtype, d: int) -> float:
-    """Relative error bound of one score computed with inputs in ``dtype`` and fp32 accumulation."""
-    u = _UNIT[dtype]
-    return 1.25 * ((2 * u + u * u) + (d + 4) * _U32 + u + u * u)
+#: search name -> (GEMM dtype, number of hi/lo products)
+SEARCHES = {"float32": (torch.float32, 1), "bfloat16x3": (torch.bfloat16, 3),
+            "bfloat16": (torch.bfloat16, 1), "float16": (torch.float16, 1)}
+PRECISIONS = ("auto", *SEARCHES)
+_MAX_CANDIDATES = 256  # per undecided row, on average; beyond that, re-score the whole row
+_CHUNK_BYTES = 32 * 2**20  # scores per chunk: measured fastest on CPU (the reduction re-reads them from cache)
 
 
 @dataclass
@@ -43,54 +49,110 @@ class Assignment:
     labels: torch.Tensor  # int64, nearest centroid (lowest index at exact ties)
     sq_dist: torch.Tensor  # float64, exact squared distance to it (an upper bound if not exact_distances)
     second_lower: torch.Tensor  # float64, a lower bound on the squared distance to the runner-up
-    n_undecided: int  # rows that needed the float64 re-score
+    n_undecided: int  # rows the fast search could not decide alone
+    group_lower: torch.Tensor | None = None  # (n, G) float32 lower bounds on the distance (not
+    # squared) to each group of codes, the winner excluded; zeros for undecided rows
+
+
+def balanced_groups(centroids: torch.Tensor, size: int) -> torch.Tensor:
+    """An order of the ``K`` centroids in which consecutive runs of ``size`` are spatially
+    compact groups (recursive splits along each part's principal direction, at multiples of
+    ``size``). Used for Yinyang-style group bounds; deterministic."""
+    K = centroids.shape[0]
+    parts, done = [torch.arange(K, device=centroids.device)], []
+    while parts:
+        idx = parts.pop()
+        if len(idx) <= size:
+            done.append(idx)
+            continue
+        pts = centroids[idx].double()
+        pts = pts - pts.mean(0)
+        direction = torch.linalg.svd(pts, full_matrices=False).Vh[0]
+        order = (pts @ direction).argsort(stable=True)
+        cut = (-(-len(idx) // size) // 2) * size
+        parts += [idx[order[cut:]], idx[order[:cut]]]
+    return torch.cat(done)
+
+
+def _hi_lo(t: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``t ~ hi + lo`` with both in ``dtype``; the remainder is ``<= u^2 |t|``."""
+    hi = t.to(dtype)
+    return hi, (t - hi.to(t.dtype)).to(dtype)
 
 
 class CentroidTable:
-    """Centroids prepared once per Lloyd iteration for the chosen search precision.
+    """Centroids prepared once per Lloyd iteration for one search precision."""
 
-    The norms are folded into the GEMM as extra columns so that one ``mm`` into a reused buffer
-    yields the scores: ``[x - o, 1] @ [-2 (c - o), ||c - o||^2]^T``. Low precision splits the norm
-    into a hi and a lo part, so that representing it costs only ``u^2`` of accuracy.
-    """
-
-    def __init__(self, centroids64: torch.Tensor, dtype: torch.dtype, center: torch.Tensor):
+    def __init__(self, centroids64: torch.Tensor, precision: str, center: torch.Tensor,
+                 order: torch.Tensor | None = None, group: int = 64):
+        """``order`` permutes the codes so that runs of ``group`` form the groups of the bounds
+        (columns are padded to a multiple of ``group`` with codes that never win)."""
+        if precision not in SEARCHES:
+            raise ValueError(f"precision: expected one of {tuple(SEARCHES)}, got {precision!r}")
+        dtype, terms = SEARCHES[precision]
+        K, d = centroids64.shape
+        if order is None:
+            order = torch.arange(K, device=centroids64.device)
+        if K < 2 * group:
+            group = K
+        pad = -K % group
+        self.order, self.group = order, group  # column j of the scores is code order[j]
+        self.precision, self.dtype, self.terms = precision, dtype, terms
         self.c64 = centroids64
-        self.dtype = dtype
-        # rows and centroids are shifted by one point (smaller norms, smaller bound); it must be
-        # exactly representable in float32 so that both sides shift by the same vector
+        self.sq64 = (centroids64 * centroids64).sum(1)  # for the float64 re-score (unshifted)
+        # shift by a point exactly representable in float32, so both sides shift by the same vector
         self.center = center.float().double()
         cc = centroids64 - self.center
-        sq = (cc * cc).sum(1)
-        self.sq64 = (centroids64 * centroids64).sum(1)  # for the exact path (unshifted)
-        self.c_max = float(sq.max().sqrt())
-        self.sq_max = float(sq.max())
+        csq = (cc * cc).sum(1, keepdim=True)
+        self.c_max = float(csq.max().sqrt())
+        # padding codes: zero vector with a huge norm, so their scores never win
+        cc = torch.cat([cc[order], cc.new_zeros(pad, d)])
+        csq = torch.cat([csq[order], csq.new_full((pad, 1), 1e30)])
+        ones = torch.ones(K + pad, 1, dtype=torch.float64, device=cc.device)
+        u = _UNIT[dtype]
         if dtype == torch.float32:
-            cols = [sq[:, None]]
+            cols = [-2 * cc, ones, csq]
+            a, b = 4 * u + 2 * u * u, (2 * d + 12) * _U32
+        elif terms == 1:
+            cols = [-2 * cc, ones, ones, *_hi_lo(csq, dtype)]
+            a, b = 4 * u + 2 * u * u, u * u + (2 * d + 12) * _U32
         else:
-            hi = sq.to(dtype)
-            cols = [hi[:, None], (sq - hi.double()).to(dtype)[:, None]]
-        self.mat_t = torch.cat([(-2 * cc).to(dtype)] + [col.to(dtype) for col in cols], 1).t().contiguous()
-        self.extra = len(cols)
-        self.coef = error_coef(dtype, centroids64.shape[1])
+            c_hi, c_lo = _hi_lo(cc, dtype)
+            cols = [-2 * c_hi, -2 * c_hi, -2 * c_lo, ones, ones, *_hi_lo(csq, dtype)]
+            a, b = 0.0, 8 * u * u + (4 * d + 12) * _U32
+        self.mat_t = torch.cat([col.to(dtype) for col in cols], 1).t().contiguous()  # (width, K)
+        self.u_out = 1.25 * 1.01 * u
+        self.a, self.b = 1.25 * a, 1.25 * b
+
+    def bound_in(self, norms: torch.Tensor) -> torch.Tensor:
+        """``E_in`` for rows with ``||x - o|| = norms`` (float64)."""
+        return self.a * norms * self.c_max + self.b * (norms + self.c_max) ** 2 + 1e-30
 
     def scores(self, x_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x_rows: (m, d)`` -> scores ``(m, K)`` in the search dtype (a view of a reused buffer,
-        valid until the next call), and ``||x - center||`` ``(m,)``."""
+        """``x_rows: (m, d)`` -> approximate squared distances ``(m, K)`` in the search dtype (a
+        view of a reused buffer, valid until the next call), and ``||x - o||`` ``(m,)`` float64."""
         m, d = x_rows.shape
-        xa = _workspace("rows", m * (d + self.extra), self.dtype, x_rows.device).view(m, d + self.extra)
+        width = self.mat_t.shape[0]
+        xa = _workspace("rows", m * width, self.dtype, x_rows.device).view(m, width)
+        xc = x_rows.float() - self.center.float()
+        xsq = (xc * xc).sum(1, keepdim=True)
         if self.dtype == torch.float32:
-            torch.sub(x_rows, self.center.to(x_rows.dtype), out=xa[:, :d])
-            norms = xa[:, :d].norm(dim=1)
-        else:
-            xc = x_rows.float() - self.center.float()
-            norms = xc.norm(dim=1)
             xa[:, :d] = xc
-        xa[:, d:] = 1
+            xa[:, d:d + 1] = xsq
+            xa[:, d + 1:] = 1
+        elif self.terms == 1:
+            xa[:, :d] = xc
+            xa[:, d:d + 2] = torch.cat(_hi_lo(xsq, self.dtype), 1)
+            xa[:, d + 2:] = 1
+        else:
+            hi, lo = _hi_lo(xc, self.dtype)
+            xa[:, :d], xa[:, d:2 * d], xa[:, 2 * d:3 * d] = hi, lo, hi
+            xa[:, 3 * d:3 * d + 2] = torch.cat(_hi_lo(xsq, self.dtype), 1)
+            xa[:, 3 * d + 2:] = 1
         out = _workspace("scores", m * self.mat_t.shape[1], self.dtype, x_rows.device)
         out = out.view(m, self.mat_t.shape[1])
         torch.mm(xa, self.mat_t, out=out)
-        return out, norms
+        return out, xsq.squeeze(1).double().sqrt()
 
 
 _WORKSPACES: dict = {}
@@ -108,7 +170,7 @@ def _workspace(name: str, numel: int, dtype: torch.dtype, device: torch.device) 
 
 
 def release_workspaces() -> None:
-    """Free the reused search buffers (they are at most ``max_memory`` each)."""
+    """Free the reused search buffers (each at most ``max_memory``)."""
     _WORKSPACES.clear()
 
 
@@ -128,125 +190,149 @@ def exact_sq_dist(x: torch.Tensor, c64: torch.Tensor, labels: torch.Tensor) -> t
     return out
 
 
-def _exact_rows(x_rows64: torch.Tensor, table: CentroidTable):
-    """Float64 scores for rows the fast search could not decide: (labels, best, second-best score)."""
-    s = torch.addmm(table.sq64, x_rows64, table.c64.t(), beta=1.0, alpha=-2.0)
-    v, i = s.topk(min(2, s.shape[1]), dim=1, largest=False, sorted=True)
+def _rescore_rows(x64: torch.Tensor, table: CentroidTable):
+    """Float64 scores of whole rows: (labels, best squared distance, runner-up squared distance)."""
+    s = torch.addmm(table.sq64, x64, table.c64.t(), beta=1.0, alpha=-2.0)
+    v, _ = s.topk(min(2, s.shape[1]), dim=1, largest=False, sorted=True)
     second = v[:, 1] if v.shape[1] > 1 else torch.full_like(v[:, 0], float("inf"))
-    # lowest index among exact ties, as np.argmin does
-    best = (s == v[:, :1]).to(torch.int8).argmax(dim=1)
-    return best, v[:, 0], second
+    best = (s == v[:, :1]).to(torch.int8).argmax(dim=1)  # lowest index among exact ties
+    x_sq = (x64 * x64).sum(1)
+    return best, (x_sq + v[:, 0]).clamp_min(0), (x_sq + second).clamp_min(0)
 
 
-def assign_exact(x: torch.Tensor, centroids64, *, dtype: torch.dtype = torch.float32,
+def _rescore_candidates(x64, table, cand_rows, cand_cols, n_rows):
+    """Float64 direct distances for (row, code) candidate pairs -> per row (label, best, second)."""
+    d2 = torch.empty(len(cand_rows), dtype=torch.float64, device=x64.device)
+    step = f64_rows(x64.shape[1])
+    for s in range(0, len(cand_rows), step):
+        diff = x64[cand_rows[s:s + step]] - table.c64[cand_cols[s:s + step]]
+        d2[s:s + step] = (diff * diff).sum(1)
+    inf = torch.full((n_rows,), float("inf"), dtype=torch.float64, device=x64.device)
+    best = inf.scatter_reduce(0, cand_rows, d2, "amin")
+    is_best = d2 == best[cand_rows]
+    K = table.c64.shape[0]
+    label = torch.full((n_rows,), K, dtype=torch.long, device=x64.device)
+    label = label.scatter_reduce(0, cand_rows[is_best], cand_cols[is_best], "amin")  # lowest index
+    others = torch.where(cand_cols == label[cand_rows], torch.full_like(d2, float("inf")), d2)
+    second = inf.clone().scatter_reduce(0, cand_rows, others, "amin")
+    return label, best, second
+
+
+def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
                  center: torch.Tensor | None = None, max_memory: int | None = None,
-                 rows: torch.Tensor | None = None, exact_distances: bool = True) -> Assignment:
+                 rows: torch.Tensor | None = None, exact_distances: bool = True,
+                 group_bounds: bool = False) -> Assignment:
     """Nearest centroid of every row of ``x: (n, d)`` (or of ``x[rows]``), decided exactly.
 
     ``centroids64: (K, d)`` float64, or a :class:`CentroidTable` prepared from them.
 
-    Peak extra memory, with ``s`` the search dtype's itemsize and ``m`` rows per chunk::
+    Peak extra memory, with ``s`` the search dtype's itemsize, ``w`` the GEMM width (``d + 2``
+    for float32, ``d + 4`` for bfloat16/float16, ``3 d + 4`` for bfloat16x3) and ``m`` rows per
+    chunk::
 
         m * K * s * (1 + 1/64)          scores of one chunk (a reused buffer) and its block minima
-      + m * d * (12 + s)                the chunk's shifted rows and their float64 copy
-      + K * (d + 2) * (8 + s)           the prepared centroids
+      + m * (w * s + 12 d)              the chunk's GEMM rows and float32 copies
+      + K * w * s + K * d * 16          the prepared centroids
       + n * 24                          the outputs (labels, distance, runner-up bound)
 
-    ``m`` is the largest count for which the first two terms stay under ``max_memory`` (default
-    256 MiB); undecided rows are re-scored in float64 in sub-chunks under the same budget. The
-    ``n * K`` matrix never exists.
+    ``m`` is the largest count for which the first two terms stay under ``max_memory`` (and under
+    32 MiB, which measured fastest: the reduction then re-reads the scores from cache); undecided
+    rows are re-scored in float64 in sub-chunks of ~16 MiB. The ``n * K`` matrix never exists.
 
     With ``exact_distances=False`` the distances are upper bounds from the search (enough for
-    pruning bounds) and the float64 pass over the rows is skipped.
+    pruning bounds) and the float64 pass over the rows is skipped. ``group_bounds=True`` also
+    returns a lower bound per group of the table's codes (``n * G * 4`` more bytes).
     """
     if isinstance(centroids64, CentroidTable):
         table = centroids64
     else:
         if center is None:
             center = torch.zeros(centroids64.shape[1], dtype=torch.float64, device=centroids64.device)
-        table = CentroidTable(centroids64, dtype, center)
+        table = CentroidTable(centroids64, precision, center)
     K, d = table.c64.shape
-    index = rows
-    n = len(index) if index is not None else x.shape[0]
+    n = len(rows) if rows is not None else x.shape[0]
     labels = torch.empty(n, dtype=torch.long, device=x.device)
     sq_dist = torch.empty(n, dtype=torch.float64, device=x.device)
     second = torch.empty(n, dtype=torch.float64, device=x.device)
     n_undecided = 0
-    itemsize = 4 if table.dtype == torch.float32 else 2
-    m = rows_per_chunk(n, K * itemsize + (K // 64) * itemsize + d * (12 + itemsize), max_memory)
-    m_exact = max(1, (m * K * itemsize) // (K * 8 + d * 8))  # undecided rows per float64 pass
+    G = table.mat_t.shape[1] // table.group
+    glb = torch.empty(n, G, dtype=torch.float32, device=x.device) if group_bounds else None
+    s = table.mat_t.element_size()
+    cap = _CHUNK_BYTES if max_memory is None else min(max_memory, _CHUNK_BYTES)
+    m = rows_per_chunk(n, K * s + (K // 64) * s + table.mat_t.shape[0] * s + 12 * d, cap)
     for start in range(0, n, m):
         stop = min(n, start + m)
-        xr = x[index[start:stop]] if index is not None else x[start:stop]
-        s, norms = table.scores(xr)
-        if K == 1:
-            s1 = s[:, 0].float()
-            i1 = torch.zeros(len(s1), dtype=torch.long, device=x.device)
-            s2 = torch.full_like(s1, float("inf"))
-        else:
-            s1, i1, s2 = top2_rows(s)
-            s1, s2 = s1.float(), s2.float()
-        norms = norms.double()
-        bound = table.coef * (table.sq_max + 2 * norms * table.c_max) + 1e-30
-        undecided = (s2.double() - s1.double()) <= 2 * bound
-        # a lower bound on the runner-up's squared distance (for pruning in later iterations)
-        sec = (norms * norms + s2.double() - bound).clamp_min(0) * (1 - 1e-9)
-        lab = i1.clone()
-        d1 = (norms * norms + s1.double() + bound) * (1 + 1e-9)  # an upper bound on the winner's
-        all_und = undecided.nonzero().squeeze(1)
-        n_undecided += len(all_und)
-        for j in range(0, len(all_und), m_exact):
-            und = all_und[j:j + m_exact]
+        xr = x[rows[start:stop]] if rows is not None else x[start:stop]
+        scores, norms = table.scores(xr)
+        s1, i1, s2, block_min = top2_blocks(scores, min(64, table.group))
+        i1 = table.order[i1]
+        s1, s2 = s1.double(), s2.double()
+        e_in = table.bound_in(norms)
+        if glb is not None:
+            lower = block_min.double()
+            lower = (lower - table.u_out * lower.abs() - e_in[:, None]).clamp_min(0)
+            lower = lower.sqrt().float() * (1 - 1e-6)
+            if lower.shape[1] != G:  # groups of several 64-blocks
+                lower = lower.view(len(lower), G, -1).amin(dim=2)
+            glb[start:stop] = lower
+        up1 = (s1 + table.u_out * s1.abs() + e_in).clamp_min(0)  # winner's distance is at most this
+        lo2 = (s2 - table.u_out * s2.abs() - e_in).clamp_min(0)  # every other code's at least this
+        lab, d1, sec = i1, up1, lo2
+        und = (lo2 <= up1).nonzero().squeeze(1)
+        if len(und):
+            n_undecided += len(und)
+            lab, d1, sec = lab.clone(), d1.clone(), sec.clone()
+            # candidates: codes whose lower bound is under the winner's upper bound
+            thresh = ((up1[und] + e_in[und]) / (1 - table.u_out)).float()
+            thresh = torch.nextafter(thresh, torch.full_like(thresh, float("inf")))
+            mask = scores[und].float() <= thresh[:, None]
+            n_cand = int(mask.sum())
             x64 = xr[und].double()
-            best, first_exact, sec_exact = _exact_rows(x64, table)
-            lab[und] = best
-            x_sq = (x64 * x64).sum(1)
-            sec[und] = (x_sq + sec_exact).clamp_min(0) * (1 - 1e-9)
-            d1[und] = (x_sq + first_exact).clamp_min(0) * (1 + 1e-9)
+            if n_cand <= _MAX_CANDIDATES * len(und):
+                r, c = mask.nonzero(as_tuple=True)
+                best_lab, best, runner = _rescore_candidates(x64, table, r, table.order[c], len(und))
+                runner = torch.minimum(runner, up1[und])  # non-candidates are at least up1 away
+            else:
+                best_lab, best, runner = _rescore_rows(x64, table)
+            lab[und], d1[und], sec[und] = best_lab, best, runner
+            if glb is not None:  # the fast winner may not be the winner: no group bound holds
+                glb[start + und] = 0
         labels[start:stop] = lab
         sq_dist[start:stop] = exact_sq_dist(xr, table.c64, lab) if exact_distances else d1
         second[start:stop] = sec
-    return Assignment(labels, sq_dist, second, n_undecided)
-
-
-_CALIBRATION: dict = {}
-
-
-def _fast_dtypes(device: torch.device) -> list[torch.dtype]:
-    return [torch.float32, torch.bfloat16, torch.float16]
+    return Assignment(labels, sq_dist, second, n_undecided, glb)
 
 
 def choose_precision(x: torch.Tensor, centroids64: torch.Tensor, precision: str = "auto",
-                     max_memory: int | None = None) -> torch.dtype:
-    """The search dtype: the one asked for, or for ``'auto'`` the fastest in a quick measurement
-    of one chunk of real rows (score GEMM + top-2), cached per (device, d, K)."""
+                     max_memory: int | None = None, center: torch.Tensor | None = None,
+                     sample_rows: int = 2048) -> str:
+    """The search precision: the one asked for, or for ``'auto'`` the fastest of all on a
+    sample of the caller's rows and centroids — the whole exact assignment timed, undecided rows
+    included, so the data decide (bf16 pays only where its bound separates winners)."""
     if precision != "auto":
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[precision]
-    K, d = centroids64.shape
-    key = (x.device.type, d, K)
-    if key in _CALIBRATION:
-        return _CALIBRATION[key]
-    m = min(x.shape[0], rows_per_chunk(x.shape[0], K * 8 + d * 16, max_memory), 2048)
-    sample = x[:m]
-    center = torch.zeros(d, dtype=torch.float64, device=x.device)
+        if precision not in SEARCHES:
+            raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
+        return precision
+    n, d = x.shape
+    K = centroids64.shape[0]
+    if n * K * d < 2**26:  # too small to be worth measuring
+        return "float32"
+    idx = torch.linspace(0, n - 1, min(n, sample_rows), device=x.device).long()
+    sample = x[idx]
+    if center is None:
+        center = sample.double().mean(0)
     timings = {}
-    for dt in _fast_dtypes(x.device):
+    for name in SEARCHES:
         try:
-            table = CentroidTable(centroids64, dt, center)
+            table = CentroidTable(centroids64, name, center)
             best = float("inf")
-            for _ in range(3):
+            for _ in range(2):
                 t0 = time.perf_counter()
-                top2_rows(table.scores(sample)[0])
+                assign_exact(sample, table, max_memory=max_memory, exact_distances=False)
                 if x.device.type == "cuda":
                     torch.cuda.synchronize()
                 best = min(best, time.perf_counter() - t0)
-            timings[dt] = best
-        except RuntimeError:  # dtype not supported on this device
+            timings[name] = best
+        except RuntimeError:  # this dtype's GEMM is not supported on this device
             continue
-    # low precision must be clearly faster to pay for its undecided rows
-    choice = torch.float32
-    for dt, t in timings.items():
-        if dt != torch.float32 and t < 0.75 * timings[torch.float32] and t < timings.get(choice, 1e9):
-            choice = dt
-    _CALIBRATION[key] = choice
-    return choice
+    return min(timings, key=timings.get)

@@ -14,7 +14,16 @@ import torch
 import torch.distributed as dist
 
 from ..validation import check_finite, check_float, check_ndim, check_nonempty, check_positive_int
-from .assign import PRECISIONS, Assignment, CentroidTable, assign_exact, choose_precision, exact_sq_dist, f64_rows
+from .assign import (
+    PRECISIONS,
+    Assignment,
+    CentroidTable,
+    assign_exact,
+    balanced_groups,
+    choose_precision,
+    exact_sq_dist,
+    f64_rows,
+)
 
 _TIGHTEN_MIN_K = 32
 
@@ -209,9 +218,10 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
 
     ``tol`` is absolute here (the squared centre shift summed over centres). Stops on unchanged
     labels or shift <= tol; then, like scikit-learn, re-assigns once so labels match the centres.
-    With ``prune=True`` each row keeps an upper bound on the distance to its centre and a lower
-    bound on the distance to every other centre (Hamerly, 2010); a row is re-searched only when
-    the bounds cross, which yields exactly Lloyd's labels while skipping most of the search.
+    With ``prune=True`` each row keeps an upper bound on the distance to its centre and lower
+    bounds on the distance to the other centres, one per group of 64 centres (Yinyang; Hamerly's
+    single bound below 128 centres); a row is re-searched only when the bounds cross, which
+    yields exactly Lloyd's labels while skipping most of the search.
     """
     t_start = time.perf_counter()
     n, d = x.shape
@@ -223,52 +233,64 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
     count = torch.tensor(float(n), dtype=torch.float64, device=x.device)
     _allreduce(total, group), _allreduce(count, group)
     center = total / count
-    dtype = choose_precision(x, c, precision, max_memory)
-    info = {"precision": str(dtype).replace("torch.", ""), "undecided_rows": 0, "searched_rows": 0,
+    search = choose_precision(x, c, precision, max_memory, center)
+    info = {"precision": search, "undecided_rows": 0, "searched_rows": 0,
             "pruned_fraction": [], "fallback_to_float32": False}
 
     labels = torch.full((n,), -1, dtype=torch.long, device=x.device)
-    upper = lower = None  # Hamerly bounds (distances, not squared)
+    # Pruning bounds (distances, not squared): ``upper`` on the distance to the own centre and,
+    # per group of centres, ``lower`` on the distance to every centre of the group but the own
+    # (Yinyang, Ding et al. 2015; with a single group this is Hamerly's bound). Groups are fixed
+    # spatially compact runs of centres, so one far-moving centre loosens only its group's bound.
+    upper = lower = None
+    order, group_size = None, 64
+    if prune and k >= 128:
+        budget = max_memory if max_memory is not None else 256 * 2**20
+        while n * (k // group_size) * 4 > budget and group_size < k:
+            group_size *= 2
+        order = balanced_groups(c, group_size)
     strict = False
     n_iter = 0
 
     def e_step(first: bool):
-        nonlocal upper, lower, dtype
-        table = CentroidTable(c, dtype, center)
+        nonlocal upper, lower, search
+        table = CentroidTable(c, search, center, order=order, group=group_size)
         if first or not prune:
-            a = assign_exact(x, table, max_memory=max_memory, exact_distances=False)
+            a = assign_exact(x, table, max_memory=max_memory, exact_distances=False, group_bounds=prune)
             new = a.labels
             if prune:
-                upper, lower = a.sq_dist.sqrt(), a.second_lower.sqrt()
+                upper, lower = a.sq_dist.sqrt(), a.group_lower
             searched, und = n, a.n_undecided
         else:
             new = labels.clone()
-            active = (upper >= lower).nonzero().squeeze(1)
+            floor = lower.amin(dim=1).double()
+            active = (upper >= floor).nonzero().squeeze(1)
             # tighten the upper bound with the exact distance and test again; with few centres a
             # search costs about as much as the check, so skip it
             if len(active) and k >= _TIGHTEN_MIN_K:
                 upper[active] = exact_sq_dist(x[active], c, labels[active]).sqrt()
-                active = active[upper[active] >= lower[active]]
+                active = active[upper[active] >= floor[active]]
             searched, und = len(active), 0
             if len(active):
-                a = assign_exact(x, table, rows=active, max_memory=max_memory, exact_distances=False)
+                a = assign_exact(x, table, rows=active, max_memory=max_memory, exact_distances=False,
+                                 group_bounds=True)
                 new[active] = a.labels
-                upper[active], lower[active] = a.sq_dist.sqrt(), a.second_lower.sqrt()
+                upper[active], lower[active] = a.sq_dist.sqrt(), a.group_lower
                 und = a.n_undecided
         info["searched_rows"] += searched
         info["undecided_rows"] += und
         info["pruned_fraction"].append(1.0 - searched / max(1, n))
-        if dtype != torch.float32 and searched and und > 0.2 * searched:
-            dtype = torch.float32  # too many rows undecided: low precision no longer pays
+        if search != "float32" and searched and und > 0.25 * searched:
+            search = "float32"  # too many rows undecided: low precision no longer pays
             info["fallback_to_float32"] = True
-        return new
+        return new, table
 
     iterator = range(max_iter)
     if progress:
         from tqdm.auto import tqdm
         iterator = tqdm(iterator, desc="k-means", leave=False, disable=None)  # None: off when not a TTY
     for it in iterator:
-        new_labels = e_step(first=it == 0)
+        new_labels, table = e_step(first=it == 0)
         changed = _allreduce(torch.tensor(int((new_labels != labels).sum()), device=x.device), group)
         labels = new_labels
         sums, counts = weighted_sums(x, labels, w, k)
@@ -282,17 +304,17 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
         c = c_new
         n_iter = it + 1
         if prune:  # keep the bounds valid for the moved centres
-            top = drift.topk(min(2, k)).values
-            others = torch.where(labels == int(drift.argmax()), top[-1], top[0]) if k > 1 else torch.zeros_like(upper)
             upper += drift[labels]
-            lower = (lower - others).clamp_min_(0)
+            padded = torch.cat([drift[table.order], drift.new_zeros(table.mat_t.shape[1] - k)])
+            group_drift = padded.view(lower.shape[1], -1).amax(dim=1).float()
+            lower = ((lower - group_drift) * (1 - 1e-6)).clamp_min_(0)  # rounding: stay below
         if int(changed) == 0:
             strict = True
             break
         if float((drift * drift).sum()) <= tol:
             break
     if not strict:
-        labels = e_step(first=False)
+        labels, _ = e_step(first=False)
     sq = exact_sq_dist(x, c, labels)
     inertia = _allreduce((sq * w).sum() if w is not None else sq.sum(), group)
     info["seconds"] = time.perf_counter() - t_start
@@ -382,7 +404,7 @@ def assign(x: torch.Tensor, centroids: torch.Tensor, *, precision: str = "auto",
     if centroids.device != x.device:
         raise ValueError(f"x is on {x.device} but centroids are on {centroids.device}; move them to one device")
     c64 = centroids.double()
-    dtype = choose_precision(x, c64, precision, max_memory)
     center = x[: min(len(x), 4096)].double().mean(0)
-    a: Assignment = assign_exact(x, c64, dtype=dtype, center=center, max_memory=max_memory)
+    search = choose_precision(x, c64, precision, max_memory, center)
+    a: Assignment = assign_exact(x, c64, precision=search, center=center, max_memory=max_memory)
     return a.labels, a.sq_dist

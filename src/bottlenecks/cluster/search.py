@@ -50,32 +50,46 @@ def argmin_rows(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return val, idx
 
 
-def top2_rows(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Row-wise smallest value, its index, and the second-smallest value of ``scores: (n, K)``.
+def top2_blocks(scores: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Winner, its index, runner-up and per-block minima of ``scores: (n, G * block)``.
 
-    ``topk`` is slow on CPU, so: the winner by :func:`argmin_rows`; then, for wide rows, the
-    runner-up is the smaller of the second-best inside the winning block and the best of all other
-    blocks; for narrower rows (measured faster up to K ~ 4096) the winner is masked with +inf for
-    one more ``amin`` and put back, so ``scores`` is unchanged on return.
+    Returns ``(s1 (n,), i1 (n,), s2 (n,), block_min (n, G))`` where ``block_min[:, g]`` is the
+    smallest score in block ``g`` *other than the winner* (so ``s2 = block_min.min(1)``). One
+    ``amin`` pass over the scores (``torch.min(dim)`` tracks indices and is ~4x slower on CPU),
+    then work on ``(n, G)`` and on the winning block only. ``scores`` is unchanged on return.
     """
+    n, K = scores.shape
+    G = K // block
+    if G * block != K:
+        raise ValueError(f"scores have {K} columns, expected a multiple of block={block}")
+    rows = torch.arange(n, device=scores.device)
+    if G == 1:  # narrow rows: mask the winner in place for a second amin, then put it back
+        v1, pos = scores.min(dim=1)
+        scores[rows, pos] = float("inf")
+        s2 = scores.amin(dim=1)
+        scores[rows, pos] = v1
+        return v1.float(), pos, s2.float(), s2.float()[:, None]
+    view = scores.view(n, G, block) if scores.is_contiguous() else scores.reshape(n, G, block)
+    block_min = view.amin(dim=2)
+    best_block = block_min.argmin(dim=1)
+    inner = view[rows, best_block].float()  # (n, block), a copy
+    v1, pos = inner.min(dim=1)
+    inner[rows, pos] = float("inf")
+    runner_in_block = inner.amin(dim=1)
+    block_min = block_min.to(inner.dtype)
+    block_min[rows, best_block] = runner_in_block
+    return v1, best_block * block + pos, block_min.amin(dim=1), block_min
+
+
+def top2_rows(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Row-wise smallest value, its index, and the second-smallest value of ``scores: (n, K)``."""
     n, K = scores.shape
     if K == 1:
         return scores[:, 0].clone(), torch.zeros(n, dtype=torch.long, device=scores.device), \
             torch.full((n,), float("inf"), dtype=scores.dtype, device=scores.device)
-    nb = K // _BLOCK
-    if K >= 4096 and nb * _BLOCK == K and scores.is_contiguous():
-        main = scores.view(n, nb, _BLOCK)
-        bv, bi = main.amin(dim=2).topk(2, dim=1, largest=False, sorted=True)
-        inner = main[torch.arange(n, device=scores.device), bi[:, 0]]
-        iv, ii = inner.topk(2, dim=1, largest=False, sorted=True)
-        second = torch.minimum(iv[:, 1], bv[:, 1])
-        return iv[:, 0], bi[:, 0] * _BLOCK + ii[:, 0], second
-    val, idx = argmin_rows(scores)
-    col = idx[:, None]
-    scores.scatter_(1, col, float("inf"))
-    second = scores.amin(dim=1)
-    scores.scatter_(1, col, val[:, None])
-    return val, idx, second
+    block = _BLOCK if K % _BLOCK == 0 and K >= 2 * _BLOCK else K
+    s1, i1, s2, _ = top2_blocks(scores, block)
+    return s1.to(scores.dtype), i1, s2.to(scores.dtype)
 
 
 def _check_pair(x: torch.Tensor, codes: torch.Tensor, k: int) -> bool:
