@@ -256,6 +256,27 @@ def worker(spec_path: str) -> int:
 
 # ---------------------------------------------------------------- driver
 
+def blas_env() -> tuple[dict, str]:
+    """Environment for the workers, and a note on it. faiss-cpu's wheel bundles an old OpenBLAS
+    that may not recognise a new CPU and falls back to generic kernels (seen here: 'Prescott',
+    ~4x slower); peers get the same care as our code, so every worker is told the core type that
+    numpy's newer OpenBLAS detects on this machine (``OPENBLAS_CORETYPE``)."""
+    env = dict(os.environ)
+    try:
+        from threadpoolctl import threadpool_info
+
+        archs = {Path(i["filepath"]).name: i.get("architecture") for i in threadpool_info()
+                 if i.get("internal_api") == "openblas"}
+    except Exception:  # threadpoolctl missing or odd: leave the environment alone
+        return env, "OpenBLAS core type: not inspected"
+    numpy_arch = next((a for name, a in archs.items() if "scipy_openblas" in name and a), None)
+    if numpy_arch and "OPENBLAS_CORETYPE" not in env:
+        env["OPENBLAS_CORETYPE"] = numpy_arch
+    detected = ", ".join(f"{name}: {a}" for name, a in archs.items())
+    return env, (f"OpenBLAS core types detected without override: {detected}; workers run with "
+                 f"OPENBLAS_CORETYPE={env.get('OPENBLAS_CORETYPE', '(unset)')}")
+
+
 def run_worker(method, shape_dir: Path, args) -> dict:
     spec = {"method": method, "x": str(shape_dir / "x.npy"), "c0": str(shape_dir / "c0.npy"),
             "iters": args.iters, "repeats": args.repeats, "seed": args.seed,
@@ -265,7 +286,7 @@ def run_worker(method, shape_dir: Path, args) -> dict:
     spec_path = shape_dir / f"{method}-spec.json"
     spec_path.write_text(json.dumps(spec))
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", str(spec_path)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=blas_env()[0])
     if proc.returncode != 0 or not Path(spec["result_out"]).exists():
         tail = (proc.stderr or proc.stdout or "(no output)").strip().splitlines()
         return {"error": f"worker exited with {proc.returncode}: {tail[-1].replace('|', '/')}",
@@ -362,6 +383,7 @@ def header(args, argv) -> str:
         f"`np.random.default_rng({args.seed}).choice(n, k, replace=False)`, the same for every method",
         f"- {args.iters} Lloyd iterations at most (tol=0), {args.repeats} repeats per method, each method in a "
         "fresh process; ms/iter = timed call / iterations run (min and median over repeats)",
+        f"- {blas_env()[1]}",
     ])
 
 
@@ -381,7 +403,7 @@ Notes
   labels can differ from exact Lloyd at near-ties, and one differing label changes the following centres.
 - `labels = ours`: fraction of rows whose final label equals bottlenecks' (prune=True). `labels = exact(own
   centres)`: fraction of a method's labels that are the exact nearest (decided in float64 by
-  `bottlenecks.cluster.assign`) of the float32 centres that method returned; below 1 means float32 rounding
+  `bottlenecks.cluster.exact`) of the float32 centres that method returned; below 1 means float32 rounding
   picked another centre at a near-tie. `inertia`: sum of squared distances in float64 from each method's labels
   and returned centres; `inertia vs ours`: relative difference (negative = lower than ours).
 - Empty clusters: bottlenecks and scikit-learn re-seed them with the farthest points; faiss splits a large cluster

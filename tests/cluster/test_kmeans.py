@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from bottlenecks.cluster import assign, kmeans, kmeans_plusplus
-from bottlenecks.cluster.kmeans import init_centroids, make_generator
+from bottlenecks.cluster.lloyd import init_centroids, make_generator
 
 
 def reference_lloyd(x, c, n_iter):
@@ -123,3 +123,15 @@ def test_bad_init_shape_error():
 def test_numpy_input_to_functional_api_is_refused_with_hint():
     with pytest.raises(TypeError, match="KMeans"):
         kmeans(np.zeros((4, 2)), 2)
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16x3"])
+def test_group_bounds_with_many_centres_keep_lloyd_labels(precision):
+    # k >= 128 switches on Yinyang group bounds and the group filter (groups of 64 centres)
+    x = data("clustered", n=4000, d=6, seed=1)
+    c0 = init_centroids(x, 300, "random", make_generator(0), None)
+    res = kmeans(x, 300, init=c0, max_iter=15, tol=0, precision=precision, prune=True)
+    lab, inertia, c_ref = reference_lloyd(x.numpy(), c0.numpy(), res.n_iter)
+    assert np.array_equal(res.labels.numpy(), lab)
+    assert abs(res.inertia - inertia) <= 1e-5 * inertia
+    assert max(res.info["pruned_fraction"][1:]) > 0.3

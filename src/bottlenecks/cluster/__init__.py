@@ -1,9 +1,15 @@
-"""Fast exact k-means and nearest-code search: the engine every bottleneck is fitted with."""
+"""Fast exact k-means and nearest-code search: the engine every bottleneck is fitted with.
 
-from .assign import assign_exact, choose_precision
+Modules: ``search`` (``nearest``: top-k codes in bounded memory), ``exact`` (certified
+nearest-centroid assignment with a low-precision candidate search), ``lloyd`` (``kmeans``:
+initialisation, pruned Lloyd iterations, distributed), ``estimator`` (the scikit-learn
+``KMeans``), ``triton_top2`` (the GPU kernel).
+"""
+
 from .estimator import KMeans
-from .kmeans import KMeansResult, assign, kmeans, kmeans_plusplus, lloyd
+from .exact import assign_exact, choose_precision
+from .lloyd import KMeansResult, assign, kmeans, kmeans_plusplus
 from .search import nearest
 
 __all__ = ["KMeans", "KMeansResult", "assign", "assign_exact", "choose_precision", "kmeans",
-           "kmeans_plusplus", "lloyd", "nearest"]
+           "kmeans_plusplus", "nearest"]

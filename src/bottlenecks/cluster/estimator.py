@@ -10,7 +10,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Cluster
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from .kmeans import assign, init_centroids, kmeans, make_generator, weighted_sums
+from .lloyd import assign, init_centroids, kmeans, make_generator, weighted_sums
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

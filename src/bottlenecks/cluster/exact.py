@@ -25,6 +25,7 @@ assumption (other CPUs have no fast bf16).
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 
@@ -96,7 +97,9 @@ class CentroidTable:
         if K < 2 * group:
             group = K
         pad = -K % group
-        self.order, self.group = order, group  # column j of the scores is code order[j]
+        # column j of the scores is code order[j]; padding columns say K (they never win)
+        self.order = torch.cat([order, order.new_full((pad,), K)])
+        self.group = group
         self.precision, self.dtype, self.terms = precision, dtype, terms
         self.c64 = centroids64
         self.sq64 = (centroids64 * centroids64).sum(1)  # for the float64 re-score (unshifted)
@@ -123,6 +126,19 @@ class CentroidTable:
         self.mat_t = torch.cat([col.to(dtype) for col in cols], 1).t().contiguous()  # (width, K)
         self.u_out = 1.25 * 1.01 * u
         self.a, self.b = 1.25 * a, 1.25 * b
+
+    @property
+    def n_groups(self) -> int:
+        return self.mat_t.shape[1] // self.group
+
+    def subset(self, groups: torch.Tensor) -> CentroidTable:
+        """The same table restricted to some groups of codes (a copy of their columns): the
+        search of rows that provably need no other group (Yinyang's group filter)."""
+        sub = copy.copy(self)
+        width = self.mat_t.shape[0]
+        sub.mat_t = self.mat_t.view(width, self.n_groups, self.group)[:, groups].reshape(width, -1)
+        sub.order = self.order.view(self.n_groups, self.group)[groups].reshape(-1)
+        return sub
 
     def bound_in(self, norms: torch.Tensor) -> torch.Tensor:
         """``E_in`` for rows with ``||x - o|| = norms`` (float64)."""
@@ -180,12 +196,17 @@ def f64_rows(d: int) -> int:
     return max(1, 2**21 // max(1, d))
 
 
-def exact_sq_dist(x: torch.Tensor, c64: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """``||x_i - c_{labels_i}||^2`` in float64 by direct differences: ``(n, d) -> (n,)``."""
-    out = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
+def exact_sq_dist(x: torch.Tensor, c64: torch.Tensor, labels: torch.Tensor,
+                  rows: torch.Tensor | None = None) -> torch.Tensor:
+    """``||x_i - c_{labels_i}||^2`` in float64 by direct differences, for every row of ``x`` or
+    for ``x[rows]`` (``labels`` then matches ``rows``): ``-> (len,)``. Rows are gathered in
+    bounded sub-chunks, never copied whole."""
+    n = x.shape[0] if rows is None else len(rows)
+    out = torch.empty(n, dtype=torch.float64, device=x.device)
     step = f64_rows(x.shape[1])
-    for s in range(0, x.shape[0], step):
-        diff = x[s:s + step].double() - c64[labels[s:s + step]]
+    for s in range(0, n, step):
+        xs = x[s:s + step] if rows is None else x[rows[s:s + step]]
+        diff = xs.double() - c64[labels[s:s + step]]
         out[s:s + step] = (diff * diff).sum(1)
     return out
 

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 
 from ..validation import check_finite, check_float, check_ndim, check_nonempty, check_positive_int
-from .assign import (
+from .exact import (
     PRECISIONS,
     Assignment,
     CentroidTable,
@@ -235,7 +235,7 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
     center = total / count
     search = choose_precision(x, c, precision, max_memory, center)
     info = {"precision": search, "undecided_rows": 0, "searched_rows": 0,
-            "pruned_fraction": [], "fallback_to_float32": False}
+            "pruned_fraction": [], "searched_fraction": [], "fallback_to_float32": False}
 
     labels = torch.full((n,), -1, dtype=torch.long, device=x.device)
     # Pruning bounds (distances, not squared): ``upper`` on the distance to the own centre and,
@@ -261,22 +261,21 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
             if prune:
                 upper, lower = a.sq_dist.sqrt(), a.group_lower
             searched, und = n, a.n_undecided
+            info["searched_fraction"].append(1.0)
         else:
             new = labels.clone()
             floor = lower.amin(dim=1).double()
             active = (upper >= floor).nonzero().squeeze(1)
-            # tighten the upper bound with the exact distance and test again; with few centres a
-            # search costs about as much as the check, so skip it
-            if len(active) and k >= _TIGHTEN_MIN_K:
-                upper[active] = exact_sq_dist(x[active], c, labels[active]).sqrt()
+            # tighten the upper bound with the exact distance and test again; not worth it with
+            # few centres (a search costs about as much) or when most rows will be searched anyway
+            if len(active) and k >= _TIGHTEN_MIN_K and len(active) < 0.5 * n:
+                upper[active] = exact_sq_dist(x, c, labels[active], rows=active).sqrt()
                 active = active[upper[active] >= floor[active]]
             searched, und = len(active), 0
+            info["searched_fraction"].append(0.0)
             if len(active):
-                a = assign_exact(x, table, rows=active, max_memory=max_memory, exact_distances=False,
-                                 group_bounds=True)
-                new[active] = a.labels
-                upper[active], lower[active] = a.sq_dist.sqrt(), a.group_lower
-                und = a.n_undecided
+                und, work = _search_needed_groups(x, table, active, new, upper, lower, max_memory)
+                info["searched_fraction"][-1] = work / (n * table.n_groups)
         info["searched_rows"] += searched
         info["undecided_rows"] += und
         info["pruned_fraction"].append(1.0 - searched / max(1, n))
@@ -289,7 +288,9 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
     if progress:
         from tqdm.auto import tqdm
         iterator = tqdm(iterator, desc="k-means", leave=False, disable=None)  # None: off when not a TTY
+    info["iteration_seconds"] = []
     for it in iterator:
+        t_iter = time.perf_counter()
         new_labels, table = e_step(first=it == 0)
         changed = _allreduce(torch.tensor(int((new_labels != labels).sum()), device=x.device), group)
         labels = new_labels
@@ -303,11 +304,12 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
         drift = (c_new - c).norm(dim=1)
         c = c_new
         n_iter = it + 1
+        info["iteration_seconds"].append(round(time.perf_counter() - t_iter, 4))
         if prune:  # keep the bounds valid for the moved centres
             upper += drift[labels]
-            padded = torch.cat([drift[table.order], drift.new_zeros(table.mat_t.shape[1] - k)])
+            padded = torch.cat([drift, drift.new_zeros(1)])[table.order]  # padding codes sit still
             group_drift = padded.view(lower.shape[1], -1).amax(dim=1).float()
-            lower = ((lower - group_drift) * (1 - 1e-6)).clamp_min_(0)  # rounding: stay below
+            lower.sub_(group_drift).mul_(1 - 1e-6).clamp_min_(0)  # the factor: rounding stays below
         if int(changed) == 0:
             strict = True
             break
@@ -320,6 +322,55 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
     info["seconds"] = time.perf_counter() - t_start
     out_dtype = x.dtype if x.dtype == torch.float64 else torch.float32
     return KMeansResult(c.to(out_dtype), labels, float(inertia), n_iter, info)
+
+
+def _search_needed_groups(x, table, active, labels, upper, lower, max_memory) -> int:
+    """Re-search the ``active`` rows, each only in the groups of centres its bounds cannot rule
+    out (Yinyang's group filter: group ``g`` is needed when ``lower[r, g] <= upper[r]``; the own
+    group always). Rows are batched by own group and searched in the union of their needs, so
+    the work stays in dense GEMMs. Updates ``labels``, ``upper`` and ``lower`` in place; returns
+    the number of undecided rows and the number of (row, group) pairs searched."""
+    G = table.n_groups
+    batches = [(active, None)]
+    if G == 1 or len(active) > 0.9 * x.shape[0]:  # nearly every row, nearly every group: one search
+        return _search_batches(x, table, batches, labels, upper, lower, max_memory)
+    group_of = torch.empty(len(table.order) + 1, dtype=torch.long, device=x.device)
+    group_of[table.order] = torch.arange(len(table.order), device=x.device) // table.group
+    own = group_of[labels[active]]
+    need = lower[active] <= upper[active, None].float()
+    need[torch.arange(len(active), device=x.device), own] = True
+    if G > 1:
+        by_group = torch.sort(own, stable=True)
+        counts = torch.bincount(by_group.values, minlength=G).tolist()
+        split = []
+        for rows_idx in torch.split(by_group.indices, counts):
+            if len(rows_idx):
+                groups = need[rows_idx].any(dim=0).nonzero().squeeze(1)
+                split.append((active[rows_idx], groups if len(groups) < G else None))
+        work = sum(len(r) * (G if g is None else len(g)) for r, g in split)
+        if work < 0.7 * len(active) * G:  # else one dense search costs less than the gathers
+            batches = split
+    return _search_batches(x, table, batches, labels, upper, lower, max_memory)
+
+
+def _search_batches(x, table, batches, labels, upper, lower, max_memory):
+    """Search each ``(rows, groups)`` batch (``groups=None``: all) and store labels and bounds."""
+    G = table.n_groups
+    undecided = work = 0
+    for rows, groups in batches:
+        work += len(rows) * (G if groups is None else len(groups))
+        sub = table if groups is None else table.subset(groups)
+        every_row = len(rows) == x.shape[0]  # then no gather: rows is arange(n)
+        a = assign_exact(x, sub, rows=None if every_row else rows, max_memory=max_memory,
+                         exact_distances=False, group_bounds=True)
+        labels[rows] = a.labels
+        upper[rows] = a.sq_dist.sqrt()
+        if groups is None:
+            lower[rows] = a.group_lower
+        else:  # groups left out keep their (still valid) bounds
+            lower[rows[:, None], groups[None, :]] = a.group_lower
+        undecided += a.n_undecided
+    return undecided, work
 
 
 def tolerance(x: torch.Tensor, tol: float, group=None) -> float:
@@ -392,7 +443,7 @@ def kmeans(x: torch.Tensor, k: int, *, init="k-means++", n_init: int = 1, max_it
 def assign(x: torch.Tensor, centroids: torch.Tensor, *, precision: str = "auto",
            max_memory: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest centroid of each row: ``x: (n, d)``, ``centroids: (k, d)`` -> ``labels (n,)``,
-    ``squared distances (n,)`` (float64), decided exactly (see :mod:`bottlenecks.cluster.assign`)."""
+    ``squared distances (n,)`` (float64), decided exactly (see :mod:`bottlenecks.cluster.exact`)."""
     check_data(x)
     check_float(centroids, "centroids")
     check_ndim(centroids, 2, "centroids", "(k, n_features)")
