@@ -171,3 +171,20 @@ def test_interpreter_flag_set_too_late_is_a_clear_error(monkeypatch):
     x, codes, sqnorm = _make(10, 4, 8, torch.float32)
     with pytest.raises(RuntimeError, match="before triton is first imported"):
         top2_triton(x, codes, sqnorm)
+
+
+def test_exact_assignment_through_the_triton_kernel_equals_torch_path():
+    from bottlenecks.cluster.exact import CentroidTable, assign_exact
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(150, 12, generator=g).to(DEVICE)
+    c = torch.randn(70, 12, generator=g, dtype=torch.float64).to(DEVICE)
+    for precision in ("float32", "bfloat16"):
+        table = CentroidTable(c, precision, x.double().mean(0))
+        via_triton = assign_exact(x, table, backend="triton")
+        via_torch = assign_exact(x, table, backend="torch")
+        ref = torch.cdist(x.double(), c).argmin(1)
+        assert torch.equal(via_triton.labels, ref) and torch.equal(via_torch.labels, ref)
+        torch.testing.assert_close(via_triton.sq_dist, via_torch.sq_dist)
+        runner_up = torch.cdist(x.double(), c).pow(2).topk(2, largest=False).values[:, 1]
+        assert bool((via_triton.second_lower <= runner_up).all())

@@ -26,12 +26,17 @@ assumption (other CPUs have no fast bf16).
 from __future__ import annotations
 
 import copy
+import importlib.util
 import time
 from dataclasses import dataclass
 
 import torch
 
 from .search import rows_per_chunk, top2_blocks
+
+# triton is imported only when its kernel runs (CUDA, or the interpreter in tests): importing it
+# costs time and fixes its interpreter mode for the whole process
+HAS_TRITON = importlib.util.find_spec("triton") is not None
 
 _U32 = 2.0**-24
 _UNIT = {torch.float32: 2.0**-24, torch.bfloat16: 2.0**-8, torch.float16: 2.0**-11}
@@ -242,7 +247,7 @@ def _rescore_candidates(x64, table, cand_rows, cand_cols, n_rows):
 def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
                  center: torch.Tensor | None = None, max_memory: int | None = None,
                  rows: torch.Tensor | None = None, exact_distances: bool = True,
-                 group_bounds: bool = False) -> Assignment:
+                 group_bounds: bool = False, backend: str = "auto") -> Assignment:
     """Nearest centroid of every row of ``x: (n, d)`` (or of ``x[rows]``), decided exactly.
 
     ``centroids64: (K, d)`` float64, or a :class:`CentroidTable` prepared from them.
@@ -263,6 +268,10 @@ def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
     With ``exact_distances=False`` the distances are upper bounds from the search (enough for
     pruning bounds) and the float64 pass over the rows is skipped. ``group_bounds=True`` also
     returns a lower bound per group of the table's codes (``n * G * 4`` more bytes).
+
+    ``backend``: ``'torch'`` (GEMM + reduction), ``'triton'`` (the fused FlashAssign kernel: no
+    score buffer at all; float32/bfloat16 searches without group bounds; undecided rows are then
+    re-scored whole in float64) or ``'auto'`` (Triton on CUDA when it applies).
     """
     if isinstance(centroids64, CentroidTable):
         table = centroids64
@@ -271,6 +280,12 @@ def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
             center = torch.zeros(centroids64.shape[1], dtype=torch.float64, device=centroids64.device)
         table = CentroidTable(centroids64, precision, center)
     K, d = table.c64.shape
+    triton_ok = HAS_TRITON and not group_bounds and table.precision in ("float32", "bfloat16")
+    if backend == "auto":
+        backend = "triton" if triton_ok and x.is_cuda else "torch"
+    elif backend == "triton" and not triton_ok:
+        raise ValueError("backend='triton' needs triton installed, precision 'float32' or 'bfloat16' and "
+                         f"group_bounds=False; got precision={table.precision!r}, group_bounds={group_bounds}")
     n = len(rows) if rows is not None else x.shape[0]
     labels = torch.empty(n, dtype=torch.long, device=x.device)
     sq_dist = torch.empty(n, dtype=torch.float64, device=x.device)
@@ -284,10 +299,14 @@ def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
     for start in range(0, n, m):
         stop = min(n, start + m)
         xr = x[rows[start:stop]] if rows is not None else x[start:stop]
-        scores, norms = table.scores(xr)
-        s1, i1, s2, block_min = top2_blocks(scores, min(64, table.group))
-        i1 = table.order[i1]
-        s1, s2 = s1.double(), s2.double()
+        if backend == "triton":
+            s1, i1, s2, norms = _triton_top2(xr, table)
+            scores = None
+        else:
+            scores, norms = table.scores(xr)
+            s1, i1, s2, block_min = top2_blocks(scores, 64 if table.group % 64 == 0 else table.group)
+            i1 = table.order[i1]
+            s1, s2 = s1.double(), s2.double()
         e_in = table.bound_in(norms)
         if glb is not None:
             lower = block_min.double()
@@ -306,16 +325,17 @@ def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
             # candidates: codes whose lower bound is under the winner's upper bound
             thresh = ((up1[und] + e_in[und]) / (1 - table.u_out)).float()
             thresh = torch.nextafter(thresh, torch.full_like(thresh, float("inf")))
-            mask = scores[und].float() <= thresh[:, None]
-            n_cand = int(mask.sum())
+            mask = scores[und].float() <= thresh[:, None] if scores is not None else None
+            n_cand = int(mask.sum()) if mask is not None else -1
             x64 = xr[und].double()
-            if n_cand <= _MAX_CANDIDATES * len(und):
+            if 0 <= n_cand <= _MAX_CANDIDATES * len(und):
                 r, c = mask.nonzero(as_tuple=True)
                 best_lab, best, runner = _rescore_candidates(x64, table, r, table.order[c], len(und))
                 runner = torch.minimum(runner, up1[und])  # non-candidates are at least up1 away
             else:
                 best_lab, best, runner = _rescore_rows(x64, table)
-            lab[und], d1[und], sec[und] = best_lab, best, runner
+            # float64 rounding (expanded form): keep the bounds on the safe side
+            lab[und], d1[und], sec[und] = best_lab, best * (1 + 1e-9), runner * (1 - 1e-9)
             if glb is not None:  # the fast winner may not be the winner: no group bound holds
                 glb[start + und] = 0
         labels[start:stop] = lab
@@ -324,12 +344,32 @@ def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
     return Assignment(labels, sq_dist, second, n_undecided, glb)
 
 
+def _triton_top2(xr: torch.Tensor, table: CentroidTable):
+    """The fused kernel's (winner, index, runner-up) as approximate squared distances, and
+    ``||x - o||``. Its scores ``||c||^2 - 2 <x, c>`` stay in float32 registers, so the table's
+    bound for the same precision holds (no low-precision output rounding is even incurred)."""
+    if getattr(table, "_triton_codes", None) is None:  # centred codes in the search dtype, once
+        cc = table.c64 - table.center
+        table._triton_codes = cc.to(table.dtype).contiguous()
+        table._triton_sq = (cc * cc).sum(1).float()
+    from .triton_top2 import top2_triton
+
+    xc = xr.float() - table.center.float()
+    xsq = (xc * xc).sum(1).double()
+    s1, i1, s2 = top2_triton(xc.to(table.dtype).contiguous(), table._triton_codes, table._triton_sq)
+    return xsq + s1.double(), i1, xsq + s2.double(), xsq.sqrt()
+
+
+_CALIBRATED: dict = {}
+
+
 def choose_precision(x: torch.Tensor, centroids64: torch.Tensor, precision: str = "auto",
                      max_memory: int | None = None, center: torch.Tensor | None = None,
                      sample_rows: int = 2048) -> str:
     """The search precision: the one asked for, or for ``'auto'`` the fastest of all on a
     sample of the caller's rows and centroids — the whole exact assignment timed, undecided rows
-    included, so the data decide (bf16 pays only where its bound separates winners)."""
+    included, so the data decide (bf16 pays only where its bound separates winners). The choice
+    is remembered per (device, d, K) for the rest of the process."""
     if precision != "auto":
         if precision not in SEARCHES:
             raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
@@ -338,6 +378,9 @@ def choose_precision(x: torch.Tensor, centroids64: torch.Tensor, precision: str 
     K = centroids64.shape[0]
     if n * K * d < 2**26:  # too small to be worth measuring
         return "float32"
+    key = (x.device.type, d, K)
+    if key in _CALIBRATED:  # measured before for this shape (the k-means loop still falls back
+        return _CALIBRATED[key]  # to float32 if too many rows stay undecided on these data)
     idx = torch.linspace(0, n - 1, min(n, sample_rows), device=x.device).long()
     sample = x[idx]
     if center is None:
@@ -356,4 +399,5 @@ def choose_precision(x: torch.Tensor, centroids64: torch.Tensor, precision: str 
             timings[name] = best
         except RuntimeError:  # this dtype's GEMM is not supported on this device
             continue
-    return min(timings, key=timings.get)
+    _CALIBRATED[key] = min(timings, key=timings.get)
+    return _CALIBRATED[key]
