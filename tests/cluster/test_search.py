@@ -77,3 +77,20 @@ def test_nearest_errors_are_clear(bad, match):
 def test_nearest_rejects_integer_input():
     with pytest.raises(TypeError, match="floating-point"):
         nearest(torch.ones(3, 2, dtype=torch.long), torch.randn(4, 2))
+
+
+def test_nearest_mask_excludes_codes():
+    g = torch.Generator().manual_seed(4)
+    x, codes = torch.randn(200, 3, 5, generator=g), torch.randn(3, 30, 5, generator=g)
+    mask = torch.rand(3, 30, generator=g) > 0.5
+    _, idx = nearest(x, codes, k=2, mask=mask)
+    assert bool(mask.gather(1, idx.permute(1, 0, 2).reshape(3, -1)).all())
+    for c in range(3):
+        allowed = mask[c].nonzero().squeeze(1)
+        ref = brute(x[:, c], codes[c, allowed], 2, "l2")[1]
+        assert torch.equal(idx[:, c], allowed[ref])
+
+
+def test_nearest_mask_shape_error():
+    with pytest.raises(ValueError, match="mask"):
+        nearest(torch.randn(4, 2), torch.randn(5, 2), mask=torch.ones(4, dtype=torch.bool))

@@ -120,9 +120,23 @@ def _check_pair(x: torch.Tensor, codes: torch.Tensor, k: int) -> bool:
     return batched
 
 
+_CHUNK_BYTES = 32 * 2**20  # scores per chunk: small enough for the reduction to read them from cache
+_BUFFERS: dict = {}
+
+
+def _buffer(numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A reused flat scores buffer: fresh large allocations page-fault on every call."""
+    key = (dtype, torch.device(device))
+    buf = _BUFFERS.get(key)
+    if buf is None or buf.numel() < numel:
+        buf = torch.empty(numel, dtype=dtype, device=device)
+        _BUFFERS[key] = buf
+    return buf[:numel]
+
+
 @torch.no_grad()
 def nearest(x: torch.Tensor, codes: torch.Tensor, k: int = 1, metric: str = "l2", *,
-            max_memory: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+            mask: torch.Tensor | None = None, max_memory: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` nearest codes of every row of ``x``.
 
     Shapes:
@@ -133,10 +147,13 @@ def nearest(x: torch.Tensor, codes: torch.Tensor, k: int = 1, metric: str = "l2"
     Returns ``(distances, indices)`` sorted nearest first. Distances: squared Euclidean for
     ``'l2'``, ``1 - cosine similarity`` for ``'cosine'``, minus the dot product for ``'dot'``.
     Computed in the inputs' dtype, without gradient (gather the codes by index to get one).
+    ``mask`` (``(K,)`` or ``(C, K)`` bool) marks the codes that may be returned; the others are
+    never chosen (a row whose codebook allows fewer than ``k`` codes gets ``inf`` distances).
 
     Memory: rows are processed in chunks of ``m`` so that the working scores,
-    ``C * m * K * (4 + itemsize)`` bytes, stay under ``max_memory`` (default 256 MiB);
-    beyond that only the outputs ``n * C * k * 16`` bytes and the code norms ``C * K`` are kept.
+    ``C * m * K * itemsize`` bytes (a buffer reused across calls), stay under ``max_memory``
+    (default 256 MiB) and under 32 MiB, which keeps the reduction in cache; beyond that only
+    the outputs ``n * C * k * 16`` bytes and the code norms ``C * K`` are kept.
     """
     from ..validation import check_choice
 
@@ -152,17 +169,24 @@ def nearest(x: torch.Tensor, codes: torch.Tensor, k: int = 1, metric: str = "l2"
         x = torch.nn.functional.normalize(x, dim=-1)
         codes = torch.nn.functional.normalize(codes, dim=-1)
     codes_t = codes.transpose(1, 2)  # (C, d, K)
-    bias = (codes * codes).sum(-1).unsqueeze(1) if metric == "l2" else None  # (C, 1, K)
+    # scores = bias - alpha' <x, c>, with the norms (l2) and the mask folded into the bias
+    bias = (codes * codes).sum(-1) if metric == "l2" else torch.zeros(C, K, dtype=dtype, device=x.device)
+    if mask is not None:
+        mask = mask.to(torch.bool)
+        if mask.shape not in ((K,), (C, K)):
+            raise ValueError(f"mask: expected shape ({K},) or ({C}, {K}), got {tuple(mask.shape)}")
+        bias = bias.masked_fill(~mask.expand(C, K).to(x.device), float("inf"))
+    bias = bias.unsqueeze(1)  # (C, 1, K)
+    alpha = -2.0 if metric == "l2" else -1.0
 
     out_d = torch.empty(n, C, k, dtype=dtype, device=x.device)
     out_i = torch.empty(n, C, k, dtype=torch.long, device=x.device)
-    m = rows_per_chunk(n, C * K * (4 + x.element_size()), max_memory)
+    cap = _CHUNK_BYTES if max_memory is None else min(max_memory, _CHUNK_BYTES)
+    m = rows_per_chunk(n, C * K * x.element_size(), cap)
     for start in range(0, n, m):
         xb = x[start:start + m].transpose(0, 1)  # (C, m, d)
-        if metric == "l2":
-            scores = torch.baddbmm(bias, xb, codes_t, beta=1.0, alpha=-2.0)  # ||c||^2 - 2<x,c>
-        else:
-            scores = torch.bmm(xb, codes_t).neg_()
+        scores = _buffer(C * xb.shape[1] * K, dtype, x.device).view(C, xb.shape[1], K)
+        torch.baddbmm(bias, xb, codes_t, beta=1.0, alpha=alpha, out=scores)
         if k == 1:
             v, i = argmin_rows(scores.view(-1, K))
             v, i = v.view(C, -1, 1), i.view(C, -1, 1)

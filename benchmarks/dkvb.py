@@ -1,0 +1,190 @@
+"""Discrete key-value bottleneck: one training step (forward + backward), ours vs a reference.
+
+    python benchmarks/dkvb.py            # the paper's defaults and a small setting
+    python benchmarks/dkvb.py --quick    # small setting only
+
+The reference is the straightforward implementation, as the paper's code does it: project, then
+``torch.cdist`` between every input and every key of every head — the whole
+``(heads, batch, keys)`` distance tensor, about 1 GiB at the defaults — then ``argmin`` and an
+indexed gather of the values. Ours is ``bottlenecks.kv.DiscreteKeyValueBottleneck``: the lookup
+goes through ``cluster.nearest`` in bounded chunks and the values through an embedding gather.
+Both use the same projection, keys and values, so their logits must agree.
+
+Each (setting, method) runs in a fresh process (this script with ``--worker``); peak memory is
+the process's peak RSS during the steps minus its RSS before them (the peak counter is reset
+through ``/proc/self/clear_refs``). Time: min and median over ``--repeats`` steps after one
+warm-up step. Writes ``benchmarks/results/dkvb.md`` and ``dkvb.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SETTINGS = {
+    "paper defaults": dict(batch=256, dim_in=2048, heads=256, keys=4096, dim_key=14, classes=10),
+    "small": dict(batch=64, dim_in=128, heads=16, keys=512, dim_key=8, classes=10),
+}
+
+
+def rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def reset_peak() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def build(setting: dict, seed: int):
+    import torch
+
+    from bottlenecks.kv import DiscreteKeyValueBottleneck
+
+    torch.manual_seed(seed)
+    b = DiscreteKeyValueBottleneck(setting["dim_in"], setting["heads"], setting["keys"], setting["dim_key"],
+                                   dim_value=setting["classes"], seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    b.set_keys(torch.randn(b.keys.shape, generator=g) * 0.3).freeze_keys()
+    with torch.no_grad():
+        b.values.normal_(generator=g)
+    x = torch.randn(setting["batch"], setting["dim_in"], generator=g)
+    y = torch.randint(0, setting["classes"], (setting["batch"],), generator=g)
+    return b, x, y
+
+
+def reference_logits(b, x):
+    """The straightforward lookup: the full (heads, batch, keys) distance tensor."""
+    import torch
+
+    z = torch.einsum("bi,cik->cbk", x, b.projection)  # (C, B, dk)
+    dist = torch.cdist(z, b.keys)  # (C, B, K): materialised whole
+    idx = dist.argmin(dim=-1)  # (C, B)
+    fetched = b.values[torch.arange(b.num_codebooks)[:, None], idx]  # (C, B, V)
+    return fetched.mean(dim=0), idx.T
+
+
+def ours_logits(b, x):
+    values, idx = b(x)
+    return values.mean(dim=1), idx[:, :, 0]
+
+
+def worker(spec: dict) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    b, x, y = build(spec["setting"], spec["seed"])
+    b.train()
+    fn = ours_logits if spec["method"] == "bottlenecks" else reference_logits
+
+    def step():
+        b.values.grad = None
+        logits, idx = fn(b, x)
+        F.cross_entropy(logits, y, label_smoothing=0.1).backward()
+        return logits.detach(), idx
+
+    step()  # warm-up
+    base = rss_kib()
+    reset_peak()
+    times = []
+    for _ in range(spec["repeats"]):
+        t0 = time.perf_counter()
+        logits, idx = step()
+        times.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    torch.save({"logits": logits, "idx": idx, "grad": b.values.grad.detach().clone()}, spec["out"])
+    return {"times_s": times, "extra_peak_mib": (peak - base) / 1024, "threads": torch.get_num_threads()}
+
+
+def run(method: str, name: str, setting: dict, args, tmp: Path) -> dict:
+    spec = {"method": method, "setting": setting, "seed": args.seed, "repeats": args.repeats,
+            "out": str(tmp / f"{name}-{method}.pt".replace(" ", "_"))}
+    spec_path = tmp / f"{name}-{method}.json".replace(" ", "_")
+    spec_path.write_text(json.dumps(spec))
+    proc = subprocess.run([sys.executable, __file__, "--worker", str(spec_path)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{method} on {name} failed:\n{proc.stderr[-2000:]}")
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res["ms"] = [1000 * t for t in res["times_s"]]
+    res["out"] = spec["out"]
+    return res
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(json.loads(Path(args.worker).read_text()))))
+        return 0
+
+    import tempfile
+
+    import torch
+
+    settings = {"small": SETTINGS["small"]} if args.quick else SETTINGS
+    rows, raw = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, setting in settings.items():
+            res = {m: run(m, name, setting, args, Path(tmp)) for m in ("reference", "bottlenecks")}
+            a, r = torch.load(res["bottlenecks"]["out"]), torch.load(res["reference"]["out"])
+            same_idx = float((a["idx"] == r["idx"]).float().mean())
+            logit_err = float((a["logits"] - r["logits"]).abs().max())
+            grad_err = float((a["grad"] - r["grad"]).abs().max())
+            ours, ref = res["bottlenecks"], res["reference"]
+            speed = min(ref["ms"]) / min(ours["ms"])
+            mem = ref["extra_peak_mib"] / max(ours["extra_peak_mib"], 1e-9)
+            rows.append(f"| {name} | {setting} | {min(ref['ms']):.1f} / {statistics.median(ref['ms']):.1f} | "
+                        f"{min(ours['ms']):.1f} / {statistics.median(ours['ms']):.1f} | **{speed:.2f}x** | "
+                        f"{ref['extra_peak_mib']:.0f} | {ours['extra_peak_mib']:.0f} | **{mem:.1f}x** | "
+                        f"{same_idx:.4f} | {logit_err:.1e} | {grad_err:.1e} |")
+            per_method = {m: {k: v for k, v in r_.items() if k != "out"} for m, r_ in res.items()}
+            raw[name] = {"setting": setting, **per_method,
+                         "same_indices": same_idx, "max_logit_diff": logit_err, "max_grad_diff": grad_err}
+            print(rows[-1], flush=True)
+    head = [
+        "# Discrete key-value bottleneck: training step, ours vs the full-distance reference",
+        "",
+        f"- date: {_dt.datetime.now().astimezone().isoformat(timespec='seconds')}; "
+        f"python {platform.python_version()}, torch {torch.__version__}, {os.cpu_count()} CPUs",
+        f"- command: `python benchmarks/dkvb.py {' '.join(argv or sys.argv[1:])}`",
+        "- step = projection + lookup + value gather + mean decoder + cross-entropy + backward (no optimiser);"
+        f" {args.repeats} steps after a warm-up, each method in a fresh process",
+        "- extra peak MiB: peak RSS during the steps minus RSS before them",
+        "",
+        "| setting | shape | reference ms (min / median) | ours ms (min / median) | speed-up | "
+        "reference extra peak MiB | ours extra peak MiB | memory ratio | same key indices | "
+        "max logit diff | max grad diff |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "dkvb-quick" if args.quick else "dkvb"
+    (out / f"{stem}.md").write_text("\n".join(head + rows) + "\n")
+    (out / f"{stem}.json").write_text(json.dumps(raw, indent=2))
+    print(f"wrote {out / (stem + '.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

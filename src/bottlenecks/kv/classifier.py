@@ -1,0 +1,82 @@
+"""A classifier around the bottleneck: frozen encoder -> key-value bottleneck -> decoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..validation import check_choice, check_positive_int
+from .bottleneck import DiscreteKeyValueBottleneck
+
+DECODERS = ("mean", "linear", "mlp")
+
+
+class KeyValueClassifier(nn.Module):
+    """``(batch, ...) -> logits (batch, num_classes)``.
+
+    Args:
+        encoder: a frozen feature extractor (kept in eval mode, run without gradient), or
+            ``None`` when the inputs are already embeddings.
+        bottleneck: a :class:`DiscreteKeyValueBottleneck`.
+        decoder: ``'mean'`` — the paper's non-parametric decoder: the logits are the mean over
+            heads of the fetched values (``dim_value`` must equal ``num_classes``); ``'linear'``
+            or ``'mlp'`` (one hidden layer of ``hidden`` units) on the concatenated values.
+        num_classes: defaults to ``bottleneck.dim_value``.
+    """
+
+    def __init__(self, encoder: nn.Module | None, bottleneck: DiscreteKeyValueBottleneck,
+                 decoder: str = "mean", num_classes: int | None = None, hidden: int = 128):
+        super().__init__()
+        check_choice(decoder, "decoder", DECODERS)
+        num_classes = bottleneck.dim_value if num_classes is None else check_positive_int(num_classes, "num_classes")
+        if decoder == "mean" and bottleneck.dim_value != num_classes:
+            raise ValueError(f"the 'mean' decoder reads class logits straight from the values: dim_value="
+                             f"{bottleneck.dim_value} must equal num_classes={num_classes}")
+        self.encoder = encoder
+        if encoder is not None:
+            encoder.requires_grad_(False).eval()
+        self.bottleneck = bottleneck
+        self.decoder_kind, self.num_classes = decoder, num_classes
+        width = bottleneck.num_codebooks * bottleneck.dim_value
+        if decoder == "linear":
+            self.decoder = nn.Linear(width, num_classes)
+        elif decoder == "mlp":
+            self.decoder = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+        else:
+            self.decoder = None
+
+    def train(self, mode: bool = True) -> KeyValueClassifier:
+        super().train(mode)
+        if self.encoder is not None:  # the encoder stays frozen
+            self.encoder.eval()
+        return self
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The frozen encoder's embedding ``(batch, dim_in)`` (``x`` itself without encoder)."""
+        return x if self.encoder is None else self.encoder(x).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        values, _ = self.bottleneck(self.embed(x))  # (batch, C, dim_value)
+        if self.decoder is None:
+            return values.mean(dim=1)
+        return self.decoder(values.flatten(1))
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+        """Class indices ``(n,)``, in eval mode (untrained keys masked)."""
+        was_training = self.training
+        self.eval()
+        out = torch.cat([self(x[s:s + batch_size]).argmax(dim=1) for s in range(0, len(x), batch_size)])
+        self.train(was_training)
+        return out
+
+    def fit(self, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 1, **kwargs) -> KeyValueClassifier:
+        """Train the values (and a parametric decoder) with the paper's defaults; see
+        :func:`bottlenecks.kv.train_values`. Returns ``self``."""
+        from .training import train_values
+
+        train_values(self, x, y, epochs=epochs, **kwargs)
+        return self
+
+
