@@ -44,6 +44,16 @@ def rss_kib() -> int:
     return 0
 
 
+def peak_kib() -> int:
+    """Peak RSS since the last reset (VmHWM; ``ru_maxrss`` of a forked child starts at the
+    parent's RSS)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def reset_peak() -> None:
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -107,7 +117,7 @@ def worker(spec: dict) -> dict:
         t0 = time.perf_counter()
         logits, idx = step()
         times.append(time.perf_counter() - t0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_kib()
     torch.save({"logits": logits, "idx": idx, "grad": b.values.grad.detach().clone()}, spec["out"])
     return {"times_s": times, "extra_peak_mib": (peak - base) / 1024, "threads": torch.get_num_threads()}
 

@@ -24,7 +24,7 @@ divided by the iterations actually run.
 
 Each method runs in a fresh process (this script with ``--worker``) that loads the data from a
 ``.npy`` file, imports only its own library, resets the peak-RSS counter (``/proc/self/clear_refs``)
-and reads ``ru_maxrss`` after all repeats: "extra peak" is that peak minus the RSS just before the
+and reads it (``VmHWM``) after all repeats: "extra peak" is that peak minus the RSS just before the
 first call; "total peak" is the peak itself.
 """
 
@@ -156,6 +156,16 @@ def _rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def _peak_kib() -> int:
+    """This process's peak RSS since the last reset: VmHWM. (Not ``ru_maxrss``: a child made by
+    fork + exec inherits the parent's RSS at fork time as its ``ru_maxrss`` floor.)"""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def _reset_peak() -> bool:
     """Reset the peak RSS (VmHWM, which ru_maxrss reads) to the current RSS; Linux >= 4.0."""
     try:
@@ -242,7 +252,7 @@ def worker(spec_path: str) -> int:
         gc.collect()
         dt, res = fit()
         times.append(dt)
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kib = _peak_kib()
     labels = res.pop("labels")
     centroids = np.ascontiguousarray(res.pop("centroids"), dtype=np.float32)
     np.save(spec["labels_out"], labels)

@@ -118,9 +118,18 @@ class CentroidTable:
         csq = torch.cat([csq[order], csq.new_full((pad, 1), 1e30)])
         ones = torch.ones(K + pad, 1, dtype=torch.float64, device=cc.device)
         u = _UNIT[dtype]
+        self.centered = bool(self.center.abs().max() > 0) if d else False
         if dtype == torch.float32:
-            cols = [-2 * cc, ones, csq]
+            # float32: scores ||c||^2 - 2 <x, c> straight from addmm on the rows as they are (no
+            # copy); ||x||^2 is added to the few values that need it (winner, runner-up, block minima)
+            # (a column of ones in the rows carries the bias: addmm's broadcast bias costs an extra
+            # pass over the scores, the column a pass over the rows only)
+            self.mat_t = torch.cat([-2 * cc, csq], 1).float().t().contiguous()  # (d + 1, K)
+            self.adds_xsq = False
             a, b = 4 * u + 2 * u * u, (2 * d + 12) * _U32
+            self.u_out = 1.25 * 1.01 * u
+            self.a, self.b = 1.25 * a, 1.25 * b
+            return
         elif terms == 1:
             cols = [-2 * cc, ones, ones, *_hi_lo(csq, dtype)]
             a, b = 4 * u + 2 * u * u, u * u + (2 * d + 12) * _U32
@@ -129,6 +138,7 @@ class CentroidTable:
             cols = [-2 * c_hi, -2 * c_hi, -2 * c_lo, ones, ones, *_hi_lo(csq, dtype)]
             a, b = 0.0, 8 * u * u + (4 * d + 12) * _U32
         self.mat_t = torch.cat([col.to(dtype) for col in cols], 1).t().contiguous()  # (width, K)
+        self.adds_xsq = True  # the GEMM yields squared distances directly
         self.u_out = 1.25 * 1.01 * u
         self.a, self.b = 1.25 * a, 1.25 * b
 
@@ -149,10 +159,25 @@ class CentroidTable:
         """``E_in`` for rows with ``||x - o|| = norms`` (float64)."""
         return self.a * norms * self.c_max + self.b * (norms + self.c_max) ** 2 + 1e-30
 
-    def scores(self, x_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x_rows: (m, d)`` -> approximate squared distances ``(m, K)`` in the search dtype (a
-        view of a reused buffer, valid until the next call), and ``||x - o||`` ``(m,)`` float64."""
+    def scores(self, x_rows: torch.Tensor, x_sq: torch.Tensor | None = None):
+        """``x_rows: (m, d)`` -> approximate scores ``(m, K)`` in the search dtype (a view of a
+        reused buffer, valid until the next call) and ``||x - o||^2`` ``(m,)`` float64. The scores
+        are squared distances when ``adds_xsq``, else squared distances minus ``||x - o||^2``.
+        ``x_sq``: the rows' ``||x - o||^2`` if known (saves a pass)."""
         m, d = x_rows.shape
+        if self.dtype == torch.float32:
+            xa = _workspace("rows", m * (d + 1), self.dtype, x_rows.device).view(m, d + 1)
+            if self.centered:
+                torch.sub(x_rows, self.center.to(x_rows.dtype), out=xa[:, :d])
+            else:
+                xa[:, :d] = x_rows
+            xa[:, d] = 1
+            if x_sq is None:
+                x_sq = xa[:, :d].pow(2).sum(1).double()
+            out = _workspace("scores", m * self.mat_t.shape[1], self.dtype, x_rows.device)
+            out = out.view(m, self.mat_t.shape[1])
+            torch.mm(xa, self.mat_t, out=out)
+            return out, x_sq
         width = self.mat_t.shape[0]
         xa = _workspace("rows", m * width, self.dtype, x_rows.device).view(m, width)
         xc = x_rows.float() - self.center.float()
@@ -173,7 +198,7 @@ class CentroidTable:
         out = _workspace("scores", m * self.mat_t.shape[1], self.dtype, x_rows.device)
         out = out.view(m, self.mat_t.shape[1])
         torch.mm(xa, self.mat_t, out=out)
-        return out, xsq.squeeze(1).double().sqrt()
+        return out, xsq.squeeze(1).double()
 
 
 _WORKSPACES: dict = {}
@@ -247,7 +272,8 @@ def _rescore_candidates(x64, table, cand_rows, cand_cols, n_rows):
 def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
                  center: torch.Tensor | None = None, max_memory: int | None = None,
                  rows: torch.Tensor | None = None, exact_distances: bool = True,
-                 group_bounds: bool = False, backend: str = "auto") -> Assignment:
+                 group_bounds: bool = False, backend: str = "auto",
+                 x_sq: torch.Tensor | None = None) -> Assignment:
     """Nearest centroid of every row of ``x: (n, d)`` (or of ``x[rows]``), decided exactly.
 
     ``centroids64: (K, d)`` float64, or a :class:`CentroidTable` prepared from them.
@@ -271,7 +297,8 @@ def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
 
     ``backend``: ``'torch'`` (GEMM + reduction), ``'triton'`` (the fused FlashAssign kernel: no
     score buffer at all; float32/bfloat16 searches without group bounds; undecided rows are then
-    re-scored whole in float64) or ``'auto'`` (Triton on CUDA when it applies).
+    re-scored whole in float64) or ``'auto'`` (Triton on CUDA when it applies). ``x_sq``:
+    ``||x - o||^2`` of every row of ``x`` (float64, ``o`` the table's centre) if already known.
     """
     if isinstance(centroids64, CentroidTable):
         table = centroids64
@@ -298,18 +325,24 @@ def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
     m = rows_per_chunk(n, K * s + (K // 64) * s + table.mat_t.shape[0] * s + 12 * d, cap)
     for start in range(0, n, m):
         stop = min(n, start + m)
-        xr = x[rows[start:stop]] if rows is not None else x[start:stop]
+        sel = rows[start:stop] if rows is not None else slice(start, stop)
+        xr = x[sel]
+        shift = None  # what the scores lack of a squared distance, per row
         if backend == "triton":
             s1, i1, s2, norms = _triton_top2(xr, table)
             scores = None
         else:
-            scores, norms = table.scores(xr)
+            scores, xsq = table.scores(xr, None if x_sq is None else x_sq[sel])
+            norms = xsq.sqrt()
             s1, i1, s2, block_min = top2_blocks(scores, 64 if table.group % 64 == 0 else table.group)
             i1 = table.order[i1]
             s1, s2 = s1.double(), s2.double()
+            if not table.adds_xsq:
+                shift = xsq
+                s1, s2 = s1 + xsq, s2 + xsq
         e_in = table.bound_in(norms)
         if glb is not None:
-            lower = block_min.double()
+            lower = block_min.double() if shift is None else block_min.double() + shift[:, None]
             lower = (lower - table.u_out * lower.abs() - e_in[:, None]).clamp_min(0)
             lower = lower.sqrt().float() * (1 - 1e-6)
             if lower.shape[1] != G:  # groups of several 64-blocks
@@ -325,6 +358,8 @@ def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
             # candidates: codes whose lower bound is under the winner's upper bound
             thresh = ((up1[und] + e_in[und]) / (1 - table.u_out)).float()
             thresh = torch.nextafter(thresh, torch.full_like(thresh, float("inf")))
+            if shift is not None:  # compare in the scores' own terms
+                thresh = torch.nextafter((thresh.double() - shift[und]).float(), torch.full_like(thresh, float("inf")))
             mask = scores[und].float() <= thresh[:, None] if scores is not None else None
             n_cand = int(mask.sum()) if mask is not None else -1
             x64 = xr[und].double()

@@ -165,12 +165,16 @@ def init_centroids(x: torch.Tensor, k: int, init, g: torch.Generator,
 
 # ---------------------------------------------------------------- Lloyd
 
-def weighted_sums(x, labels, w, k):
-    """Per-cluster sums of (weighted) rows in float64 and the per-cluster weights."""
+def weighted_sums(x, labels, w, k, x64=None):
+    """Per-cluster sums of (weighted) rows in float64 and the per-cluster weights. ``x64``: the
+    rows already in float64, if the caller keeps them."""
     sums = torch.zeros(k, x.shape[1], dtype=torch.float64, device=x.device)
+    if x64 is not None and w is None:
+        sums.index_add_(0, labels, x64)
+        return sums, torch.bincount(labels, minlength=k).double()
     step = f64_rows(x.shape[1])
     for s in range(0, x.shape[0], step):
-        xs = x[s:s + step].double()
+        xs = x[s:s + step].double() if x64 is None else x64[s:s + step]
         if w is not None:
             xs = xs * w[s:s + step, None]
         sums.index_add_(0, labels[s:s + step], xs)
@@ -233,7 +237,22 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
     count = torch.tensor(float(n), dtype=torch.float64, device=x.device)
     _allreduce(total, group), _allreduce(count, group)
     center = total / count
+    # shift by the mean only where it matters: it costs a pass over the rows in every search
+    sq_total = _allreduce(_column_sums(x, square=True), group)
+    spread = float((sq_total / count - center * center).sum())
+    if float((center * center).sum()) < 0.25 * spread:
+        center = torch.zeros_like(center)
     search = choose_precision(x, c, precision, max_memory, center)
+    budget = max_memory if max_memory is not None else 256 * 2**20
+    # rows in float64 for the centroid update, kept if they fit in the memory budget
+    x64 = x.double() if x.dtype != torch.float64 and n * d * 8 <= budget else (x if x.dtype == torch.float64 else None)
+    x_sq = None
+    if n * 8 <= budget:  # ||x - o||^2 of every row, once: every search needs it
+        x_sq = torch.empty(n, dtype=torch.float64, device=x.device)
+        step = f64_rows(d)
+        for s0 in range(0, n, step):
+            xs = x[s0:s0 + step].double() - center
+            x_sq[s0:s0 + step] = (xs * xs).sum(1)
     info = {"precision": search, "undecided_rows": 0, "searched_rows": 0,
             "pruned_fraction": [], "searched_fraction": [], "fallback_to_float32": False}
 
@@ -256,7 +275,7 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
         nonlocal upper, lower, search
         table = CentroidTable(c, search, center, order=order, group=group_size)
         if first or not prune:
-            a = assign_exact(x, table, max_memory=max_memory, exact_distances=False, group_bounds=prune)
+            a = assign_exact(x, table, max_memory=max_memory, exact_distances=False, group_bounds=prune, x_sq=x_sq)
             new = a.labels
             if prune:
                 upper, lower = a.sq_dist.sqrt(), a.group_lower
@@ -274,7 +293,7 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
             searched, und = len(active), 0
             info["searched_fraction"].append(0.0)
             if len(active):
-                und, work = _search_needed_groups(x, table, active, new, upper, lower, max_memory)
+                und, work = _search_needed_groups(x, table, active, new, upper, lower, max_memory, x_sq)
                 info["searched_fraction"][-1] = work / (n * table.n_groups)
         info["searched_rows"] += searched
         info["undecided_rows"] += und
@@ -294,7 +313,7 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
         new_labels, table = e_step(first=it == 0)
         changed = _allreduce(torch.tensor(int((new_labels != labels).sum()), device=x.device), group)
         labels = new_labels
-        sums, counts = weighted_sums(x, labels, w, k)
+        sums, counts = weighted_sums(x, labels, w, k, x64=x64)
         _allreduce(sums, group), _allreduce(counts, group)
         if bool((counts == 0).any()):
             info["relocated"] = info.get("relocated", 0) + _relocate_empty(x, w, labels, c, sums, counts, group)
@@ -324,7 +343,7 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
     return KMeansResult(c.to(out_dtype), labels, float(inertia), n_iter, info)
 
 
-def _search_needed_groups(x, table, active, labels, upper, lower, max_memory) -> int:
+def _search_needed_groups(x, table, active, labels, upper, lower, max_memory, x_sq=None):
     """Re-search the ``active`` rows, each only in the groups of centres its bounds cannot rule
     out (Yinyang's group filter: group ``g`` is needed when ``lower[r, g] <= upper[r]``; the own
     group always). Rows are batched by own group and searched in the union of their needs, so
@@ -333,7 +352,7 @@ def _search_needed_groups(x, table, active, labels, upper, lower, max_memory) ->
     G = table.n_groups
     batches = [(active, None)]
     if G == 1 or len(active) > 0.9 * x.shape[0]:  # nearly every row, nearly every group: one search
-        return _search_batches(x, table, batches, labels, upper, lower, max_memory)
+        return _search_batches(x, table, batches, labels, upper, lower, max_memory, x_sq)
     group_of = torch.empty(len(table.order) + 1, dtype=torch.long, device=x.device)
     group_of[table.order] = torch.arange(len(table.order), device=x.device) // table.group
     own = group_of[labels[active]]
@@ -350,10 +369,10 @@ def _search_needed_groups(x, table, active, labels, upper, lower, max_memory) ->
         work = sum(len(r) * (G if g is None else len(g)) for r, g in split)
         if work < 0.7 * len(active) * G:  # else one dense search costs less than the gathers
             batches = split
-    return _search_batches(x, table, batches, labels, upper, lower, max_memory)
+    return _search_batches(x, table, batches, labels, upper, lower, max_memory, x_sq)
 
 
-def _search_batches(x, table, batches, labels, upper, lower, max_memory):
+def _search_batches(x, table, batches, labels, upper, lower, max_memory, x_sq=None):
     """Search each ``(rows, groups)`` batch (``groups=None``: all) and store labels and bounds."""
     G = table.n_groups
     undecided = work = 0
@@ -362,7 +381,7 @@ def _search_batches(x, table, batches, labels, upper, lower, max_memory):
         sub = table if groups is None else table.subset(groups)
         every_row = len(rows) == x.shape[0]  # then no gather: rows is arange(n)
         a = assign_exact(x, sub, rows=None if every_row else rows, max_memory=max_memory,
-                         exact_distances=False, group_bounds=True)
+                         exact_distances=False, group_bounds=True, x_sq=x_sq)
         labels[rows] = a.labels
         upper[rows] = a.sq_dist.sqrt()
         if groups is None:
