@@ -94,3 +94,15 @@ def test_nearest_mask_excludes_codes():
 def test_nearest_mask_shape_error():
     with pytest.raises(ValueError, match="mask"):
         nearest(torch.randn(4, 2), torch.randn(5, 2), mask=torch.ones(4, dtype=torch.bool))
+
+
+def test_prepared_codes_are_never_stale():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(50, 2, 4, generator=g)
+    for _ in range(3):  # fresh codes each time: the allocator may hand out the same memory
+        codes = torch.randn(2, 20, 4, generator=g)
+        _, idx = nearest(x, codes)
+        assert torch.equal(idx[:, 0], brute(x[:, 0], codes[0], 1, "l2")[1])
+    codes.mul_(-1)  # in place: the version changes
+    _, idx = nearest(x, codes)
+    assert torch.equal(idx[:, 1], brute(x[:, 1], codes[1], 1, "l2")[1])
