@@ -11,9 +11,10 @@ goes through ``cluster.nearest`` in bounded chunks and the values through an emb
 Both use the same projection, keys and values, so their logits must agree.
 
 Each (setting, method) runs in a fresh process (this script with ``--worker``); peak memory is
-the process's peak RSS during the steps minus its RSS before them (the peak counter is reset
-through ``/proc/self/clear_refs``). Time: min and median over ``--repeats`` steps after one
-warm-up step. Writes ``benchmarks/results/dkvb.md`` and ``dkvb.json``.
+the process's peak RSS during the warm-up and timed steps minus its RSS before them (the peak
+counter is reset through ``/proc/self/clear_refs``), so buffers kept between steps count.
+Time: min and median over ``--repeats`` steps after one warm-up step.
+Writes ``benchmarks/results/dkvb.md`` and ``dkvb.json``.
 """
 
 from __future__ import annotations
@@ -109,9 +110,9 @@ def worker(spec: dict) -> dict:
         F.cross_entropy(logits, y, label_smoothing=0.1).backward()
         return logits.detach(), idx
 
-    step()  # warm-up
-    base = rss_kib()
+    base = rss_kib()  # before the warm-up: buffers a method keeps between steps count as its memory
     reset_peak()
+    step()  # warm-up
     times = []
     for _ in range(spec["repeats"]):
         t0 = time.perf_counter()
@@ -183,7 +184,8 @@ def main(argv=None) -> int:
         f"- command: `python benchmarks/dkvb.py {' '.join(argv or sys.argv[1:])}`",
         "- step = projection + lookup + value gather + mean decoder + cross-entropy + backward (no optimiser);"
         f" {args.repeats} steps after a warm-up, each method in a fresh process",
-        "- extra peak MiB: peak RSS during the steps minus RSS before them",
+        "- extra peak MiB: peak RSS during the warm-up and timed steps minus RSS before them (after building "
+        "the model and the batch), so buffers a method keeps between steps count",
         "",
         "| setting | shape | reference ms (min / median) | ours ms (min / median) | speed-up | "
         "reference extra peak MiB | ours extra peak MiB | memory ratio | same key indices | "

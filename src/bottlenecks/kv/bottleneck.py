@@ -166,8 +166,16 @@ class DiscreteKeyValueBottleneck(nn.Module):
         x = self._check_input(x).to(self.keys.dtype)
         if self.projection is None:  # chunk
             return x.reshape(len(x), self.num_codebooks, self.dim_key)
-        # one (dim_in, C * dim_key) GEMM: much faster than a batched einsum over heads
-        flat = self.projection.permute(1, 0, 2).reshape(self.dim_in, -1)
+        # one (dim_in, C * dim_key) GEMM: much faster than a batched einsum over heads; the fixed
+        # projection's flat layout is kept while it is unchanged
+        if isinstance(self.projection, nn.Parameter):
+            flat = self.projection.permute(1, 0, 2).reshape(self.dim_in, -1)
+        else:
+            cached = getattr(self, "_flat_projection", None)
+            if cached is None or cached[0] is not self.projection or cached[1] != self.projection._version:
+                flat = self.projection.permute(1, 0, 2).reshape(self.dim_in, -1).contiguous()
+                self._flat_projection = (self.projection, self.projection._version, flat)
+            flat = self._flat_projection[2]
         return (x @ flat).view(len(x), self.num_codebooks, self.dim_key)
 
     def lookup(self, z: torch.Tensor, masked: bool = False) -> torch.Tensor:
