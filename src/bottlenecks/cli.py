@@ -104,6 +104,164 @@ def run_kmeans(args) -> int:
     return 0
 
 
+def _continual_parser(sub) -> None:
+    p = sub.add_parser("continual", help="class-incremental learning on frozen features: DKVB vs baselines",
+                       description="Stream classes task by task (no task boundaries given to the learners) and "
+                                   "compare the discrete key-value bottleneck with naive fine-tuning, replay and "
+                                   "joint training; writes metrics.json, report.md and plots.")
+    p.add_argument("preset", nargs="?", choices=["toy2d"], help="'toy2d': the paper's 2-D toy (Figure 2)")
+    p.add_argument("--dataset", default="fashion-mnist",
+                   help="fashion-mnist (default; digits if absent), digits, toy2d, or an .npz of embeddings "
+                        "(x_train, y_train, x_test, y_test — or x, y, split 80/20)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--encoder", default="scattering", help="frozen encoder: scattering (default), pixels, ...")
+    p.add_argument("--cache-dir", default=None, help="feature cache (default $BOTTLENECKS_CACHE or ~/.cache)")
+    p.add_argument("--methods", default="dkvb,linear,mlp", help="comma list of dkvb, linear, mlp, replay")
+    p.add_argument("--no-joint", action="store_true", help="skip the i.i.d. (joint) upper bounds")
+    p.add_argument("--tasks", type=int, default=5)
+    p.add_argument("--classes-per-task", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None, help="epochs per task (and passes for joint); default 5 "
+                   "(toy2d: 20)")
+    p.add_argument("--batch-size", type=int, default=None, help="default 256 (toy2d: 32)")
+    p.add_argument("--seeds", type=int, default=1, help="number of seeds: seed, seed+1, ...")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-every", type=int, default=50)
+    p.add_argument("--codebooks", type=int, default=None, help="DKVB heads; default 64 (toy2d: 16)")
+    p.add_argument("--keys", type=int, default=None, help="keys per head; default 512 (toy2d: 64)")
+    p.add_argument("--dim-key", type=int, default=14)
+    p.add_argument("--topk", type=int, default=1)
+    p.add_argument("--key-init", default="kmeans", choices=["kmeans", "ema", "random"])
+    p.add_argument("--dkvb-lr", type=float, default=0.3)
+    p.add_argument("--head-lr", type=float, default=None,
+                   help="Adam learning rate of linear/mlp/replay, tuned for i.i.d. training: default 1e-3 "
+                        "(toy2d: 1e-2)")
+    p.add_argument("--buffer", type=int, default=500, help="replay buffer size")
+    p.add_argument("--out", default=None, help="report folder (default runs/continual-<dataset>)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=run_continual)
+
+
+def _continual_data(args):
+    """-> (x_train, y_train, x_test, y_test, name, notes)."""
+    notes = []
+    if args.dataset == "toy2d":
+        from .data.toy2d import make_toy2d
+
+        x_tr, y_tr = make_toy2d(seed=args.seed)
+        x_te, y_te = make_toy2d(seed=args.seed, split="test")
+        return x_tr, y_tr, x_te, y_te, "toy2d", notes
+    path = Path(args.dataset)
+    if path.suffix == ".npz":
+        if not path.exists():
+            raise SystemExit(f"error: --dataset {path}: no such file")
+        arr = np.load(path)
+        if "x_train" in arr:
+            return arr["x_train"], arr["y_train"], arr["x_test"], arr["y_test"], path.stem, notes
+        x, y = arr["x"], arr["y"]
+        order = np.random.default_rng(args.seed).permutation(len(x))
+        cut = int(0.8 * len(x))
+        return x[order[:cut]], y[order[:cut]], x[order[cut:]], y[order[cut:]], path.stem, notes
+    from .data import load_image_dataset
+    from .encoders import FeatureCache, get_encoder
+
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        raise SystemExit(f"error: --data-dir {args.data_dir} does not exist; give the folder holding the "
+                         "data set's files (for Fashion-MNIST: apt-get install dataset-fashion-mnist)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            train = load_image_dataset(args.dataset, data_dir=args.data_dir, split="train")
+            test = load_image_dataset(train.name, data_dir=args.data_dir, split="test")
+        except (ValueError, FileNotFoundError) as err:
+            raise SystemExit(f"error: {err}") from None
+    for w in caught:
+        print(f"note: {w.message}", file=sys.stderr)
+        notes.append(f"- note: {w.message}")
+    try:
+        encoder = get_encoder(args.encoder)
+    except (ValueError, ImportError) as err:
+        raise SystemExit(f"error: --encoder {args.encoder}: {err}") from None
+    cache = FeatureCache(args.cache_dir)
+    feats = []
+    for ds in (train, test):
+        feats.append(cache.get_or_compute(encoder, ds.images, dataset_id=ds.name, split=ds.split,
+                                          progress=not args.quiet).numpy())
+    notes.append(f"- data: {train.name} ({len(train)} train / {len(test)} test images), encoder "
+                 f"`{encoder.name}` {encoder.config} -> {feats[0].shape[1]} features (standardised)")
+    return feats[0], train.labels, feats[1], test.labels, train.name, notes
+
+
+def run_continual(args) -> int:
+    import torch
+
+    from .continual.runner import ContinualConfig, run_experiment
+    from .report.continual_report import write_report
+
+    if args.preset == "toy2d":
+        args.dataset = "toy2d"
+    # defaults per data set: the 2-D toy is tiny (800 points), so smaller batches, more epochs
+    toy = args.dataset == "toy2d"
+    for name, default, toy_default in (("epochs", 5, 20), ("batch_size", 256, 32), ("codebooks", 64, 16),
+                                       ("keys", 512, 64), ("head_lr", 1e-3, 1e-2)):
+        if getattr(args, name) is None:
+            setattr(args, name, toy_default if toy else default)
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    x_tr, y_tr, x_te, y_te, name, notes = _continual_data(args)
+    x_tr, x_te = np.asarray(x_tr, np.float32), np.asarray(x_te, np.float32)
+    options = {"num_codebooks": args.codebooks, "keys_per_codebook": args.keys, "dim_key": args.dim_key,
+               "topk": args.topk, "key_init": args.key_init, "dkvb_lr": args.dkvb_lr, "head_lr": args.head_lr,
+               "buffer_size": args.buffer}
+    if name == "toy2d":
+        from .data.toy2d import uniform_unit_square
+
+        # the paper's toy: keys fitted on uniform points of the unit square, in the input space
+        options.update(keys_from=torch.as_tensor(uniform_unit_square(4096, seed=args.seed)), dim_key=2)
+        notes.append("- toy2d: 8 Gaussian classes (std 0.035) in the unit square, 4 tasks of 2 classes; "
+                     "DKVB keys fitted on uniform points of the unit square")
+    else:  # standardise with training statistics: the same inputs for every method
+        mean, std = x_tr.mean(0), x_tr.std(0) + 1e-6
+        x_tr, x_te = (x_tr - mean) / std, (x_te - mean) / std
+    n_tasks = 4 if name == "toy2d" and args.tasks == 5 else args.tasks
+    cfg = ContinualConfig(n_tasks=n_tasks, classes_per_task=args.classes_per_task, epochs=args.epochs,
+                          batch_size=args.batch_size, methods=methods, joint=not args.no_joint,
+                          seeds=tuple(range(args.seed, args.seed + args.seeds)), eval_every=args.eval_every,
+                          options=options)
+    print(f"continual: {name}, {len(x_tr)} train / {len(x_te)} test, {x_tr.shape[1]} features, "
+          f"{n_tasks} tasks, methods {', '.join(methods)}{'' if args.no_joint else ' (+ joint)'}, "
+          f"seeds {list(cfg.seeds)}")
+    regions, extra = {}, {}
+    hook = None
+    if name == "toy2d":
+        grid = np.stack(np.meshgrid(np.linspace(0, 1, 120), np.linspace(0, 1, 120)), -1).reshape(-1, 2)
+        grid_t = torch.as_tensor(grid, dtype=torch.float32)
+
+        def hook(method, seed, t, learner):
+            if seed == cfg.seeds[0] and method in ("dkvb", "linear", "mlp"):
+                regions.setdefault(method, []).append(learner.predict(grid_t).numpy().reshape(120, 120))
+    t0 = time.perf_counter()
+    try:
+        results = run_experiment(x_tr, y_tr, x_te, y_te, cfg, progress=not args.quiet, on_task_end=hook)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    out = Path(args.out or f"runs/continual-{name}")
+    if regions:
+        from .continual.streams import ClassIncrementalStream
+        from .report.continual_plots import plot_decision_regions
+
+        stream = ClassIncrementalStream(np.asarray(y_tr), n_tasks, args.classes_per_task, class_order="seeded",
+                                        seed=cfg.seeds[0])
+        points = [(x_tr[stream.task_indices(t)], np.asarray(y_tr)[stream.task_indices(t)]) for t in range(n_tasks)]
+        extra["Decision regions after each task (seed 0; points: that task's training data)"] = \
+            plot_decision_regions(regions, (0.0, 1.0, 0.0, 1.0), points, out / "decision_regions.png")
+    notes.append(f"- command: `bottlenecks {' '.join(sys.argv[1:])}`; total time {time.perf_counter() - t0:.0f} s")
+    report = write_report(results, out, title=f"Class-incremental {name}", notes=notes, extra_images=extra)
+    from .report.continual_report import table
+
+    print(table(results))
+    print(f"report: {report}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -112,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bottlenecks {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     _kmeans_parser(sub)
+    _continual_parser(sub)
     return parser
 
 

@@ -62,8 +62,17 @@ def check_nonempty(x: torch.Tensor, name: str = "x", min_samples: int = 1) -> to
     return x
 
 
+def _all_finite(x: torch.Tensor) -> bool:
+    """``torch.isfinite(x).all()`` in slices of ~4M elements: on a whole tensor it allocates
+    temporaries of up to twice the tensor's size."""
+    flat = x.reshape(-1) if x.is_contiguous() else None
+    if flat is None or flat.numel() <= 1 << 22:
+        return bool(torch.isfinite(x).all())
+    return all(bool(torch.isfinite(flat[s:s + (1 << 22)]).all()) for s in range(0, flat.numel(), 1 << 22))
+
+
 def check_finite(x: torch.Tensor, name: str = "x") -> torch.Tensor:
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+    if x.is_floating_point() and not _all_finite(x):
         n_nan = int(torch.isnan(x).sum())
         n_inf = int(torch.isinf(x).sum())
         raise ValueError(f"{name} contains NaN or infinity ({n_nan} NaN, {n_inf} inf values); "

@@ -221,9 +221,9 @@ def release_workspaces() -> None:
 
 
 def f64_rows(d: int) -> int:
-    """Rows per float64 temporary: ~16 MiB, below glibc's mmap threshold, so that the buffer is
+    """Rows per float64 temporary: ~4 MiB, below glibc's mmap threshold, so that the buffer is
     recycled instead of page-faulted in afresh each time (that cost more than the arithmetic)."""
-    return max(1, 2**21 // max(1, d))
+    return max(1, 2**19 // max(1, d))
 
 
 def exact_sq_dist(x: torch.Tensor, c64: torch.Tensor, labels: torch.Tensor,

@@ -13,6 +13,7 @@ from .fashion_mnist import (
 )
 from .idx import IDXFormatError, read_idx, write_idx
 from .images import DATASETS, DatasetFallbackWarning, ImageDataset, load_image_dataset
+from .toy2d import make_toy2d, uniform_unit_square, unit_square_grid
 
 __all__ = [
     "DATASETS",
@@ -26,6 +27,9 @@ __all__ = [
     "load_digits_images",
     "load_fashion_mnist",
     "load_image_dataset",
+    "make_toy2d",
     "read_idx",
+    "uniform_unit_square",
+    "unit_square_grid",
     "write_idx",
 ]

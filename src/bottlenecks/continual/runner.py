@@ -1,0 +1,144 @@
+"""Run learners through a class-incremental stream (and its i.i.d. twin) and measure them."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from .methods import METHODS, make_learner
+from .metrics import average_accuracy, backward_transfer, class_balanced_accuracy, forgetting, summarize
+from .streams import ClassIncrementalStream
+
+
+@dataclass
+class ContinualConfig:
+    """What one experiment runs. Every method sees exactly the same stream."""
+
+    n_tasks: int = 5
+    classes_per_task: int | None = None  # default: all classes split evenly
+    class_order: str | list = "seeded"
+    epochs: int = 5  # per task in the stream; the joint run makes as many passes over all data
+    batch_size: int = 256
+    methods: tuple = ("dkvb", "linear", "mlp")
+    joint: bool = True  # also train each method i.i.d. on all data (its upper bound)
+    seeds: tuple = (0,)
+    eval_every: int = 50  # steps between points of the accuracy curve
+    options: dict = field(default_factory=dict)  # per-method options, see methods.make_learner
+
+    def validate(self) -> None:
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; expected some of {list(METHODS)}")
+        if not self.seeds:
+            raise ValueError("seeds: expected at least one seed")
+
+
+def _accuracy_on(learner, x, y, classes) -> float:
+    mask = np.isin(y.numpy(), np.asarray(classes))
+    if not mask.any():
+        return float("nan")
+    idx = torch.from_numpy(np.nonzero(mask)[0])
+    return class_balanced_accuracy(y[idx].numpy(), learner.predict(x[idx]).numpy(), classes)
+
+
+def run_stream(learner, data, stream: ClassIncrementalStream, cfg: ContinualConfig, seed: int,
+               on_task_end=None, shared: dict | None = None) -> dict:
+    """Train through the tasks in order; after each task, the accuracy on every task's test
+    classes (the accuracy matrix row); every ``eval_every`` steps, the class-balanced accuracy
+    over all test classes (the curve). ``on_task_end(t, learner)`` is called after each task."""
+    x_tr, y_tr, x_te, y_te = data
+    all_classes = sorted(set(int(c) for task in stream.tasks for c in task))
+    T = len(stream.tasks)
+    R = np.full((T, T), np.nan)
+    steps, curve, boundaries = [], [], []
+    step = 0
+    learner.prepare(x_tr, shared)
+    for t in range(T):
+        for idx in stream.batches(t, cfg.batch_size, cfg.epochs, seed=seed):
+            idx = torch.as_tensor(idx)
+            learner.fit_batch(x_tr[idx], y_tr[idx])
+            step += 1
+            if step % cfg.eval_every == 0:
+                steps.append(step)
+                curve.append(_accuracy_on(learner, x_te, y_te, all_classes))
+        boundaries.append(step)
+        if not steps or steps[-1] != step:  # every task's end is on the curve
+            steps.append(step)
+            curve.append(_accuracy_on(learner, x_te, y_te, all_classes))
+        if on_task_end is not None:
+            on_task_end(t, learner)
+        for j in range(T):
+            R[t, j] = _accuracy_on(learner, x_te, y_te, stream.tasks[j])
+    final = _accuracy_on(learner, x_te, y_te, all_classes)
+    return {"R": R.tolist(), "final_accuracy": final, "average_accuracy": average_accuracy(R),
+            "forgetting": forgetting(R), "backward_transfer": backward_transfer(R),
+            "curve": {"steps": steps, "accuracy": curve}, "task_boundaries": boundaries}
+
+
+def run_joint(learner, data, stream: ClassIncrementalStream, cfg: ContinualConfig, seed: int,
+              shared: dict | None = None) -> dict:
+    """The same learner trained i.i.d. on all tasks' data for the same number of passes."""
+    x_tr, y_tr, x_te, y_te = data
+    all_classes = sorted(set(int(c) for task in stream.tasks for c in task))
+    learner.prepare(x_tr, shared)
+    steps, curve, step = [], [], 0
+    for idx in stream.joint_batches(cfg.batch_size, cfg.epochs, seed=seed):
+        idx = torch.as_tensor(idx)
+        learner.fit_batch(x_tr[idx], y_tr[idx])
+        step += 1
+        if step % cfg.eval_every == 0:
+            steps.append(step)
+            curve.append(_accuracy_on(learner, x_te, y_te, all_classes))
+    final = _accuracy_on(learner, x_te, y_te, all_classes)
+    if not steps or steps[-1] != step:
+        steps.append(step)
+        curve.append(final)
+    return {"final_accuracy": final, "curve": {"steps": steps, "accuracy": curve}}
+
+
+def run_experiment(x_train, y_train, x_test, y_test, cfg: ContinualConfig, progress: bool = True,
+                   on_task_end=None) -> dict:
+    """Every method (and its joint twin) for every seed -> ``{"config", "methods": {name: {"runs":
+    [per seed], "summary": mean ± std}}}``. ``on_task_end(method, seed, t, learner)`` is called
+    after each task of each stream run."""
+    cfg.validate()
+    x_tr, x_te = torch.as_tensor(x_train, dtype=torch.float32), torch.as_tensor(x_test, dtype=torch.float32)
+    y_tr, y_te = torch.as_tensor(y_train, dtype=torch.long), torch.as_tensor(y_test, dtype=torch.long)
+    data = (x_tr, y_tr, x_te, y_te)
+    n_classes = int(max(y_tr.max(), y_te.max())) + 1
+    variants = (False, True) if cfg.joint else (False,)
+    jobs = [(m, joint, seed) for seed in cfg.seeds for m in cfg.methods for joint in variants]
+    bar = jobs
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(jobs, desc="continual", disable=None)
+    results: dict = {}
+    shared: dict = {}  # fitted keys, reused by the joint run of the same seed
+    for method, joint, seed in bar:
+        if progress and hasattr(bar, "set_postfix_str"):
+            bar.set_postfix_str(f"{method}{' joint' if joint else ''} seed {seed}")
+        stream = ClassIncrementalStream(y_tr.numpy(), cfg.n_tasks, cfg.classes_per_task,
+                                        class_order=cfg.class_order, seed=seed)
+        torch.manual_seed(seed)
+        learner = make_learner(method, x_tr.shape[1], n_classes, seed=seed, **cfg.options)
+        t0 = time.perf_counter()
+        if joint:
+            run = run_joint(learner, data, stream, cfg, seed, shared)
+        else:
+            hook = None if on_task_end is None else (lambda t, lr, m=method, s=seed: on_task_end(m, s, t, lr))
+            run = run_stream(learner, data, stream, cfg, seed, on_task_end=hook, shared=shared)
+        run["seconds"] = time.perf_counter() - t0
+        run["seed"] = seed
+        run["class_order"] = [int(c) for c in stream.class_order]
+        results.setdefault(f"{method}-joint" if joint else method, {"runs": []})["runs"].append(run)
+    for res in results.values():
+        keys = [k for k in ("final_accuracy", "average_accuracy", "forgetting", "backward_transfer", "seconds")
+                if k in res["runs"][0]]
+        res["summary"] = summarize([{k: r[k] for k in keys} for r in res["runs"]])
+    cfg_dict = asdict(cfg)
+    cfg_dict["options"] = {k: v for k, v in cfg.options.items() if not isinstance(v, torch.Tensor)}
+    return {"config": cfg_dict, "n_classes": n_classes, "methods": results}
