@@ -111,9 +111,15 @@ def _continual_parser(sub) -> None:
                                    "joint training; writes metrics.json, report.md and plots.")
     p.add_argument("preset", nargs="?", choices=["toy2d"], help="'toy2d': the paper's 2-D toy (Figure 2)")
     p.add_argument("--dataset", default="fashion-mnist",
-                   help="fashion-mnist (default; digits if absent), digits, toy2d, or an .npz of embeddings "
-                        "(x_train, y_train, x_test, y_test — or x, y, split 80/20)")
-    p.add_argument("--data-dir", default=None)
+                   help="fashion-mnist (default; digits if absent), digits, toy2d, cifar10, cifar100 (torchvision), "
+                        "an .npz / .safetensors of embeddings (x_train, y_train, x_test, y_test — or x, y, split "
+                        "80/20 per class), or an image folder (root/<class>/*.png, or root/train/<class>/ and "
+                        "root/test/<class>/; else split 80/20 per class)")
+    p.add_argument("--data-dir", default=None, help="folder of the Fashion-MNIST files, or torchvision's root for "
+                                                    "cifar10/cifar100 (default $BOTTLENECKS_TORCHVISION or "
+                                                    "~/.cache/bottlenecks/torchvision)")
+    p.add_argument("--download", action="store_true", help="cifar10/cifar100: download the files into --data-dir "
+                                                           "when absent (needs a network connection)")
     p.add_argument("--encoder", default="scattering", help="frozen encoder: scattering (default), pixels, ...")
     p.add_argument("--cache-dir", default=None, help="feature cache (default $BOTTLENECKS_CACHE or ~/.cache)")
     p.add_argument("--methods", default="dkvb,linear,mlp", help="comma list of dkvb, linear, mlp, replay")
@@ -136,6 +142,9 @@ def _continual_parser(sub) -> None:
                    help="Adam learning rate of linear/mlp/replay, tuned for i.i.d. training: default 1e-3 "
                         "(toy2d: 1e-2)")
     p.add_argument("--buffer", type=int, default=500, help="replay buffer size")
+    p.add_argument("--tune-lr", action="store_true",
+                   help="choose each baseline's Adam learning rate for i.i.d. training on a held-out 10%% of "
+                        "the training data (grid 1e-4..1e-2), and report it")
     p.add_argument("--out", default=None, help="report folder (default runs/continual-<dataset>)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run_continual)
@@ -150,29 +159,55 @@ def _continual_data(args):
         x_tr, y_tr = make_toy2d(seed=args.seed)
         x_te, y_te = make_toy2d(seed=args.seed, split="test")
         return x_tr, y_tr, x_te, y_te, "toy2d", notes
-    path = Path(args.dataset)
-    if path.suffix == ".npz":
-        if not path.exists():
-            raise SystemExit(f"error: --dataset {path}: no such file")
-        arr = np.load(path)
-        if "x_train" in arr:
-            return arr["x_train"], arr["y_train"], arr["x_test"], arr["y_test"], path.stem, notes
-        x, y = arr["x"], arr["y"]
-        order = np.random.default_rng(args.seed).permutation(len(x))
-        cut = int(0.8 * len(x))
-        return x[order[:cut]], y[order[:cut]], x[order[cut:]], y[order[cut:]], path.stem, notes
-    from .data import load_image_dataset
+    from .data import DATASETS, EMBEDDING_SUFFIXES, load_embeddings
+
+    path = Path(args.dataset).expanduser()
+    named = args.dataset.strip().lower().replace("_", "-") in DATASETS
+    if path.suffix.lower() in EMBEDDING_SUFFIXES or (path.is_file() and not named):
+        try:
+            emb = load_embeddings(path, seed=args.seed)
+        except (ValueError, TypeError, FileNotFoundError) as err:
+            where = "" if str(err).startswith(str(path)) else f"--dataset {args.dataset}: "
+            raise SystemExit(f"error: {where}{err}") from None
+        notes.append(f"- data: embeddings {emb.source} ({len(emb.x_train)} train / {len(emb.x_test)} test rows, "
+                     f"{emb.dim} features, {emb.n_classes} classes)")
+        return emb.x_train, emb.y_train, emb.x_test, emb.y_test, emb.name, notes
     from .encoders import FeatureCache, get_encoder
 
-    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+    cifar = not named and args.dataset.strip().lower().replace("-", "").replace("_", "") in ("cifar10", "cifar100")
+    folder = not named and not cifar and path.is_dir()
+    if not (named or cifar or folder) and ("/" in args.dataset or "\\" in args.dataset):
+        raise SystemExit(f"error: --dataset {args.dataset}: no such file or folder")
+    if named and args.data_dir is not None and not Path(args.data_dir).is_dir():
         raise SystemExit(f"error: --data-dir {args.data_dir} does not exist; give the folder holding the "
                          "data set's files (for Fashion-MNIST: apt-get install dataset-fashion-mnist)")
+    # grey (n, H, W) for the encoders made for grey images; RGB (n, 3, H, W) for pretrained models
+    grayscale = args.encoder in ("pixels", "scattering")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            train = load_image_dataset(args.dataset, data_dir=args.data_dir, split="train")
-            test = load_image_dataset(train.name, data_dir=args.data_dir, split="test")
-        except (ValueError, FileNotFoundError) as err:
+            if cifar:
+                from .data import load_cifar
+
+                train, test = load_cifar(args.dataset, root=args.data_dir, download=args.download,
+                                         grayscale=grayscale)
+                dataset_id = train.name
+            elif folder:
+                from .data import load_image_folder
+
+                train, test = load_image_folder(path, grayscale=grayscale, seed=args.seed)
+                dataset_id = f"folder:{path.resolve()}"
+            else:
+                from .data import load_image_dataset
+
+                train = load_image_dataset(args.dataset, data_dir=args.data_dir, split="train")
+                test = load_image_dataset(train.name, data_dir=args.data_dir, split="test")
+                dataset_id = train.name
+        except ValueError as err:
+            extra = ("; or cifar10, cifar100, toy2d, an .npz / .safetensors file of embeddings or an image folder"
+                     if "unknown image data set" in str(err) else "")
+            raise SystemExit(f"error: {err}{extra}") from None
+        except (TypeError, FileNotFoundError, ImportError, ConnectionError) as err:
             raise SystemExit(f"error: {err}") from None
     for w in caught:
         print(f"note: {w.message}", file=sys.stderr)
@@ -184,10 +219,12 @@ def _continual_data(args):
     cache = FeatureCache(args.cache_dir)
     feats = []
     for ds in (train, test):
-        feats.append(cache.get_or_compute(encoder, ds.images, dataset_id=ds.name, split=ds.split,
+        feats.append(cache.get_or_compute(encoder, ds.images, dataset_id=dataset_id, split=ds.split,
                                           progress=not args.quiet).numpy())
-    notes.append(f"- data: {train.name} ({len(train)} train / {len(test)} test images), encoder "
-                 f"`{encoder.name}` {encoder.config} -> {feats[0].shape[1]} features (standardised)")
+    source = f" from {path.resolve()}" if folder else ""
+    notes.append(f"- data: {train.name}{source} ({len(train)} train / {len(test)} test images, "
+                 f"{train.n_classes} classes), encoder `{encoder.name}` {encoder.config} -> {feats[0].shape[1]} "
+                 "features (standardised)")
     return feats[0], train.labels, feats[1], test.labels, train.name, notes
 
 
@@ -226,6 +263,19 @@ def run_continual(args) -> int:
                           batch_size=args.batch_size, methods=methods, joint=not args.no_joint,
                           seeds=tuple(range(args.seed, args.seed + args.seeds)), eval_every=args.eval_every,
                           options=options)
+    if args.tune_lr:
+        from .continual.runner import tune_learning_rates
+
+        tuned = tune_learning_rates(x_tr, y_tr, cfg, seed=args.seed)
+        for method, res in tuned.items():
+            cfg.options[f"{method}_lr"] = res["best"]
+            scores = ", ".join(f"{lr:g}: {100 * acc:.1f}%" for lr, acc in res["scores"].items())
+            notes.append(f"- {method}: Adam lr {res['best']:g}, chosen for i.i.d. training on a held-out 10% of "
+                         f"the training data (validation accuracy {scores})")
+            print(f"  {method}: lr {res['best']:g} ({scores})")
+    else:
+        for method in (m for m in methods if m in ("linear", "mlp", "replay")):
+            notes.append(f"- {method}: Adam lr {args.head_lr:g} (not tuned here; --tune-lr tunes it)")
     print(f"continual: {name}, {len(x_tr)} train / {len(x_te)} test, {x_tr.shape[1]} features, "
           f"{n_tasks} tasks, methods {', '.join(methods)}{'' if args.no_joint else ' (+ joint)'}, "
           f"seeds {list(cfg.seeds)}")

@@ -17,7 +17,7 @@ from .metrics import (
     summarize,
     task_accuracies,
 )
-from .runner import ContinualConfig, run_experiment, run_joint, run_stream
+from .runner import ContinualConfig, run_experiment, run_joint, run_stream, tune_learning_rates
 from .streams import ClassIncrementalStream, as_labels
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "run_experiment",
     "run_joint",
     "run_stream",
+    "tune_learning_rates",
     "ClassIncrementalStream",
     "accuracy_matrix",
     "as_labels",

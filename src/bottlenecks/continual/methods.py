@@ -127,17 +127,19 @@ class DKVBLearner(Learner):
 
 def make_learner(name: str, dim: int, n_classes: int, seed: int = 0, **options) -> Learner:
     """``'dkvb'``, ``'linear'``, ``'mlp'`` or ``'replay'`` with their options
-    (``lr``, ``hidden``, ``buffer_size``, ``num_codebooks``, ``keys_per_codebook``, ...)."""
+    (``head_lr`` or per method ``linear_lr`` / ``mlp_lr`` / ``replay_lr``, ``dkvb_lr``, ``hidden``,
+    ``buffer_size``, ``num_codebooks``, ``keys_per_codebook``, ...)."""
     if name == "dkvb":
         keys = {k: v for k, v in options.items() if k in ("num_codebooks", "keys_per_codebook", "dim_key", "topk",
                                                           "key_init", "key_epochs", "keys_from")}
         if "dkvb_lr" in options:
             keys["lr"] = options["dkvb_lr"]
         return DKVBLearner(dim, n_classes, seed=seed, **keys)
+    lr = options.get(f"{name}_lr", options.get("head_lr", 1e-3))  # per-method (tuned) beats shared
     if name in ("linear", "mlp"):
         return HeadLearner(dim, n_classes, hidden=options.get("hidden", 128) if name == "mlp" else None,
-                           lr=options.get("head_lr", 1e-3), seed=seed)
+                           lr=lr, seed=seed)
     if name == "replay":
         return ReplayLearner(dim, n_classes, buffer_size=options.get("buffer_size", 500),
-                             hidden=options.get("replay_hidden"), lr=options.get("head_lr", 1e-3), seed=seed)
+                             hidden=options.get("replay_hidden"), lr=lr, seed=seed)
     raise ValueError(f"unknown method {name!r}; expected one of {METHODS}")

@@ -99,6 +99,32 @@ def run_joint(learner, data, stream: ClassIncrementalStream, cfg: ContinualConfi
     return {"final_accuracy": final, "curve": {"steps": steps, "accuracy": curve}}
 
 
+def tune_learning_rates(x_train, y_train, cfg: ContinualConfig, grid=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+                        val_fraction: float = 0.1, seed: int = 0) -> dict:
+    """Each baseline's learning rate chosen for i.i.d. training, as is fair to them: joint training
+    for ``cfg.epochs`` passes on the training data less a held-out ``val_fraction``, scored by
+    class-balanced validation accuracy. Returns ``{method: {"best": lr, "scores": {lr: acc}}}``
+    for the ``linear``, ``mlp`` and ``replay`` methods of ``cfg``; the test data is never used."""
+    x = torch.as_tensor(x_train, dtype=torch.float32)
+    y = torch.as_tensor(y_train, dtype=torch.long)
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(x), generator=g)
+    n_val = max(1, int(val_fraction * len(x)))
+    val, tr = order[:n_val], order[n_val:]
+    data = (x[tr], y[tr], x[val], y[val])
+    n_classes = int(y.max()) + 1
+    out = {}
+    for method in [m for m in cfg.methods if m in ("linear", "mlp", "replay")]:
+        scores = {}
+        for lr in grid:
+            stream = ClassIncrementalStream(y[tr].numpy(), cfg.n_tasks, cfg.classes_per_task,
+                                            class_order=cfg.class_order, seed=seed)
+            learner = make_learner(method, x.shape[1], n_classes, seed=seed, **{**cfg.options, f"{method}_lr": lr})
+            scores[lr] = run_joint(learner, data, stream, cfg, seed)["final_accuracy"]
+        out[method] = {"best": max(scores, key=scores.get), "scores": scores}
+    return out
+
+
 def run_experiment(x_train, y_train, x_test, y_test, cfg: ContinualConfig, progress: bool = True,
                    on_task_end=None) -> dict:
     """Every method (and its joint twin) for every seed -> ``{"config", "methods": {name: {"runs":
