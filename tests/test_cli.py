@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from bottlenecks.cli import main
@@ -38,12 +39,46 @@ def test_continual_toy2d_preset(tmp_path):
     assert (out / "decision_regions.png").exists()
 
 
+def test_continual_on_an_npz_of_embeddings(tmp_path):
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(10), 20)
+    x = rng.normal(size=(10, 8))[y] * 5 + rng.normal(size=(200, 8))  # well-separated class means
+    np.savez(tmp_path / "emb.npz", x=x.astype(np.float32), y=y)
+    out = tmp_path / "run"
+    assert main(["continual", "--dataset", str(tmp_path / "emb.npz"), "--methods", "linear", "--no-joint",
+                 "--epochs", "1", "--quiet", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["methods"]) == {"linear"}
+    assert "embeddings" in (out / "report.md").read_text()
+
+
+def test_continual_on_an_image_folder(tmp_path):
+    image = pytest.importorskip("PIL.Image")
+    rng = np.random.default_rng(0)
+    root = tmp_path / "imgs"
+    for c, name in enumerate(("a", "b", "c")):
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            pixels = np.clip(40 + 80 * c + rng.integers(-20, 20, size=(8, 8)), 0, 255).astype(np.uint8)
+            image.fromarray(pixels).save(root / name / f"{i}.png")
+    out = tmp_path / "run"
+    assert main(["continual", "--dataset", str(root), "--encoder", "pixels", "--methods", "dkvb,linear",
+                 "--no-joint", "--tasks", "3", "--epochs", "1", "--codebooks", "4", "--keys", "8", "--dim-key", "4",
+                 "--quiet", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"dkvb", "linear"} <= set(metrics["methods"])
+    assert str(root.resolve()) in (out / "report.md").read_text()
+
+
 @pytest.mark.parametrize("argv, match", [
     (["kmeans", "--dataset", "nope"], "nope"),
     (["continual", "--dataset", "nope", "--quiet"], "nope"),
     (["continual", "--dataset", "digits", "--encoder", "nope", "--quiet"], "nope"),
     (["continual", "--dataset", "digits", "--encoder", "pixels", "--tasks", "11", "--quiet"], "task"),
     (["continual", "--dataset", "fashion-mnist", "--data-dir", "/no/such/dir", "--quiet"], "does not exist"),
+    (["continual", "--dataset", "/no/such/emb.npz", "--quiet"], "no such file"),
+    (["continual", "--dataset", "/no/such/folder", "--quiet"], "no such file or folder"),
+    (["continual", "--dataset", "cifar10", "--data-dir", "/no/such/dir", "--quiet"], "torchvision|--download"),
 ])
 def test_bad_input_is_a_clear_error(argv, match, tmp_path):
     with pytest.raises(SystemExit, match=match):
