@@ -84,3 +84,11 @@ def test_bad_input_is_a_clear_error(argv, match, tmp_path):
     with pytest.raises(SystemExit, match=match):
         main(argv + (["--out", str(tmp_path)] if argv[0] == "kmeans" else ["--out", str(tmp_path), "--cache-dir",
                                                                             str(tmp_path)]))
+
+
+def test_continual_keys_from_another_data_set(tmp_path):
+    out = tmp_path / "kf"
+    assert main(["continual", "--dataset", "digits", "--encoder", "pixels", "--keys-from", "digits", "--epochs", "1",
+                 "--codebooks", "4", "--keys", "16", "--dim-key", "4", "--methods", "dkvb", "--no-joint", "--quiet",
+                 "--out", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert "keys fitted on the unlabelled training inputs of digits" in (out / "report.md").read_text()

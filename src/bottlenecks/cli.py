@@ -142,6 +142,9 @@ def _continual_parser(sub) -> None:
                    help="Adam learning rate of linear/mlp/replay, tuned for i.i.d. training: default 1e-3 "
                         "(toy2d: 1e-2)")
     p.add_argument("--buffer", type=int, default=500, help="replay buffer size")
+    p.add_argument("--keys-from", default=None,
+                   help="fit the DKVB keys on the (unlabelled) training inputs of another data set, in the same "
+                        "feature space: any --dataset value, encoded with the same --encoder")
     p.add_argument("--tune-lr", action="store_true",
                    help="choose each baseline's Adam learning rate for i.i.d. training on a held-out 10%% of "
                         "the training data (grid 1e-4..1e-2), and report it")
@@ -258,6 +261,16 @@ def run_continual(args) -> int:
     else:  # standardise with training statistics: the same inputs for every method
         mean, std = x_tr.mean(0), x_tr.std(0) + 1e-6
         x_tr, x_te = (x_tr - mean) / std, (x_te - mean) / std
+        if args.keys_from:
+            other = argparse.Namespace(**{**vars(args), "dataset": args.keys_from})
+            x_keys, *_rest, keys_name, keys_notes = _continual_data(other)
+            x_keys = np.asarray(x_keys, np.float32)
+            if x_keys.shape[1] != x_tr.shape[1]:
+                raise SystemExit(f"error: --keys-from {args.keys_from} gives {x_keys.shape[1]} features, but the "
+                                 f"training data has {x_tr.shape[1]}; expected the same encoder's feature space")
+            options["keys_from"] = torch.as_tensor((x_keys - mean) / std)
+            notes.append(f"- DKVB keys fitted on the unlabelled training inputs of {keys_name} "
+                         f"({len(x_keys)} rows), not on the stream's")
     n_tasks = 4 if name == "toy2d" and args.tasks == 5 else args.tasks
     cfg = ContinualConfig(n_tasks=n_tasks, classes_per_task=args.classes_per_task, epochs=args.epochs,
                           batch_size=args.batch_size, methods=methods, joint=not args.no_joint,
