@@ -44,6 +44,38 @@ def _accuracy_on(learner, x, y, classes) -> float:
     return class_balanced_accuracy(y[idx].numpy(), learner.predict(x[idx]).numpy(), classes)
 
 
+class _Curve:
+    """Trains a learner on batches of indices and records the class-balanced test accuracy over
+    all classes every ``eval_every`` steps (the accuracy curve)."""
+
+    def __init__(self, learner, x_te, y_te, classes, eval_every: int):
+        self.learner, self.x_te, self.y_te, self.classes, self.every = learner, x_te, y_te, classes, eval_every
+        self.step, self.steps, self.accuracy = 0, [], []
+
+    def _record(self) -> float:
+        acc = _accuracy_on(self.learner, self.x_te, self.y_te, self.classes)
+        self.steps.append(self.step)
+        self.accuracy.append(acc)
+        return acc
+
+    def train(self, batches, x, y) -> None:
+        for idx in batches:
+            idx = torch.as_tensor(idx)
+            self.learner.fit_batch(x[idx], y[idx])
+            self.step += 1
+            if self.step % self.every == 0:
+                self._record()
+
+    def close(self) -> float:
+        """The accuracy now, recorded unless this step already was."""
+        if self.steps and self.steps[-1] == self.step:
+            return self.accuracy[-1]
+        return self._record()
+
+    def as_dict(self) -> dict:
+        return {"steps": self.steps, "accuracy": self.accuracy}
+
+
 def run_stream(learner, data, stream: ClassIncrementalStream, cfg: ContinualConfig, seed: int,
                on_task_end=None, shared: dict | None = None) -> dict:
     """Train through the tasks in order; after each task, the accuracy on every task's test
@@ -53,21 +85,13 @@ def run_stream(learner, data, stream: ClassIncrementalStream, cfg: ContinualConf
     all_classes = sorted(set(int(c) for task in stream.tasks for c in task))
     T = len(stream.tasks)
     R = np.full((T, T), np.nan)
-    steps, curve, boundaries = [], [], []
-    step = 0
+    curve = _Curve(learner, x_te, y_te, all_classes, cfg.eval_every)
+    boundaries = []
     learner.prepare(x_tr, shared)
     for t in range(T):
-        for idx in stream.batches(t, cfg.batch_size, cfg.epochs, seed=seed):
-            idx = torch.as_tensor(idx)
-            learner.fit_batch(x_tr[idx], y_tr[idx])
-            step += 1
-            if step % cfg.eval_every == 0:
-                steps.append(step)
-                curve.append(_accuracy_on(learner, x_te, y_te, all_classes))
-        boundaries.append(step)
-        if not steps or steps[-1] != step:  # every task's end is on the curve
-            steps.append(step)
-            curve.append(_accuracy_on(learner, x_te, y_te, all_classes))
+        curve.train(stream.batches(t, cfg.batch_size, cfg.epochs, seed=seed), x_tr, y_tr)
+        boundaries.append(curve.step)
+        curve.close()  # every task's end is on the curve
         if on_task_end is not None:
             on_task_end(t, learner)
         for j in range(T):
@@ -75,7 +99,7 @@ def run_stream(learner, data, stream: ClassIncrementalStream, cfg: ContinualConf
     final = _accuracy_on(learner, x_te, y_te, all_classes)
     return {"R": R.tolist(), "final_accuracy": final, "average_accuracy": average_accuracy(R),
             "forgetting": forgetting(R), "backward_transfer": backward_transfer(R),
-            "curve": {"steps": steps, "accuracy": curve}, "task_boundaries": boundaries}
+            "curve": curve.as_dict(), "task_boundaries": boundaries}
 
 
 def run_joint(learner, data, stream: ClassIncrementalStream, cfg: ContinualConfig, seed: int,
@@ -84,19 +108,10 @@ def run_joint(learner, data, stream: ClassIncrementalStream, cfg: ContinualConfi
     x_tr, y_tr, x_te, y_te = data
     all_classes = sorted(set(int(c) for task in stream.tasks for c in task))
     learner.prepare(x_tr, shared)
-    steps, curve, step = [], [], 0
-    for idx in stream.joint_batches(cfg.batch_size, cfg.epochs, seed=seed):
-        idx = torch.as_tensor(idx)
-        learner.fit_batch(x_tr[idx], y_tr[idx])
-        step += 1
-        if step % cfg.eval_every == 0:
-            steps.append(step)
-            curve.append(_accuracy_on(learner, x_te, y_te, all_classes))
-    final = _accuracy_on(learner, x_te, y_te, all_classes)
-    if not steps or steps[-1] != step:
-        steps.append(step)
-        curve.append(final)
-    return {"final_accuracy": final, "curve": {"steps": steps, "accuracy": curve}}
+    curve = _Curve(learner, x_te, y_te, all_classes, cfg.eval_every)
+    curve.train(stream.joint_batches(cfg.batch_size, cfg.epochs, seed=seed), x_tr, y_tr)
+    final = curve.close()
+    return {"final_accuracy": final, "curve": curve.as_dict()}
 
 
 def tune_learning_rates(x_train, y_train, cfg: ContinualConfig, grid=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
