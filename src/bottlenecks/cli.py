@@ -128,7 +128,8 @@ def _continual_parser(sub) -> None:
     p.add_argument("--classes-per-task", type=int, default=None)
     p.add_argument("--epochs", type=int, default=None, help="epochs per task (and passes for joint); default 5 "
                    "(toy2d: 20)")
-    p.add_argument("--batch-size", type=int, default=None, help="default 256 (toy2d: 32)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="default 256 (32 for data sets under 10,000 training samples, e.g. toy2d, digits)")
     p.add_argument("--seeds", type=int, default=1, help="number of seeds: seed, seed+1, ...")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, default=50)
@@ -241,13 +242,15 @@ def run_continual(args) -> int:
         args.dataset = "toy2d"
     # defaults per data set: the 2-D toy is tiny (800 points), so smaller batches, more epochs
     toy = args.dataset == "toy2d"
-    for name, default, toy_default in (("epochs", 5, 20), ("batch_size", 256, 32), ("codebooks", 64, 16),
+    for name, default, toy_default in (("epochs", 5, 20), ("codebooks", 64, 16),
                                        ("keys", 512, 64), ("head_lr", 1e-3, 1e-2)):
         if getattr(args, name) is None:
             setattr(args, name, toy_default if toy else default)
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     x_tr, y_tr, x_te, y_te, name, notes = _continual_data(args)
     x_tr, x_te = np.asarray(x_tr, np.float32), np.asarray(x_te, np.float32)
+    if args.batch_size is None:  # small data sets (toy2d, digits) get enough steps to learn
+        args.batch_size = 256 if len(x_tr) >= 10_000 else 32
     options = {"num_codebooks": args.codebooks, "keys_per_codebook": args.keys, "dim_key": args.dim_key,
                "topk": args.topk, "key_init": args.key_init, "dkvb_lr": args.dkvb_lr, "head_lr": args.head_lr,
                "buffer_size": args.buffer}
