@@ -19,8 +19,12 @@ from .idx import IDXFormatError, read_idx, write_idx
 from .images import DATASETS, DatasetFallbackWarning, ImageDataset, load_image_dataset
 from .torchvision_sets import CIFAR_SETS, TORCHVISION_ENV, default_torchvision_dir, load_cifar
 from .toy2d import make_toy2d, uniform_unit_square, unit_square_grid
+from .twelve_bit import TWELVE_BIT_N_POSITIVE, load_twelve_bit, twelve_bit_inputs
 
 __all__ = [
+    "TWELVE_BIT_N_POSITIVE",
+    "load_twelve_bit",
+    "twelve_bit_inputs",
     "CIFAR_SETS",
     "DATASETS",
     "DEFAULT_FASHION_MNIST_DIR",
