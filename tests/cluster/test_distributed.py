@@ -1,7 +1,6 @@
 """Two gloo processes on CPU, each with a shard, must find what one process finds on all data."""
 
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -21,12 +20,6 @@ def data():
     return torch.from_numpy(x.astype(np.float32))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def worker(rank, world, port, out_dir):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -42,9 +35,9 @@ def worker(rank, world, port, out_dir):
         dist.destroy_process_group()
 
 
-def test_two_processes_match_one_process(tmp_path):
+def test_two_processes_match_one_process(tmp_path, free_port):
     world = 2
-    mp.start_processes(worker, args=(world, free_port(), str(tmp_path)), nprocs=world, join=True,
+    mp.start_processes(worker, args=(world, free_port, str(tmp_path)), nprocs=world, join=True,
                        start_method="spawn")
     single = kmeans(data(), 10, seed=5, max_iter=50)
     parts = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(world)]

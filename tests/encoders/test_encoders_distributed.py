@@ -2,7 +2,6 @@
 order, as one process would; the cache agrees on hits and rank 0 writes the file."""
 
 import os
-import socket
 
 import pytest
 import torch
@@ -26,12 +25,6 @@ class CountingPixels(PixelEncoder):
 
 def images(n=7):
     return torch.arange(n * 9, dtype=torch.float32).reshape(n, 3, 3)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def worker(rank, world, port, out_dir):
@@ -59,9 +52,9 @@ def worker(rank, world, port, out_dir):
         dist.destroy_process_group()
 
 
-def test_two_processes_shard_and_gather_in_order(tmp_path):
+def test_two_processes_shard_and_gather_in_order(tmp_path, free_port):
     world = 2
-    mp.start_processes(worker, args=(world, free_port(), str(tmp_path)), nprocs=world, join=True,
+    mp.start_processes(worker, args=(world, free_port, str(tmp_path)), nprocs=world, join=True,
                        start_method="spawn")
     want = images().reshape(7, 9)
     parts = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(world)]
