@@ -1,0 +1,454 @@
+"""Codebook bottlenecks (Tamkin, Taufeeque & Goodman, "Codebook Features", 2023).
+
+    x (..., dim)
+      -> split into C groups                     z: (n, C, d)          d = dim / C
+      -> top-k most similar codes per group      ids: (n, C, k)        (cluster.nearest, batched)
+      -> mean (or sum) of those codes, rescaled  q: (n, C, d)
+      -> straight-through                        out = z + (q - z).detach()   value q, gradient 1 to z
+
+The downstream gradient passes straight through to the input; the codes learn from a
+reconstruction loss ``|q - sg(z)|^2`` (the paper's default, left in ``layer.loss``), or from EMA
+updates. An optional commitment loss ``|sg(q) - z|^2`` pulls the input towards its codes.
+
+Output scale: with ``metric='cosine'`` the public implementation averages unit-norm codes and
+never rescales them, so the layer's output has norm <= 1 whatever the size of the activation it
+replaces (we measure ``norm_ratio`` = mean |out| / mean |x|). ``scale='learned'`` (default) keeps
+one learned scalar per codebook, initialised to match the activations' norm at initialisation;
+``'match'`` rescales every output to its own input's norm (exact, but one continuous number per
+token leaks through the bottleneck); ``'none'`` is the public behaviour.
+
+Codes never chosen die: the layer counts hits per code over a window of training steps and
+re-seeds codes with no hit from the batch rows farthest from their codes (``replace_dead``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..cluster import kmeans, nearest
+from ..validation import check_choice, check_finite, check_float, check_positive_int
+
+METRICS = ("cosine", "dot", "l2")
+SCALES = ("learned", "match", "none")
+AGGREGATES = ("mean", "sum")
+
+__all__ = ["AGGREGATES", "METRICS", "SCALES", "CodebookLayer", "GroupCodebookLayer"]
+
+
+class _Codebooks(nn.Module):
+    """``C`` codebooks of ``K`` codes, each searching its own slice of the feature axis.
+
+    Shapes: ``x: (..., dim) -> (..., dim)`` and ids ``(..., C, k)``; ``dim = C * d``.
+    """
+
+    def __init__(self, dim: int, num_codes: int, k: int = 1, metric: str = "cosine", *, num_codebooks: int = 1,
+                 aggregate: str = "mean", scale: str = "learned", reconstruction: float = 1.0,
+                 commitment: float = 0.0, ema: bool = False, ema_decay: float = 0.99, replace_dead: bool = True,
+                 replace_every: int = 50, kmeans_init: bool = True, kmeans_iter: int = 10, seed: int = 0,
+                 max_memory: int | None = None):
+        super().__init__()
+        check_positive_int(dim, "dim")
+        check_positive_int(num_codes, "num_codes")
+        check_positive_int(k, "k")
+        check_positive_int(num_codebooks, "num_codebooks")
+        check_choice(metric, "metric", METRICS)
+        check_choice(aggregate, "aggregate", AGGREGATES)
+        check_choice(scale, "scale", SCALES)
+        check_positive_int(replace_every, "replace_every")
+        check_positive_int(kmeans_iter, "kmeans_iter")
+        if k > num_codes:
+            raise ValueError(f"k={k} is larger than num_codes={num_codes}; expected k <= num_codes")
+        if dim % num_codebooks:
+            raise ValueError(f"dim={dim} is not divisible by num_codebooks={num_codebooks}; "
+                             "expected one equal slice of the features per codebook")
+        if not 0.0 < ema_decay < 1.0:
+            raise ValueError(f"ema_decay: expected a number in (0, 1), got {ema_decay}")
+        if reconstruction < 0 or commitment < 0:
+            raise ValueError(f"reconstruction and commitment: expected weights >= 0, got {reconstruction} and "
+                             f"{commitment}")
+        self.dim, self.num_codes, self.k, self.metric = dim, num_codes, k, metric
+        self.num_codebooks, self.group_dim = num_codebooks, dim // num_codebooks
+        self.aggregate, self.scale_mode = aggregate, scale
+        self.reconstruction, self.commitment = float(reconstruction), float(commitment)
+        self.ema, self.ema_decay = bool(ema), float(ema_decay)
+        self.replace_dead, self.replace_every = bool(replace_dead), replace_every
+        self.kmeans_init, self.kmeans_iter = bool(kmeans_init), kmeans_iter
+        self.seed, self.max_memory = seed, max_memory
+
+        C, K, d = num_codebooks, num_codes, self.group_dim
+        # trained by the reconstruction loss, or by EMA (then no gradient reaches them)
+        self.codes = nn.Parameter(torch.empty(C, K, d), requires_grad=not self.ema)
+        self.scale = nn.Parameter(torch.ones(C)) if scale == "learned" else None
+        self.register_buffer("ema_counts", torch.zeros(C, K))  # EMA state: hits and sums per code
+        self.register_buffer("ema_sums", torch.zeros(C, K, d))
+        self.register_buffer("window_hits", torch.zeros(C, K))  # hits since the last dead-code check
+        self.register_buffer("counts", torch.zeros(C, K, dtype=torch.long))  # running usage statistics
+        self.register_buffer("norm_sums", torch.zeros(2, dtype=torch.float64))  # sum |out|, sum |x|
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        self.register_buffer("initialized", torch.tensor(False))
+        self.register_buffer("replaced", torch.zeros((), dtype=torch.long))  # codes re-seeded so far
+        self.track_stats = True
+        self.loss: torch.Tensor | None = None  # codebook loss of the last training forward
+        self.last_ids: torch.Tensor | None = None
+        self.steering: dict | None = None  # set by codebook.steer
+        self.reset_parameters()
+
+    # ------------------------------------------------------------------ state
+    def reset_parameters(self) -> None:
+        """Codes drawn again from ``seed`` (unit Gaussian rows); statistics and scale reset. The
+        codes are re-initialised from the first training batch when ``kmeans_init`` is set."""
+        g = torch.Generator().manual_seed(self.seed)
+        self._generator = torch.Generator().manual_seed(self.seed + 1)
+        with torch.no_grad():
+            self.codes.copy_(torch.randn(self.codes.shape, generator=g))
+            if self.scale is not None:
+                self.scale.fill_(1.0)
+        for name in ("ema_counts", "ema_sums", "window_hits", "steps", "replaced"):
+            getattr(self, name).zero_()
+        self.initialized.fill_(False)
+        self.reset_stats()
+
+    def reset_stats(self) -> None:
+        """Clear the running usage statistics (``counts``, ``norm_ratio``)."""
+        self.counts.zero_()
+        self.norm_sums.zero_()
+
+    def config(self) -> dict:
+        return {"dim": self.dim, "num_codes": self.num_codes, "k": self.k, "metric": self.metric,
+                "num_codebooks": self.num_codebooks, "aggregate": self.aggregate, "scale": self.scale_mode,
+                "reconstruction": self.reconstruction, "commitment": self.commitment, "ema": self.ema,
+                "ema_decay": self.ema_decay, "replace_dead": self.replace_dead, "replace_every": self.replace_every,
+                "kmeans_init": self.kmeans_init, "kmeans_iter": self.kmeans_iter, "seed": self.seed,
+                "max_memory": self.max_memory}
+
+    def extra_repr(self) -> str:
+        return (f"dim={self.dim}, num_codes={self.num_codes}, k={self.k}, metric={self.metric!r}, "
+                f"num_codebooks={self.num_codebooks}, aggregate={self.aggregate!r}, scale={self.scale_mode!r}, "
+                f"ema={self.ema}, replace_dead={self.replace_dead}")
+
+    def save(self, path) -> None:
+        """``path.safetensors`` (tensors) + ``path.json`` (config)."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()},
+                  str(path.with_suffix(".safetensors")))
+        path.with_suffix(".json").write_text(json.dumps({"class": type(self).__name__, **self.config()}, indent=2))
+
+    # ------------------------------------------------------------------ statistics
+    def usage(self) -> torch.Tensor:
+        """Fraction of the selections that went to each code since the last ``reset_stats``: ``(C, K)``."""
+        c = self.counts.double()
+        return c / c.sum(1, keepdim=True).clamp_min(1)
+
+    def perplexity(self) -> torch.Tensor:
+        """``exp(entropy)`` of each codebook's usage, ``(C,)``: the effective number of codes in use."""
+        p = self.usage()
+        return torch.exp(-(p * torch.log(p.clamp_min(1e-300))).sum(1))
+
+    def dead_fraction(self) -> torch.Tensor:
+        """Fraction of codes never selected since the last ``reset_stats``, per codebook ``(C,)``."""
+        return (self.counts == 0).double().mean(1)
+
+    def norm_ratio(self) -> float:
+        """Mean output norm over mean input norm since the last ``reset_stats`` (nan before any call)."""
+        out, inp = self.norm_sums.tolist()
+        return out / inp if inp > 0 else float("nan")
+
+    # ------------------------------------------------------------------ codes
+    def _unit(self, v: torch.Tensor) -> torch.Tensor:
+        return F.normalize(v, dim=-1) if self.metric == "cosine" else v
+
+    @torch.no_grad()
+    def init_codes(self, x: torch.Tensor) -> None:
+        """Codes from k-means over activations ``x: (n, dim)`` (or ``(n, C, d)``), per codebook.
+
+        With fewer rows than codes, the codes are random rows (with replacement) plus small noise.
+        ``metric='cosine'`` clusters the unit-normalised rows. The learned scale is then set so
+        that outputs match the inputs' mean norm.
+        """
+        z = self._groups(x).detach().float()
+        z = self._unit(z) if self.metric == "cosine" else z
+        n, K = z.shape[0], self.num_codes
+        for c in range(self.num_codebooks):
+            zc = z[:, c]
+            if n >= K and self.kmeans_init:
+                cent = kmeans(zc, K, max_iter=self.kmeans_iter, seed=self.seed + c).centroids
+            else:
+                idx = torch.randint(0, n, (K,), generator=self._generator)
+                cent = zc[idx] + 1e-3 * zc.std() * torch.randn(K, zc.shape[1], generator=self._generator)
+            self.codes[c].copy_(cent.to(self.codes))
+        if self.scale is not None:
+            self.scale.fill_(1.0)
+            zr = self._groups(x).detach()
+            q = self._lookup(zr, self._search(zr))
+            ratio = zr.norm(dim=-1).mean(0) / q.norm(dim=-1).mean(0).clamp_min(1e-12)
+            self.scale.copy_(ratio.to(self.scale))
+        self.ema_sums.copy_(self.codes.detach())
+        self.ema_counts.fill_(1.0)
+        self.initialized.fill_(True)
+
+    def _groups(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., dim) -> (n, C, d)``; an ``(n, C, d)`` input is returned as is."""
+        if x.dim() == 3 and x.shape[1:] == (self.num_codebooks, self.group_dim):
+            return x
+        return x.reshape(-1, self.num_codebooks, self.group_dim)
+
+    def _search(self, z: torch.Tensor) -> torch.Tensor:
+        _, ids = nearest(z.detach(), self.codes.detach().to(z.dtype), self.k, self.metric,
+                         max_memory=self.max_memory, validate=False)
+        return ids  # (n, C, k)
+
+    def code_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        """The (unit-normalised for ``'cosine'``) codes of ``ids: (..., C, k)`` -> ``(..., C, k, d)``,
+        differentiable w.r.t. the codes."""
+        C, K = self.num_codebooks, self.num_codes
+        offset = torch.arange(C, device=ids.device).view(*([1] * (ids.dim() - 2)), C, 1) * K
+        flat = self.codes.reshape(C * K, self.group_dim)
+        return self._unit(F.embedding(ids + offset, flat))
+
+    def _lookup(self, z: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Aggregated, rescaled codes ``(n, C, d)`` for inputs ``z: (n, C, d)`` and ``ids: (n, C, k)``."""
+        v = self.code_vectors(ids)
+        q = v.mean(2) if self.aggregate == "mean" else v.sum(2)
+        if self.scale_mode == "learned":
+            q = q * self.scale.view(1, -1, 1).to(q.dtype)
+        elif self.scale_mode == "match":
+            q = q * (z.detach().norm(dim=-1, keepdim=True) / q.detach().norm(dim=-1, keepdim=True).clamp_min(1e-12))
+        return q
+
+    # ------------------------------------------------------------------ forward
+    def _check(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x: expected a torch.Tensor of shape (..., {self.dim}), got {type(x).__name__}")
+        check_float(x, "x")
+        if x.dim() == 0 or x.shape[-1] != self.dim:
+            raise ValueError(f"x: expected shape (..., dim={self.dim}), got {tuple(x.shape)}")
+
+    def _codes_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(..., dim) -> (..., dim), ids (..., C, k)``."""
+        self._check(x)
+        lead = x.shape[:-1]
+        z = self._groups(x)
+        if self.training and not bool(self.initialized):
+            check_finite(z.detach(), "x")
+            self.init_codes(z)
+        ids = self._search(z)
+        q = self._lookup(z, ids)
+        if self.steering is not None:
+            q = self._steer(q, lead)
+        if self.training and torch.is_grad_enabled():
+            loss = q.new_zeros(())
+            if self.reconstruction > 0:
+                loss = loss + self.reconstruction * F.mse_loss(q, z.detach())
+            if self.commitment > 0:
+                loss = loss + self.commitment * F.mse_loss(z, q.detach())
+            self.loss = loss
+        # straight-through: the value of q, the gradient of z (codes learn from the loss above)
+        out = z + (q - z).detach() if z.requires_grad and torch.is_grad_enabled() else q.detach()
+        self._after_forward(z, ids, q)
+        self.last_ids = ids.reshape(*lead, self.num_codebooks, self.k)
+        return out.reshape(*lead, self.dim), self.last_ids
+
+    @torch.no_grad()
+    def _after_forward(self, z: torch.Tensor, ids: torch.Tensor, q: torch.Tensor) -> None:
+        C, K = self.num_codebooks, self.num_codes
+        flat = (ids + torch.arange(C, device=ids.device).view(1, C, 1) * K).reshape(-1)
+        hits = torch.bincount(flat, minlength=C * K).view(C, K)
+        if self.track_stats:
+            self.counts += hits.to(self.counts.device)
+            self.norm_sums += torch.stack([q.norm(dim=-1).sum(), z.norm(dim=-1).sum()]).double()
+        if not self.training:
+            return
+        self.steps += 1
+        self.window_hits += hits.to(self.window_hits.dtype)
+        if self.ema:
+            self._ema_update(self._unit(z.detach().float()), flat, hits)
+        if self.replace_dead and int(self.steps) % self.replace_every == 0:
+            self._replace_dead(z.detach())
+        if int(self.steps) % self.replace_every == 0:
+            self.window_hits.zero_()
+
+    def _ema_update(self, z: torch.Tensor, flat: torch.Tensor, hits: torch.Tensor) -> None:
+        C, K, d = self.num_codebooks, self.num_codes, self.group_dim
+        rows = z.unsqueeze(2).expand(-1, -1, self.k, -1).reshape(-1, d)
+        sums = torch.zeros(C * K, d, device=z.device).index_add_(0, flat, rows).view(C, K, d)
+        decay = self.ema_decay
+        self.ema_counts.mul_(decay).add_(hits.float(), alpha=1 - decay)
+        self.ema_sums.mul_(decay).add_(sums, alpha=1 - decay)
+        self.codes.copy_(self.ema_sums / self.ema_counts.clamp_min(1e-6).unsqueeze(-1))
+
+    def _replace_dead(self, z: torch.Tensor) -> None:
+        """Re-seed the codes with no hit in the last window from batch rows, picked with probability
+        growing with their distance to their nearest code (rows the codebook serves worst)."""
+        dead = self.window_hits == 0  # (C, K)
+        if not bool(dead.any()):
+            return
+        zu = self._unit(z.float())
+        for c in torch.nonzero(dead.any(1)).flatten().tolist():
+            idx_dead = torch.nonzero(dead[c]).flatten()
+            dist, _ = nearest(zu[:, c], self._unit(self.codes[c].detach().float()), 1,
+                              "l2" if self.metric != "dot" else "dot", validate=False)
+            w = dist[:, 0].clamp_min(0) if self.metric != "dot" else torch.ones(len(zu))
+            w = w.cpu().double() + 1e-12
+            m = len(idx_dead)
+            pick = torch.multinomial(w, m, replacement=m > len(w), generator=self._generator)
+            new = zu[pick.to(zu.device), c]
+            new = new + 1e-3 * new.std() * torch.randn(new.shape, generator=self._generator).to(new)
+            self.codes[c, idx_dead] = new.to(self.codes)
+            self.ema_sums[c, idx_dead] = new.to(self.ema_sums)
+            self.ema_counts[c, idx_dead] = 1.0
+        self.replaced += int(dead.sum())
+
+    # ------------------------------------------------------------------ steering
+    def _steer(self, q: torch.Tensor, lead: torch.Size) -> torch.Tensor:
+        """Activate the steering codes in ``q: (n, C, d)`` at the chosen sequence positions."""
+        s = self.steering
+        v = s["vectors"].to(q)  # (C, d), zero rows for codebooks not steered
+        on = s["groups"].to(q.device)  # (C,) bool
+        mask = _position_mask(lead, s["positions"], q.device).reshape(-1, 1, 1) & on.view(1, -1, 1)
+        if s["mode"] == "add":
+            steered = q + s["strength"] * v
+        else:  # replace: interpolate from the chosen codes to the steering codes
+            steered = (1 - s["strength"]) * q + s["strength"] * v
+        return torch.where(mask, steered, q)
+
+    def steering_vectors(self, code_ids: dict[int, Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``{codebook: [code ids]}`` -> the output each codebook gives when exactly those codes
+        are chosen ``(C, d)`` (mean or sum of the codes, scaled as in forward), and the mask of
+        steered codebooks ``(C,)``."""
+        C, d = self.num_codebooks, self.group_dim
+        vec = torch.zeros(C, d)
+        on = torch.zeros(C, dtype=torch.bool)
+        with torch.no_grad():
+            for c, ids in code_ids.items():
+                ids = torch.as_tensor(list(ids), dtype=torch.long, device=self.codes.device)
+                v = self._unit(self.codes[c, ids].float())
+                v = v.mean(0) if self.aggregate == "mean" else v.sum(0)
+                if self.scale_mode == "learned":
+                    v = v * self.scale[c].float()
+                elif self.scale_mode == "match":  # no input to match: use the mean output norm seen
+                    v = F.normalize(v, dim=-1) * self._typical_norm()
+                vec[c], on[c] = v.cpu(), True
+        return vec, on
+
+    def _typical_norm(self) -> float:
+        out_sum = float(self.norm_sums[0])
+        rows = int(self.counts.sum()) // self.k  # (token, codebook) pairs seen
+        return out_sum / rows if rows > 0 else 1.0
+
+    def set_steering(self, code_ids, strength: float = 1.0, mode: str = "add", positions=None) -> None:
+        """Activate ``code_ids`` in every forward until :meth:`clear_steering` (see ``codebook.steer``)."""
+        check_choice(mode, "mode", ("add", "replace"))
+        groups = self._normalize_ids(code_ids)
+        vec, on = self.steering_vectors(groups)
+        self.steering = {"vectors": vec, "groups": on, "strength": float(strength), "mode": mode,
+                         "positions": positions, "code_ids": groups}
+
+    def clear_steering(self) -> None:
+        self.steering = None
+
+    def _normalize_ids(self, code_ids) -> dict[int, list[int]]:
+        """int / list of ints (codebook 0, or every codebook of a one-codebook layer) or
+        ``{codebook: ids}`` -> ``{codebook: [ids]}``, checked."""
+        if isinstance(code_ids, dict):
+            groups = {int(c): [int(i) for i in (ids if isinstance(ids, (list, tuple, range, torch.Tensor)) else [ids])]
+                      for c, ids in code_ids.items()}
+        else:
+            if self.num_codebooks != 1:
+                raise ValueError(f"this layer has {self.num_codebooks} codebooks: give the steering codes as "
+                                 "{codebook index: [code ids]}")
+            ids = code_ids.tolist() if isinstance(code_ids, torch.Tensor) else code_ids
+            groups = {0: [int(i) for i in (ids if isinstance(ids, (list, tuple, range)) else [ids])]}
+        for c, ids in groups.items():
+            if not 0 <= c < self.num_codebooks:
+                raise ValueError(f"codebook index {c} out of range: expected 0 <= index < {self.num_codebooks}")
+            if not ids:
+                raise ValueError(f"codebook {c}: expected at least one code id to steer with")
+            bad = [i for i in ids if not 0 <= i < self.num_codes]
+            if bad:
+                raise ValueError(f"code ids {bad} out of range: expected 0 <= id < num_codes={self.num_codes}")
+        return groups
+
+
+def _position_mask(lead: torch.Size, positions, device) -> torch.Tensor:
+    """Boolean ``lead`` mask of the steered tokens. ``lead`` is ``(batch, seq)`` (or any shape; the
+    last axis is the sequence); positions: ``None`` (all), ``'last'``, an int, a slice or ints."""
+    if positions is None or len(lead) == 0:
+        return torch.ones(lead, dtype=torch.bool, device=device)
+    T = lead[-1]
+    m = torch.zeros(T, dtype=torch.bool, device=device)
+    if positions == "last":
+        m[-1] = True
+    elif isinstance(positions, slice):
+        m[positions] = True
+    else:
+        idx = [positions] if isinstance(positions, int) else list(positions)
+        idx = [i for i in idx if -T <= i < T]  # positions beyond this call's sequence are not steered
+        if idx:
+            m[torch.as_tensor(idx, dtype=torch.long, device=device)] = True
+    return m.expand(lead)
+
+
+class CodebookLayer(_Codebooks):
+    """One codebook: ``x: (..., dim) -> (out (..., dim), ids (..., k))``.
+
+    Args:
+        dim: feature size of the activation.
+        num_codes: ``K``, codes in the codebook.
+        k: codes chosen per token (their mean, or sum, is the output).
+        metric: similarity of the top-k search: ``'cosine'`` (codes are unit-normalised),
+            ``'dot'`` or ``'l2'``.
+        aggregate: ``'mean'`` (as the public code) or ``'sum'`` of the chosen codes.
+        scale: ``'learned'``, ``'match'`` or ``'none'`` (see the module docstring).
+        reconstruction: weight of the codebook loss ``|q - sg(x)|^2`` (``layer.loss``).
+        commitment: weight of the commitment loss ``|sg(q) - x|^2`` (0 = off, the paper's default).
+        ema: update the codes as running means of their inputs instead of by gradient.
+        replace_dead, replace_every: re-seed codes not chosen in ``replace_every`` training steps.
+        kmeans_init, kmeans_iter: codes from k-means over the first training batch (or call
+            :meth:`init_codes` on activations you choose).
+        seed: seeds initial codes, dead-code replacement and k-means.
+        max_memory: cap in bytes on the search buffers (see ``cluster.nearest``).
+    """
+
+    def __init__(self, dim: int, num_codes: int, k: int = 1, metric: str = "cosine", **kwargs):
+        if "num_codebooks" in kwargs:
+            raise TypeError("CodebookLayer has one codebook; use GroupCodebookLayer for several")
+        super().__init__(dim, num_codes, k, metric, num_codebooks=1, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x: (..., dim)`` -> ``(out (..., dim), ids (..., k))``."""
+        out, ids = self._codes_forward(x)
+        return out, ids.squeeze(-2)
+
+
+class GroupCodebookLayer(_Codebooks):
+    """``num_groups`` codebooks, one per slice of the features (e.g. one per attention head):
+    ``x: (..., dim) -> (out (..., dim), ids (..., num_groups, k))``. Other arguments as
+    :class:`CodebookLayer`; ``dim`` must be divisible by ``num_groups``."""
+
+    def __init__(self, dim: int, num_groups: int, num_codes: int, k: int = 1, metric: str = "cosine", **kwargs):
+        check_positive_int(num_groups, "num_groups")
+        super().__init__(dim, num_codes, k, metric, num_codebooks=num_groups, **kwargs)
+
+    @property
+    def num_groups(self) -> int:
+        return self.num_codebooks
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x: (..., dim)`` -> ``(out (..., dim), ids (..., num_groups, k))``."""
+        return self._codes_forward(x)
+
+
+def perplexity_of(counts: torch.Tensor) -> float:
+    """``exp(entropy)`` of a histogram of counts ``(K,)``."""
+    p = counts.double() / max(float(counts.sum()), 1.0)
+    return float(math.exp(-(p * torch.log(p.clamp_min(1e-300))).sum()))
