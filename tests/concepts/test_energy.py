@@ -1,0 +1,159 @@
+"""EnergyCBM on a tiny problem with a known answer: 4 binary concepts, class = 2 c0 + (c1 xor c2), c3 noise."""
+
+import pytest
+import torch
+
+from bottlenecks.concepts.energy import EnergyCBM
+
+
+def make(n, noise, seed):
+    g = torch.Generator().manual_seed(seed)
+    C = (torch.rand(n, 4, generator=g) < 0.5).float()
+    y = (2 * C[:, 0] + (C[:, 1] != C[:, 2]).float()).long()
+    A = torch.randn(4, 8, generator=torch.Generator().manual_seed(99))
+    Z = (2 * C - 1) @ A + noise * torch.randn(n, 8, generator=g)
+    return Z, C, y
+
+
+FIT = dict(epochs=40, lr=3e-2, batch_size=128)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny matrices: intra-op threads only contend on a shared machine (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def noisy():
+    """Embeddings noisy enough that some concepts are misread from them."""
+    Z, C, y = make(1000, 1.5, 0)
+    model = EnergyCBM(8, 4, 4, hidden=32, seed=0).fit(Z, C, y, **FIT)
+    return model, (Z, C, y), make(1000, 1.5, 1)
+
+
+def test_concepts_and_classes_are_read_from_clean_embeddings():
+    Z, C, y = make(1000, 0.3, 0)
+    Zt, Ct, yt = make(1000, 0.3, 1)
+    model = EnergyCBM(8, 4, 4, hidden=32, seed=0).fit(Z, C, y, **FIT)
+    assert model.loss_history_[-1] < 0.5 * model.loss_history_[0]
+    c = model.concept_proba(Zt)
+    assert c.shape == (1000, 4) and bool(((c >= 0) & (c <= 1)).all())
+    assert ((c > 0.5).float() == Ct).float().mean() >= 0.98
+    proba = model.predict_proba(Zt)
+    torch.testing.assert_close(proba.sum(1), torch.ones(1000))
+    assert (model.predict(Zt) == yt).float().mean() >= 0.97
+
+
+def test_interventions_with_true_concepts_raise_accuracy(noisy):
+    model, _, (Zt, Ct, yt) = noisy
+    plain = (model.predict(Zt) == yt).float().mean()
+    concept_acc = ((model.concept_proba(Zt) > 0.5).float() == Ct).float().mean()
+    assert concept_acc < 0.99  # the embeddings really are ambiguous
+    half = torch.zeros_like(Ct, dtype=torch.bool)
+    half[:, :2] = True
+    some = (model.predict(Zt, half, Ct) == yt).float().mean()
+    full = torch.ones_like(Ct, dtype=torch.bool)
+    every = (model.predict(Zt, full, Ct) == yt).float().mean()
+    assert every >= 0.99 and every > plain + 0.03
+    assert plain < some < every
+    # clamped concepts come back as given, the others are inferred
+    c = model.concept_proba(Zt, half, Ct)
+    assert torch.equal(c[:, :2], Ct[:, :2])
+    assert not torch.equal(c[:, 2:], Ct[:, 2:])
+
+
+def test_full_intervention_is_the_energy_with_true_concepts(noisy):
+    model, _, (Zt, Ct, yt) = noisy
+    full = torch.ones_like(Ct, dtype=torch.bool)
+    with torch.no_grad():
+        want = torch.softmax(-model.class_energy(Zt) - model.lambda_global * model.global_energy(Ct), dim=1)
+    torch.testing.assert_close(model.predict_proba(Zt, full, Ct), want)
+    # the total energy ranks classes as the prediction does
+    with torch.no_grad():
+        energies = torch.stack([model.total_energy(Zt, Ct, torch.full_like(yt, k)) for k in range(4)], dim=1)
+    assert torch.equal(energies.argmin(1), want.argmax(1))
+
+
+def test_class_concept_proba_matches_training_frequencies(noisy):
+    model, (Z, C, y), _ = noisy
+    freq = torch.stack([C[y == k].mean(0) for k in range(4)])
+    p = model.class_concept_proba()
+    assert p.shape == (4, 4)
+    torch.testing.assert_close(p, freq, atol=0.03, rtol=0)
+
+
+def test_gibbs_agrees_with_enumeration_and_factorised_model_is_sigmoid():
+    model = EnergyCBM(3, 5, 3, global_hidden=8, seed=4)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        model.unary.copy_(torch.randn(3, 5, generator=g))
+        model.inter_out.weight.mul_(4.0)
+    exact = model.class_concept_proba(method="exact")
+    gibbs = model.class_concept_proba(method="gibbs", n_chains=400, n_sweeps=40, burn_in=10, seed=1)
+    torch.testing.assert_close(gibbs, exact, atol=0.02, rtol=0)
+    plain = EnergyCBM(3, 5, 3, global_hidden=0, seed=4)
+    with torch.no_grad():
+        plain.unary.copy_(torch.randn(3, 5, generator=g))
+    torch.testing.assert_close(plain.class_concept_proba(), torch.sigmoid(plain.unary.detach()))
+
+
+def test_class_prediction_is_differentiable_through_inference():
+    Z, C, y = make(64, 1.5, 2)
+    model = EnergyCBM(8, 4, 4, hidden=16, seed=1).fit(Z, C, y, epochs=3, lr=3e-2, batch_size=32).double()
+    Z = Z.double()
+
+    def loss():
+        return -model.infer(Z, differentiable=True)[1][torch.arange(64), y].mean()
+
+    model.zero_grad()
+    loss().backward()
+    for name in ("concept_head.weight", "class_head.weight", "trunk.weight", "unary", "inter_in.weight"):
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and float(grad.abs().sum()) > 0, name
+    # the gradient reaching the concept energy is the true derivative of the inferred prediction
+    w = model.concept_head.weight
+    v = torch.randn(w.shape, generator=torch.Generator().manual_seed(0), dtype=w.dtype)
+    eps = 1e-5
+    with torch.no_grad():
+        w += eps * v
+        up = float(loss())
+        w -= 2 * eps * v
+        down = float(loss())
+        w += eps * v
+    assert (up - down) / (2 * eps) == pytest.approx(float((w.grad * v).sum()), rel=1e-4, abs=1e-8)
+
+
+def test_same_seed_same_model_and_other_seed_differs():
+    Z, C, y = make(128, 1.0, 3)
+    a = EnergyCBM(8, 4, 4, hidden=8, seed=5).fit(Z, C, y, epochs=2, batch_size=32)
+    b = EnergyCBM(8, 4, 4, hidden=8, seed=5).fit(Z, C, y, epochs=2, batch_size=32)
+    c = EnergyCBM(8, 4, 4, hidden=8, seed=6).fit(Z, C, y, epochs=2, batch_size=32)
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k
+    assert not torch.equal(a.trunk.weight, c.trunk.weight)
+    assert "n_concepts=4" in repr(a)
+
+
+def test_errors_name_the_mismatch():
+    Z, C, y = make(16, 1.0, 0)
+    model = EnergyCBM(8, 4, 4, hidden=8)
+    with pytest.raises(ValueError, match="Z has 5 features but the model was built for dim_in=8"):
+        model.predict(torch.zeros(3, 5))
+    with pytest.raises(ValueError, match=r"C: expected shape \(16, 4\)"):
+        model.fit(Z, C[:, :3], y)
+    with pytest.raises(ValueError, match="binary concept labels"):
+        model.fit(Z, C * 0.5, y)
+    with pytest.raises(ValueError, match="class ids in 0..3"):
+        model.fit(Z, C, y + 4)
+    with pytest.raises(ValueError, match="without concept_mask"):
+        model.predict(Z, concept_values=C)
+    with pytest.raises(ValueError, match=r"concept_mask: expected shape \(16, 4\)"):
+        model.predict(Z, torch.ones(16, 3, dtype=torch.bool), C)
+    with pytest.raises(TypeError, match="bool tensor"):
+        model.predict(Z, torch.ones(16, 4), C)
+    with pytest.raises(ValueError, match="2\\*\\*30"):
+        EnergyCBM(2, 30, 2).class_concept_proba(method="exact")
