@@ -157,3 +157,29 @@ def test_errors_name_the_mismatch():
         model.predict(Z, torch.ones(16, 4), C)
     with pytest.raises(ValueError, match="2\\*\\*30"):
         EnergyCBM(2, 30, 2).class_concept_proba(method="exact")
+
+
+def test_pseudo_likelihood_path_for_many_concepts():
+    """Beyond exact_max concepts p(c | y) is fit by pseudo-likelihood: its conditionals are the energy's,
+    and on data with class-conditional (non-deterministic) concepts it recovers their frequencies."""
+    model = EnergyCBM(3, 5, 3, global_hidden=8, seed=2, exact_max=0)
+    g = torch.Generator().manual_seed(1)
+    C = (torch.rand(7, 5, generator=g) < 0.5).float()
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    with torch.no_grad():
+        model.unary.copy_(torch.randn(3, 5, generator=g))
+        got = model._pseudo_logits(C, y)
+        for k in range(5):
+            on, off = C.clone(), C.clone()
+            on[:, k], off[:, k] = 1.0, 0.0
+            want = model.global_scores(on)[torch.arange(7), y] - model.global_scores(off)[torch.arange(7), y]
+            torch.testing.assert_close(got[:, k], want)
+    # data: p(c_k = 1 | y) = P[y, k], independent given the class; embeddings carry the class only
+    n = 1500
+    P = torch.tensor([[0.9, 0.2, 0.5, 0.7, 0.1], [0.3, 0.8, 0.5, 0.2, 0.6], [0.5, 0.5, 0.9, 0.1, 0.4]])
+    y = torch.randint(0, 3, (n,), generator=g)
+    C = (torch.rand(n, 5, generator=g) < P[y]).float()
+    Z = torch.nn.functional.one_hot(y, 3).float() + 0.1 * torch.randn(n, 3, generator=g)
+    model = EnergyCBM(3, 5, 3, hidden=16, global_hidden=8, seed=0, exact_max=0).fit(Z, C, y, **FIT)
+    freq = torch.stack([C[y == k].mean(0) for k in range(3)])
+    torch.testing.assert_close(model.class_concept_proba(method="exact"), freq, atol=0.04, rtol=0)

@@ -281,9 +281,9 @@ class EnergyCBM(nn.Module):
             n, K = C.shape
             eye = torch.eye(K, dtype=torch.bool, device=C.device)
             flipped = torch.stack([C[:, None, :].expand(n, K, K).masked_fill(eye, v) for v in (1.0, 0.0)])
-            h = self.inter_out(torch.tanh(self.inter_in(flipped)))  # (2, n, K, N)
-            idx = y[None, :, None, None].expand(2, n, K, 1)
-            h = h.gather(3, idx).squeeze(3)
+            hidden = torch.tanh(self.inter_in(flipped))  # (2, n, K, H)
+            # only class y's output is needed (its bias cancels in the difference): (2, n, K)
+            h = torch.einsum("snkh,nh->snk", hidden, self.inter_out.weight[y])
             out = out + h[0] - h[1]
         return out
 
