@@ -78,6 +78,17 @@ def test_full_intervention_is_the_energy_with_true_concepts(noisy):
     assert torch.equal(energies.argmin(1), want.argmax(1))
 
 
+def test_save_and_load_give_the_same_predictions(noisy, tmp_path):
+    model, _, (Zt, Ct, _) = noisy
+    model.save(tmp_path / "ecbm")
+    back = EnergyCBM.load(tmp_path / "ecbm")
+    assert back.config() == model.config()
+    mask = torch.zeros_like(Ct, dtype=torch.bool)
+    mask[:, 1] = True
+    assert torch.equal(back.predict_proba(Zt, mask, Ct), model.predict_proba(Zt, mask, Ct))
+    assert torch.equal(back.z_mean, model.z_mean)
+
+
 def test_class_concept_proba_matches_training_frequencies(noisy):
     model, (Z, C, y), _ = noisy
     freq = torch.stack([C[y == k].mean(0) for k in range(4)])

@@ -27,7 +27,9 @@ global energy.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -89,6 +91,38 @@ class EnergyCBM(nn.Module):
         self.register_buffer("z_mean", torch.zeros(dim_in))
         self.register_buffer("z_scale", torch.ones(dim_in))
         self.reset_parameters()
+
+    def config(self) -> dict:
+        """The constructor's arguments (JSON-able): ``EnergyCBM(**m.config())`` rebuilds the architecture;
+        ``load_state_dict`` then restores the weights and the input standardisation."""
+        return {"dim_in": self.dim_in, "n_concepts": self.n_concepts, "n_classes": self.n_classes,
+                "hidden": self.hidden, "global_hidden": self.global_hidden, "lambda_concept": self.lambda_concept,
+                "lambda_global": self.lambda_global, "infer_steps": self.infer_steps, "damping": self.damping,
+                "exact_max": self.exact_max, "seed": self.seed}
+
+    def save(self, path) -> None:
+        """``path.safetensors`` (weights and standardisation buffers) + ``path.json`` (:meth:`config`)."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()},
+                  str(path.with_suffix(".safetensors")))
+        path.with_suffix(".json").write_text(json.dumps({"class": type(self).__name__, **self.config()}, indent=2))
+
+    @classmethod
+    def load(cls, path, device=None) -> EnergyCBM:
+        """The model :meth:`save` wrote to ``path`` (in eval mode)."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        config = json.loads(path.with_suffix(".json").read_text())
+        if config.pop("class", cls.__name__) != cls.__name__:
+            raise ValueError(f"{path.with_suffix('.json')}: not an {cls.__name__} (class {config.get('class')!r})")
+        model = cls(**config)
+        state = load_file(str(path.with_suffix(".safetensors")))
+        model.to(dtype=next(iter(state.values())).dtype).load_state_dict(state)
+        return model.to(device).eval() if device is not None else model.eval()
 
     def reset_parameters(self) -> None:
         g = torch.Generator().manual_seed(self.seed)

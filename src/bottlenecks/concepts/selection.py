@@ -78,7 +78,7 @@ def discriminability(concept_embeddings, image_embeddings, labels, *, temperatur
     y = _labels(labels, images.shape[0])
     classes = torch.unique(y)
     onehot = (y[:, None] == classes[None, :]).double()  # (n, N)
-    sim = (concepts @ images.T) @ (onehot / onehot.sum(0))  # (C, N) class-mean similarity
+    sim = concepts @ ((onehot / onehot.sum(0)).T @ images).T  # (C, N): similarity to the class means
     if temperature is None:
         if bool((sim <= 0).any()):
             raise ValueError("discriminability with temperature=None needs positive image-concept similarities "
@@ -270,10 +270,9 @@ def labelfree_filter(names, concept_embeddings, *, class_names=None, class_embed
             sims = unit[idx] @ unit[idx].T
             generality = sims.sum(1)
             gone: set[int] = set()
-            for a in range(len(idx)):
-                for b in range(a + 1, len(idx)):
-                    if a in gone or b in gone or float(sims[a, b]) < dup_sim:
-                        continue
+            close = torch.nonzero(torch.triu(sims >= dup_sim, diagonal=1)).tolist()  # pairs a < b, row-major
+            for a, b in close:
+                if a not in gone and b not in gone:
                     drop, keep = (a, b) if float(generality[a]) < float(generality[b]) else (b, a)
                     gone.add(drop)
                     reasons[idx[drop]] = (f"near-duplicate: similarity {float(sims[a, b]):.3f} >= dup_sim={dup_sim} "
