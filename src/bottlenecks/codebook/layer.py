@@ -169,7 +169,8 @@ class _Codebooks(nn.Module):
 
     @torch.no_grad()
     def init_codes(self, x: torch.Tensor) -> None:
-        """Codes from k-means over activations ``x: (n, dim)`` (or ``(n, C, d)``), per codebook.
+        """Codes from k-means (random initial rows, ``kmeans_iter`` Lloyd steps) over activations
+        ``x: (n, dim)`` (or ``(n, C, d)``), per codebook.
 
         With fewer rows than codes, the codes are random rows (with replacement) plus small noise.
         ``metric='cosine'`` clusters the unit-normalised rows. The learned scale is then set so
@@ -181,7 +182,8 @@ class _Codebooks(nn.Module):
         for c in range(self.num_codebooks):
             zc = z[:, c]
             if n >= K and self.kmeans_init:
-                cent = kmeans(zc, K, max_iter=self.kmeans_iter, seed=self.seed + c).centroids
+                # random rows then Lloyd: k-means++ costs K sequential passes, too slow for K ~ n
+                cent = kmeans(zc, K, init="random", max_iter=self.kmeans_iter, seed=self.seed + c).centroids
             else:
                 idx = torch.randint(0, n, (K,), generator=self._generator)
                 cent = zc[idx] + 1e-3 * zc.std() * torch.randn(K, zc.shape[1], generator=self._generator)

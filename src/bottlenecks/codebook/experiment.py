@@ -1,0 +1,452 @@
+"""The TokFSM reproduction of "Codebook Features": train GPT-NeoX models from scratch with and
+without codebooks on finite-state-machine sequences, then read and steer them through their codes.
+
+Models (same initial weights, same data order, same budget):
+    original          the plain transformer
+    codebook_attn     one codebook per attention head (k=1, 1,000 codes), dead codes re-seeded
+    codebook_attn_raw the same without dead-code replacement (the public code's behaviour)
+    codebook_attn_mlp attention heads + one codebook on each MLP output
+
+Metrics: transition accuracy (a greedily generated next state is correct if it is a valid
+successor), dead codes on held-out data, best-code precision per state vs the best neuron at the
+same recall, and steering success. ``run_tokfsm`` writes report.md, metrics.json and PNGs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..validation import check_positive_int
+from .analysis import best_codes, code_label_counts, neuron_precision_at_recall, precision_recall
+from .tokfsm import EOT, VOCAB_SIZE, TokFSM
+from .wrap import codebook_loss, codebook_sites, record_codes, steer, wrap_codebook
+
+__all__ = ["run_tokfsm", "tokfsm_model", "train_lm", "transition_accuracy", "next_states"]
+
+MODELS = ("original", "codebook_attn", "codebook_attn_raw", "codebook_attn_mlp")
+PAPER_SIZE = {"steps": 20000, "batch_size": 512}
+
+
+def tokfsm_model(seed: int = 0, hidden: int = 128, intermediate: int = 512, layers: int = 4, heads: int = 4,
+                 max_tokens: int = 128) -> nn.Module:
+    """A GPT-NeoX causal LM built from a config (no download), weights drawn from ``seed``."""
+    import transformers
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    transformers.logging.set_verbosity_error()
+    cfg = GPTNeoXConfig(vocab_size=VOCAB_SIZE, hidden_size=hidden, intermediate_size=intermediate,
+                        num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=max_tokens,
+                        bos_token_id=EOT, eos_token_id=EOT, pad_token_id=EOT, use_cache=False)
+    torch.manual_seed(seed)  # transformers initialises weights from the global generator
+    return GPTNeoXForCausalLM(cfg)
+
+
+def train_lm(model: nn.Module, fsm: TokFSM, *, steps: int, batch_size: int, lr: float = 3e-3, seed: int = 0,
+             length: int = 64, device: str = "cpu", quiet: bool = False, desc: str = "train") -> list[float]:
+    """Next-token training on fresh TokFSM sequences of ``length`` states (``2 * length`` tokens:
+    BOS + states, cut; AdamW, linear warm-up then cosine decay, gradient clipping at 1); the
+    codebook losses of a wrapped model are added. Returns the language-model loss of every step."""
+    from tqdm.auto import tqdm
+
+    model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
+    warm = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    g = torch.Generator().manual_seed(seed)
+    losses = []
+    for _ in tqdm(range(steps), desc=desc, disable=quiet, leave=False):
+        tokens, _ = fsm.sample(batch_size, length=length, max_tokens=2 * length, generator=g)
+        tokens = tokens.to(device)
+        out = model(input_ids=tokens, labels=tokens)
+        loss = out.loss + codebook_loss(model).to(device)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(float(out.loss.detach()))
+    model.eval()
+    return losses
+
+
+@torch.no_grad()
+def next_states(model: nn.Module, prompts: torch.Tensor, steer_from: int | None = None) -> torch.Tensor:
+    """Greedy two-token continuation of ``prompts: (n, P)`` decoded as states ``(n,)`` (-1 if not
+    two digits). No KV cache: each step re-reads the whole sequence, so steering positions given as
+    ``slice(P - 1, None)`` cover the prompt's last token and the generated one."""
+    x = prompts
+    for _ in range(2):
+        logits = model(input_ids=x).logits[:, -1]
+        x = torch.cat([x, logits.argmax(-1, keepdim=True)], 1)
+    return TokFSM.decode(x[:, -2:])
+
+
+def _cuts(n: int, num_states: int, g: torch.Generator) -> torch.Tensor:
+    """How many complete states each prompt keeps: uniform in ``[1, num_states - 1]``."""
+    return torch.randint(1, num_states, (n,), generator=g)
+
+
+@torch.no_grad()
+def transition_accuracy(model: nn.Module, fsm: TokFSM, tokens: torch.Tensor, states: torch.Tensor,
+                        seed: int = 0) -> float:
+    """Fraction of greedy next states that are valid successors. Each held-out sequence is cut
+    after a random number ``j`` of complete states (prompt: BOS + 2j tokens)."""
+    model.eval()
+    device = next(model.parameters()).device
+    num_complete = (tokens.shape[1] - 1) // 2
+    cuts = _cuts(len(tokens), num_complete, torch.Generator().manual_seed(seed))
+    correct = 0
+    for j in cuts.unique().tolist():
+        rows = torch.nonzero(cuts == j).flatten()
+        nxt = next_states(model, tokens[rows, : 1 + 2 * j].to(device)).cpu()
+        correct += int(fsm.is_valid(states[rows, j - 1], nxt).sum())
+    return correct / len(tokens)
+
+
+@torch.no_grad()
+def _codes_at_states(model: nn.Module, tokens: torch.Tensor, batch: int = 64) -> dict[str, torch.Tensor]:
+    """Code ids at the second digit of every complete state: ``{site: (n * states, groups, k)}``."""
+    pos = TokFSM.state_positions(tokens.shape[1])
+    device = next(model.parameters()).device
+    out: dict[str, list] = {}
+    for s in range(0, len(tokens), batch):
+        with record_codes(model) as rec:
+            model(input_ids=tokens[s:s + batch].to(device))
+        for site in rec.keys():
+            ids = rec[site][:, pos]
+            ids = ids if ids.dim() == 4 else ids.unsqueeze(2)  # (b, states, groups, k)
+            out.setdefault(site, []).append(ids.reshape(-1, ids.shape[2], ids.shape[3]))
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+@torch.no_grad()
+def _neurons_at_states(model: nn.Module, tokens: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """MLP neuron activations (after the nonlinearity, every layer) at the second digit of every
+    complete state: ``(n * states, layers * intermediate)``."""
+    pos = TokFSM.state_positions(tokens.shape[1])
+    device = next(model.parameters()).device
+    acts_mods = [m for n, m in model.named_modules() if n.endswith("mlp.act")]
+    rows = []
+    for s in range(0, len(tokens), batch):
+        got: list[torch.Tensor] = []
+        handles = [m.register_forward_hook(lambda mod, a, o, got=got: got.append(o[:, pos].cpu()))
+                   for m in acts_mods]
+        try:
+            model(input_ids=tokens[s:s + batch].to(device))
+        finally:
+            for h in handles:
+                h.remove()
+        rows.append(torch.cat([g.reshape(-1, g.shape[-1]) for g in got], 1))
+    return torch.cat(rows)
+
+
+def _dead_fraction(model: nn.Module, tokens: torch.Tensor, batch: int = 64) -> dict[str, float]:
+    """Dead-code fraction (codes never chosen) per site on ``tokens``, plus the mean over codebooks."""
+    sites = codebook_sites(model)
+    for layer in sites.values():
+        layer.reset_stats()
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for s in range(0, len(tokens), batch):
+            model(input_ids=tokens[s:s + batch].to(device))
+    per_site = {name: float(layer.dead_fraction().mean()) for name, layer in sites.items()}
+    per_codebook = torch.cat([layer.dead_fraction() for layer in sites.values()])
+    return {"mean": float(per_codebook.mean()), "per_site": per_site,
+            "perplexity": float(torch.cat([layer.perplexity() for layer in sites.values()]).mean()),
+            "norm_ratio": float(sum(layer.norm_ratio() for layer in sites.values()) / len(sites))}
+
+
+def _norm_ratio_without_scale(model: nn.Module, tokens: torch.Tensor) -> float:
+    """The output/input norm ratio the public code's unscaled output would give (scale 'none')."""
+    sites = codebook_sites(model)
+    modes = {n: layer.scale_mode for n, layer in sites.items()}
+    try:
+        for layer in sites.values():
+            layer.scale_mode = "none"
+        return _dead_fraction(model, tokens)["norm_ratio"]
+    finally:
+        for n, layer in sites.items():
+            layer.scale_mode = modes[n]
+
+
+def _state_codes(codes: dict[str, torch.Tensor], states: torch.Tensor, num_states: int, num_codes: int,
+                 min_recall: float, min_count: int) -> dict:
+    """Per codebook (site, group): precision/recall of every code for every state and the best
+    code per state; plus, per state, the best code over all codebooks."""
+    per_cb = []
+    for site, ids in codes.items():
+        for gi in range(ids.shape[1]):
+            counts = code_label_counts(ids[:, gi], states, num_codes, num_states)
+            prec, rec = precision_recall(counts, k=ids.shape[2])
+            code, p, r = best_codes(prec, rec, counts, min_recall=min_recall, min_count=min_count)
+            per_cb.append({"site": site, "group": gi, "code": code, "precision": p, "recall": r,
+                           "all_precision": prec, "all_recall": rec, "counts": counts})
+    best_p = torch.stack([c["precision"] for c in per_cb])  # (codebooks, S)
+    best_r = torch.stack([c["recall"] for c in per_cb])
+    which = (best_p + 1e-6 * best_r).argmax(0)
+    cols = torch.arange(num_states)
+    return {"codebooks": per_cb, "best_precision": best_p[which, cols], "best_recall": best_r[which, cols],
+            "best_codebook": which}
+
+
+def _steering(model: nn.Module, fsm: TokFSM, per_cb: list[dict], tokens: torch.Tensor, states: torch.Tensor,
+              *, prompts_per_state: int, prompt_states: int, min_precision: float, mode: str, strength: float,
+              seed: int) -> dict:
+    """Steer toward each state ``s`` with, in every codebook, its best code for ``s`` (precision >=
+    ``min_precision``), at the prompt's last token and the generated one; count generated next
+    states that are valid successors of ``s``, with and without steering."""
+    g = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
+    P = 1 + 2 * prompt_states
+    fractions, base_fractions, codes_used = [], [], []
+    for s in range(fsm.num_states):
+        cand = torch.nonzero(states[:, prompt_states - 1] != s).flatten()
+        rows = cand[torch.randperm(len(cand), generator=g)[:prompts_per_state]]
+        prompts = tokens[rows, :P].to(device)
+        spec: dict[str, dict[int, list[int]]] = {}
+        for cb in per_cb:
+            if int(cb["code"][s]) >= 0 and float(cb["precision"][s]) >= min_precision:
+                spec.setdefault(cb["site"], {})[cb["group"]] = [int(cb["code"][s])]
+        codes_used.append(sum(len(v) for v in spec.values()))
+        base = next_states(model, prompts).cpu()
+        base_fractions.append(float(fsm.is_valid(torch.full_like(base, s), base).float().mean()))
+        if not spec:
+            fractions.append(0.0)
+            continue
+        with steer(model, spec, strength=strength, mode=mode, positions=slice(P - 1, None)):
+            got = next_states(model, prompts).cpu()
+        fractions.append(float(fsm.is_valid(torch.full_like(got, s), got).float().mean()))
+    f = torch.tensor(fractions)
+    return {"mode": mode, "strength": strength, "mean_success": float(f.mean()),
+            "states_steered": float((f > 0.5).double().mean()),
+            "baseline_mean": float(torch.tensor(base_fractions).mean()),
+            "mean_codes_used": float(torch.tensor(codes_used, dtype=torch.float).mean()), "per_state": fractions}
+
+
+def _plots(out: Path, metrics: dict, best_code_p, best_neuron_p, best_code_r, usage: dict) -> list[str]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = []
+    fig = Figure(figsize=(9, 3.4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.subplots(1, 2)
+    bins = torch.linspace(0, 1, 21).tolist()
+    ax1.hist([best_code_p.tolist(), best_neuron_p.tolist()], bins=bins, label=["best code", "best neuron"])
+    ax1.set_xlabel("precision for its state")
+    ax1.set_ylabel("states")
+    ax1.legend()
+    ax2.hist(best_code_r.tolist(), bins=bins, color="C0")
+    ax2.set_xlabel("recall of the best code")
+    ax2.set_ylabel("states")
+    fig.tight_layout()
+    fig.savefig(out / "precision_recall.png")
+    names.append("precision_recall.png")
+
+    fig = Figure(figsize=(5, 3.4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for label, u in usage.items():
+        u = torch.sort(u, descending=True).values
+        ax.plot(range(1, len(u) + 1), (u + 1e-12).tolist(), label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("code rank (per codebook, averaged)")
+    ax.set_ylabel("share of selections")
+    ax.set_title("code usage on held-out data")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "code_usage.png")
+    names.append("code_usage.png")
+
+    fig = Figure(figsize=(5, 3.4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for name, m in metrics["models"].items():
+        loss = torch.tensor(m["train_loss"])
+        w = max(1, len(loss) // 50)
+        smooth = loss.unfold(0, w, w).mean(1) if len(loss) >= w else loss
+        ax.plot([(i + 1) * w for i in range(len(smooth))], smooth.tolist(), label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel("train LM loss")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "train_loss.png")
+    names.append("train_loss.png")
+    return names
+
+
+def _usage(model: nn.Module) -> torch.Tensor:
+    """Sorted usage per codebook (from the latest stats), averaged over codebooks: ``(K,)``."""
+    rows = [torch.sort(layer.usage(), dim=1, descending=True).values for layer in codebook_sites(model).values()]
+    return torch.cat(rows).mean(0).float()
+
+
+def run_tokfsm(out, seed: int = 0, steps: int = 300, batch_size: int = 16, lr: float = 3e-3, num_codes: int = 1000,
+               k: int = 1, mlp_k: int = 1, eval_sequences: int = 256, analysis_sequences: int = 512,
+               prompts_per_state: int = 10, models: tuple[str, ...] = MODELS, device: str = "cpu",
+               quiet: bool = False) -> dict:
+    """Train the TokFSM models, compute every metric, write ``report.md``, ``metrics.json`` and
+    PNGs into ``out``; return the metrics.
+
+    CPU defaults (300 steps of 16 sequences) take minutes; the paper trains 20,000 steps of 512
+    (``PAPER_SIZE``) on a GPU. Every model sees the same initial weights and the same sequences.
+    """
+    check_positive_int(steps, "steps")
+    check_positive_int(batch_size, "batch_size")
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or "original" not in models:
+        raise ValueError(f"models: expected 'original' and any of {list(MODELS)}, got {list(models)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    fsm = TokFSM(seed=seed)
+    held_tokens, held_states = fsm.sample(max(eval_sequences, analysis_sequences),
+                                          generator=torch.Generator().manual_seed(seed + 10_000))
+    trained: dict[str, nn.Module] = {}
+    metrics: dict = {"config": {"seed": seed, "steps": steps, "batch_size": batch_size, "lr": lr,
+                                "num_codes": num_codes, "k": k, "mlp_k": mlp_k, "eval_sequences": eval_sequences,
+                                "analysis_sequences": analysis_sequences, "device": device,
+                                "model": "GPT-NeoX hidden 128, intermediate 512, 4 layers, 4 heads"},
+                     "models": {}}
+    for name in models:
+        t = time.time()
+        model = tokfsm_model(seed)
+        if name != "original":
+            cb = dict(num_codes=num_codes, k=k, seed=seed, replace_dead=name != "codebook_attn_raw")
+            wrap_codebook(model, "attn_heads", **cb)
+            if name == "codebook_attn_mlp":
+                wrap_codebook(model, "mlp", **dict(cb, k=mlp_k, seed=seed + 100))
+        losses = train_lm(model, fsm, steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                          quiet=quiet, desc=name)
+        acc = transition_accuracy(model, fsm, held_tokens[:eval_sequences], held_states[:eval_sequences], seed)
+        m = {"transition_accuracy": acc, "train_loss": losses,
+             "final_train_loss": sum(losses[-20:]) / len(losses[-20:]),
+             "train_seconds": time.time() - t}
+        if name != "original":
+            m["dead_codes"] = _dead_fraction(model, held_tokens)
+            m["replaced_codes"] = int(sum(int(layer.replaced) for layer in codebook_sites(model).values()))
+        metrics["models"][name] = m
+        trained[name] = model
+        if not quiet:
+            print(f"{name}: transition accuracy {acc:.3f}, {m['train_seconds']:.0f} s")
+
+    analysis = {}
+    plots_usage = {}
+    cb_name = "codebook_attn" if "codebook_attn" in trained else next((n for n in trained if n != "original"), None)
+    if cb_name is not None:
+        cbm = trained[cb_name]
+        usage_models = [n for n in ("codebook_attn", "codebook_attn_raw") if n in trained]
+        for n in usage_models:
+            _dead_fraction(trained[n], held_tokens)
+            plots_usage[n] = _usage(trained[n])
+        a_tokens = held_tokens[:analysis_sequences]
+        a_states = held_states[:analysis_sequences, : len(TokFSM.state_positions(a_tokens.shape[1]))].reshape(-1)
+        codes = {s: v for s, v in _codes_at_states(cbm, a_tokens).items() if s.endswith("attn_heads")}
+        sc = _state_codes(codes, a_states, fsm.num_states, num_codes, min_recall=0.05, min_count=10)
+        acts = _neurons_at_states(trained["original"], a_tokens)
+        recalls = {s: float(sc["best_recall"][s]) for s in range(fsm.num_states) if float(sc["best_recall"][s]) > 0}
+        neuron = neuron_precision_at_recall(acts, a_states, recalls)
+        neuron_p = torch.tensor([neuron[s][0] if s in neuron else 0.0 for s in range(fsm.num_states)])
+        analysis = {"model": cb_name, "positions": "second digit of each complete state",
+                    "mean_best_code_precision": float(sc["best_precision"].mean()),
+                    "mean_best_code_recall": float(sc["best_recall"].mean()),
+                    "mean_best_neuron_precision": float(neuron_p.mean()),
+                    "states_with_a_code": int((sc["best_precision"] > 0).sum()),
+                    "best_code_precision": sc["best_precision"].tolist(),
+                    "best_neuron_precision": neuron_p.tolist(), "best_code_recall": sc["best_recall"].tolist()}
+        steering = {}
+        for mode in ("replace", "add"):
+            steering[mode] = _steering(cbm, fsm, sc["codebooks"], held_tokens, held_states,
+                                       prompts_per_state=prompts_per_state, prompt_states=16, min_precision=0.5,
+                                       mode=mode, strength=1.0, seed=seed)
+        analysis["steering"] = steering
+        analysis["norm_ratio_learned_scale"] = metrics["models"][cb_name]["dead_codes"]["norm_ratio"]
+        analysis["norm_ratio_without_scale"] = _norm_ratio_without_scale(cbm, held_tokens[:64])
+        metrics["analysis"] = analysis
+        metrics["plots"] = _plots(out, metrics, sc["best_precision"], neuron_p, sc["best_recall"], plots_usage)
+    metrics["seconds"] = time.time() - t0
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    (out / "report.md").write_text(_report(metrics))
+    return metrics
+
+
+def _fmt(x, pct=True) -> str:
+    return "n/a" if x is None else (f"{100 * x:.1f}%" if pct else f"{x:.3f}")
+
+
+def _perplexity(dead: dict | None) -> str:
+    return "-" if dead is None else f"{dead['perplexity']:.0f}"
+
+
+def _report(m: dict) -> str:
+    c = m["config"]
+    models = m["models"]
+    orig = models["original"]["transition_accuracy"]
+    lines = ["# TokFSM reproduction (Codebook Features)", "",
+             f"GPT-NeoX (hidden 128, intermediate 512, 4 layers, 4 heads) trained from scratch, {c['steps']} steps "
+             f"of {c['batch_size']} sequences (lr {c['lr']}), seed {c['seed']}, device {c['device']}; every model "
+             f"starts from the same weights and sees the same sequences. Codebooks: one per attention head "
+             f"(input of the attention output projection), k={c['k']}, {c['num_codes']} codes, cosine "
+             f"similarity, learned output scale. Held-out: {c['eval_sequences']} sequences for accuracy, "
+             f"{c['analysis_sequences']} for codes. Total time {m['seconds']:.0f} s.", "",
+             "| model | transition accuracy | vs original | dead codes (held-out) | code perplexity | train loss |",
+             "|---|---|---|---|---|---|"]
+    for name, r in models.items():
+        dead = r.get("dead_codes")
+        lines.append(f"| {name} | {_fmt(r['transition_accuracy'])} | "
+                     f"{100 * (r['transition_accuracy'] - orig):+.1f} pt | "
+                     f"{_fmt(dead['mean']) if dead else '-'} | {_perplexity(dead)} | "
+                     f"{r['final_train_loss']:.3f} |")
+    a = m.get("analysis")
+    if a:
+        st = a["steering"]
+        lines += ["", "## Codes vs neurons, steering", "",
+                  f"Analysis model: `{a['model']}`; labels: the FSM state at the {a['positions']}.", "",
+                  "| metric | value |", "|---|---|",
+                  f"| mean precision of the best code per state (recall >= 5%) | "
+                  f"{_fmt(a['mean_best_code_precision'])} |",
+                  f"| mean recall of that code | {_fmt(a['mean_best_code_recall'])} |",
+                  f"| mean precision of the best MLP neuron at the same recall (original model) | "
+                  f"{_fmt(a['mean_best_neuron_precision'])} |",
+                  f"| states with a qualifying code | {a['states_with_a_code']} / 100 |"]
+        for mode, s in st.items():
+            lines.append(f"| steering ({mode}, strength {s['strength']}): mean share of next states that follow "
+                         f"the target state | {_fmt(s['mean_success'])} (unsteered {_fmt(s['baseline_mean'])}) |")
+            lines.append(f"| steering ({mode}): states steered in more than half of the prompts | "
+                         f"{_fmt(s['states_steered'])} |")
+        lines.append(f"| output/input norm ratio, learned scale | {a['norm_ratio_learned_scale']:.3f} |")
+        lines.append(f"| output/input norm ratio with the public code's unscaled output | "
+                     f"{a['norm_ratio_without_scale']:.3f} |")
+        lines += ["", "## Targets", ""] + _targets(m)
+    for p in m.get("plots", []):
+        lines += ["", f"![{p}]({p})"]
+    return "\n".join(lines) + "\n"
+
+
+def _targets(m: dict) -> list[str]:
+    models, a = m["models"], m["analysis"]
+    orig = models["original"]["transition_accuracy"]
+    rows = ["| target | measured | met |", "|---|---|---|"]
+    for name in ("codebook_attn", "codebook_attn_mlp"):
+        if name in models:
+            gap = 100 * (orig - models[name]["transition_accuracy"])
+            rows.append(f"| {name}: accuracy within 2 points of the original | {gap:+.1f} pt below | "
+                        f"{'yes' if gap <= 2 else 'no'} |")
+    gap = 100 * (a["mean_best_code_precision"] - a["mean_best_neuron_precision"])
+    rows.append(f"| best-code precision >= best-neuron + 20 pt | {gap:+.1f} pt | {'yes' if gap >= 20 else 'no'} |")
+    for name in ("codebook_attn", "codebook_attn_raw"):
+        if name in models:
+            d = models[name]["dead_codes"]["mean"]
+            met = ("yes" if d < 0.5 else "no") if name == "codebook_attn" else "(reported: no dead-code handling)"
+            rows.append(f"| dead codes < 50% ({name}) | {_fmt(d)} | {met} |")
+    best = max(a["steering"].values(), key=lambda s: s["states_steered"])
+    rows.append(f"| steering succeeds for >= 80% of states (best mode: {best['mode']}) | "
+                f"{_fmt(best['states_steered'])} | {'yes' if best['states_steered'] >= 0.8 else 'no'} |")
+    return rows

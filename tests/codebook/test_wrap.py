@@ -1,0 +1,144 @@
+"""wrap_codebook / unwrap / record_codes / steer on Hugging Face transformers built from configs."""
+
+import pytest
+import torch
+from torch import nn
+
+from bottlenecks.codebook import GroupCodebookLayer, codebook_sites, record_codes, steer, unwrap, wrap_codebook
+from bottlenecks.codebook.experiment import next_states, tokfsm_model, train_lm
+from bottlenecks.codebook.tokfsm import TokFSM
+
+transformers = pytest.importorskip("transformers")
+transformers.logging.set_verbosity_error()
+
+
+def _tiny(family):
+    torch.manual_seed(0)
+    if family == "gpt_neox":
+        cfg = transformers.GPTNeoXConfig(vocab_size=11, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, max_position_embeddings=32)
+        return transformers.GPTNeoXForCausalLM(cfg).eval()
+    if family == "gpt2":
+        cfg = transformers.GPT2Config(vocab_size=11, n_embd=32, n_layer=2, n_head=4, n_positions=32)
+        return transformers.GPT2LMHeadModel(cfg).eval()
+    cfg = transformers.LlamaConfig(vocab_size=11, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32)
+    return transformers.LlamaForCausalLM(cfg).eval()
+
+
+@pytest.mark.parametrize("family", ["gpt_neox", "gpt2", "llama"])
+def test_wrap_trains_records_and_unwrap_restores_bit_identical_outputs(family):
+    model = _tiny(family)
+    x = torch.randint(0, 10, (3, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = model(x).logits.clone()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    wrap = wrap_codebook(model, ("attn_heads", "mlp"), layers=[1], num_codes=16, k=2, seed=0)
+    assert sorted(wrap.layers) == ["layers.1.attn_heads", "layers.1.mlp"]
+    assert isinstance(wrap.layers["layers.1.attn_heads"], GroupCodebookLayer)
+    assert wrap.layers["layers.1.attn_heads"].num_groups == 4
+    model.train()
+    out = model(x, labels=x)
+    (out.loss + wrap.loss()).backward()
+    assert wrap.layers["layers.1.mlp"].codes.grad is not None  # the codes are model parameters
+    model.eval()
+    with torch.no_grad():
+        coded = model(x).logits
+        with record_codes(model) as rec:
+            model(x)
+    assert not torch.equal(coded, ref)  # the bottleneck changes the computation
+    assert rec["layers.1.attn_heads"].shape == (3, 12, 4, 2) and rec["layers.1.mlp"].shape == (3, 12, 2)
+    assert int(rec["layers.1.mlp"].max()) < 16
+    unwrap(model)
+    assert codebook_sites(model) == {}
+    assert not any("codebook" in n for n, _ in model.named_modules())
+    assert model.state_dict().keys() == before.keys()
+    with torch.no_grad():
+        assert torch.equal(model(x).logits, ref)
+
+
+def test_attn_heads_codes_are_the_per_head_search_of_the_projection_input():
+    model = _tiny("gpt_neox")
+    got = {}
+    dense = model.gpt_neox.layers[0].attention.dense
+    h = dense.register_forward_pre_hook(lambda m, a: got.setdefault("x", a[0].detach().clone()))
+    wrap = wrap_codebook(model, "attn_heads", layers=[0], num_codes=8, k=1)
+    x = torch.randint(0, 10, (2, 6), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad(), record_codes(model) as rec:
+        model(x)
+    h.remove()  # registered first, so it saw the input before the codebook
+    layer = wrap.layers["layers.0.attn_heads"]
+    z = got["x"].reshape(2, 6, 4, 8)
+    sims = torch.einsum("btgd,gkd->btgk", torch.nn.functional.normalize(z, dim=-1),
+                        torch.nn.functional.normalize(layer.codes.detach(), dim=-1))
+    assert torch.equal(rec["layers.0.attn_heads"][..., 0], sims.argmax(-1))
+
+
+def test_pattern_sites_on_any_module():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 12), nn.ReLU(), nn.Linear(12, 3))
+    x = torch.randn(7, 5)
+    ref = net(x).detach().clone()
+    wrap = wrap_codebook(net, r"0", num_codes=6, k=1, num_groups=3, metric="l2")
+    assert list(wrap.layers) == ["0"] and wrap.layers["0"].num_codebooks == 3
+    net.train()
+    net(x)  # initialises the codes from this batch
+    with record_codes(net) as rec:
+        net(x)
+    assert rec["0"].shape == (7, 3, 1)
+    unwrap(net)
+    assert torch.equal(net(x), ref)
+
+
+def test_clear_errors():
+    model = _tiny("gpt2")
+    with pytest.raises(ValueError, match="unknown site 'ffn'"):
+        wrap_codebook(model, "ffn")
+    with pytest.raises(ValueError, match=r"layers \[5\] out of range: the model has 2 layers"):
+        wrap_codebook(model, "mlp", layers=[5])
+    with pytest.raises(ValueError, match="k=20 is larger than num_codes=16"):
+        wrap_codebook(model, "mlp", num_codes=16, k=20)
+    with pytest.raises(ValueError, match="needs a GPT-2, GPT-NeoX or Llama"):
+        wrap_codebook(nn.Sequential(nn.Linear(2, 2)), "mlp")
+    with pytest.raises(ValueError, match="no codebooks"):
+        with record_codes(model):
+            pass
+    wrap_codebook(model, "mlp", layers=[0], num_codes=4)
+    with pytest.raises(ValueError, match="already has a codebook"):
+        wrap_codebook(model, "mlp", layers=[0], num_codes=4)
+    with pytest.raises(ValueError, match=r"unknown codebook sites \['layers.1.mlp'\]"):
+        with steer(model, {"layers.1.mlp": [0]}):
+            pass
+    with pytest.raises(ValueError, match=r"expected shape \(\.\.\., dim=32\)"):
+        model.transformer.h[0].mlp.codebook(torch.randn(2, 31))
+
+
+def test_steering_moves_generations_toward_the_target_state():
+    # a tiny machine (10 states, 2 successors each) learnt by a tiny model with per-head codebooks
+    fsm = TokFSM(num_states=10, num_successors=2, seed=0)
+    model = tokfsm_model(seed=0, hidden=32, intermediate=64, layers=2, heads=2, max_tokens=24)
+    wrap_codebook(model, "attn_heads", num_codes=32, k=1, seed=0)
+    train_lm(model, fsm, steps=150, batch_size=32, lr=1e-2, seed=0, length=12, quiet=True)
+    tokens, states = fsm.sample(400, length=12, max_tokens=24, generator=torch.Generator().manual_seed(9))
+    prompts, current = tokens[:, :13], states[:, 5]  # six complete states
+    base = next_states(model, prompts)
+    assert float(fsm.is_valid(current, base).float().mean()) > 0.8  # the model learnt the machine
+    # codes of the target state: per head, the code chosen most often at that state's second digit
+    with torch.no_grad(), record_codes(model) as rec:
+        model(tokens)
+    pos = TokFSM.state_positions(24)
+    labels = states[:, : len(pos)].reshape(-1)
+    gains = []
+    for target in (0, 3, 7):
+        spec = {}
+        for site in rec.keys():
+            ids = rec[site][:, pos].reshape(-1, 2)
+            spec[site] = {g: [int(ids[labels == target, g].mode().values)] for g in range(2)}
+        rows = current != target
+        with steer(model, spec, strength=1.0, mode="replace", positions=slice(12, None)):
+            got = next_states(model, prompts[rows])
+        target_t = torch.full_like(got, target)
+        steered = float(fsm.is_valid(target_t, got).float().mean())
+        unsteered = float(fsm.is_valid(target_t, base[rows]).float().mean())
+        gains.append(steered - unsteered)
+    assert min(gains) > 0.2, gains
