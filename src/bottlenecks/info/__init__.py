@@ -1,9 +1,19 @@
-"""Information-theoretic tools: entropy and mutual-information estimators (k-NN, plug-in, Gaussian),
-the information plane, and information-bottleneck layers and losses (variational IB, Cauchy-Schwarz IB)."""
+"""Information-theoretic tools: entropy, mutual-information and conditional-MI estimators (k-NN, mixed,
+plug-in, Gaussian, pairwise noisy-layer bounds, neural lower bounds, compress-then-estimate), the
+information plane and its 12-bit reproduction, IB metrics, and information-bottleneck layers and losses
+(variational IB, Cauchy-Schwarz IB)."""
 
-from .estimators import entropy, mutual_information
+from .bounds import pairwise_information_bounds
+from .compress import AutoEncoder, compress, compressed_mutual_information
+from .estimators import Estimate, conditional_mutual_information, entropy, mutual_information
 from .layers import VariationalIB, cauchy_schwarz_ib_loss, silverman_bandwidth
+from .metrics import degree_of_ib, ib_generalization_correlation, rate_distortion
+from .neural import Critic, NeuralMIResult, neural_mutual_information
 from .plane import InfoPlane, binned_information
+from .reproduce import TwelveBitNet, run_info_plane
 
-__all__ = ["InfoPlane", "VariationalIB", "binned_information", "cauchy_schwarz_ib_loss", "entropy",
-           "mutual_information", "silverman_bandwidth"]
+__all__ = ["AutoEncoder", "Critic", "Estimate", "InfoPlane", "NeuralMIResult", "TwelveBitNet", "VariationalIB",
+           "binned_information", "cauchy_schwarz_ib_loss", "compress", "compressed_mutual_information",
+           "conditional_mutual_information", "degree_of_ib", "entropy", "ib_generalization_correlation",
+           "mutual_information", "neural_mutual_information", "pairwise_information_bounds", "rate_distortion",
+           "run_info_plane", "silverman_bandwidth"]

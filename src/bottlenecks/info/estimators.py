@@ -1,23 +1,26 @@
-"""Entropy and mutual-information estimators (k-NN, plug-in, Gaussian).
+"""Entropy, mutual-information and conditional-MI estimators (k-NN, mixed, plug-in, Gaussian),
+with optional resampling confidence intervals.
 
-All k-NN work is done in chunks of query rows against all points, so memory stays bounded
-(about ``max_memory`` bytes of working distances) and no ``n x n`` matrix is ever built.
+k-NN statistics come from :mod:`bottlenecks.info.knn` (KD-tree in low dimensions, chunked exact
+torch search with bounded memory and no ``n x n`` matrix in high dimensions; same counts either way).
 Computation is in float64. Inputs: NumPy arrays or tensors, ``(n,)`` treated as ``(n, 1)``.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..cluster import nearest
 from ..validation import as_tensor, check_choice, check_finite, check_ndim, check_nonempty, check_positive_int
+from . import knn
 
-__all__ = ["entropy", "mutual_information"]
+__all__ = ["Estimate", "conditional_mutual_information", "entropy", "mutual_information"]
 
 UNITS = {"nats": 1.0, "bits": 1.0 / math.log(2.0)}
-_DEFAULT_MEMORY = 64 * 2**20
 
 
 def _prepare(x, name: str, *, min_samples: int = 1) -> torch.Tensor:
@@ -65,19 +68,6 @@ def _digamma(t: torch.Tensor) -> torch.Tensor:
     return torch.special.digamma(t.to(torch.float64))
 
 
-def _chunk_rows(n: int, max_memory: int | None, n_buffers: int = 4) -> int:
-    budget = _DEFAULT_MEMORY if max_memory is None else int(max_memory)
-    return max(1, min(n, budget // (8 * max(n, 1) * n_buffers)))
-
-
-def _cheb(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Max-norm distances ``a: (m, d)``, ``b: (n, d)`` -> ``(m, n)``, one column at a time."""
-    out = (a[:, :1] - b[:, 0].unsqueeze(0)).abs_()
-    for j in range(1, a.shape[1]):
-        out = torch.maximum(out, (a[:, j:j + 1] - b[:, j].unsqueeze(0)).abs_(), out=out)
-    return out
-
-
 # ---------------------------------------------------------------------------------------------
 # entropy
 # ---------------------------------------------------------------------------------------------
@@ -93,7 +83,34 @@ def _discrete_codes(t: torch.Tensor) -> torch.Tensor:
     return torch.unique(t, dim=0, return_inverse=True)[1]
 
 
-def entropy(x, method: str = "kl", k: int = 3, units: str = "nats", *, max_memory: int | None = None) -> float:
+def _bin_columns(t: torch.Tensor, bins: int | None) -> torch.Tensor:
+    """Equal-width bins per column over its own range (``bins`` of them): ``(n, d) -> (n, d)`` int.
+    ``bins=None`` leaves the data as symbols (exact values)."""
+    if bins is None:
+        return t
+    bins = check_positive_int(bins, "bins")
+    t = t.to(torch.float64)
+    lo, hi = t.amin(0), t.amax(0)
+    width = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+    return ((t - lo) / width * bins).floor().clamp_(0, bins - 1).to(torch.int64)
+
+
+def _kl_entropy(t: torch.Tensor, k: int, max_memory: int | None) -> float:
+    n, d = t.shape
+    dist, _ = nearest(t, t, k=k + 1, metric="l2", max_memory=max_memory)
+    r2 = dist[:, k].clamp_min(0)
+    if bool((r2 == 0).any()):
+        n_dup = int((r2 == 0).sum())
+        raise ValueError(f"x: {n_dup} sample(s) have their {k}-th nearest neighbour at distance 0 "
+                         "(duplicate points); the KL estimator needs continuous data — add tiny jitter "
+                         "or use method='plugin' for discrete data")
+    log_vd = 0.5 * d * math.log(math.pi) - math.lgamma(0.5 * d + 1)
+    return (float(_digamma(torch.tensor(n))) - float(_digamma(torch.tensor(k))) + log_vd
+            + d * float(0.5 * r2.log().mean()))
+
+
+def entropy(x, method: str = "kl", k: int = 3, units: str = "nats", *, bins: int | None = None,
+            ci: float | None = None, n_resamples: int = 200, seed: int = 0, max_memory: int | None = None):
     """Entropy of samples ``x: (n, d)`` (a 1-D ``x`` is ``(n, 1)``).
 
     ``method='kl'``: Kozachenko–Leonenko differential entropy with **Euclidean** k-NN
@@ -106,65 +123,90 @@ def entropy(x, method: str = "kl", k: int = 3, units: str = "nats", *, max_memor
     lowers variance and raises bias. Duplicate points (``r_i = 0``) are rejected.
 
     ``method='plugin'``: Shannon entropy of the empirical distribution of the rows of a discrete
-    ``x`` (each distinct row is a symbol). It is biased low by about ``(K - 1) / (2n)`` nats
-    for ``K`` symbols (Miller–Madow).
+    ``x`` (each distinct row is a symbol; with ``bins``, each column is first cut into ``bins``
+    equal-width bins over its range). It is biased low by about ``(K - 1) / (2n)`` nats for ``K``
+    symbols (Miller–Madow).
 
-    Returns a float in ``units`` ('nats' or 'bits').
+    ``ci`` (e.g. 0.95) adds a resampling confidence interval and returns an :class:`Estimate`
+    instead of a float (see :func:`mutual_information` for the procedure). Returns ``units``
+    ('nats' or 'bits').
     """
     check_choice(method, "method", ("kl", "plugin"))
     check_choice(units, "units", UNITS)
     t = _prepare(x, "x")
     if method == "plugin":
-        return _convert(_plugin_entropy_codes(_discrete_codes(t)), units)
-    n, d = t.shape
-    k = _check_k(k, n)
-    t = t.to(torch.float64)
-    dist, _ = nearest(t, t, k=k + 1, metric="l2", max_memory=max_memory)
-    r2 = dist[:, k].clamp_min(0)
-    if bool((r2 == 0).any()):
-        n_dup = int((r2 == 0).sum())
-        raise ValueError(f"x: {n_dup} sample(s) have their {k}-th nearest neighbour at distance 0 "
-                         "(duplicate points); the KL estimator needs continuous data — add tiny jitter "
-                         "or use method='plugin' for discrete data")
-    log_vd = 0.5 * d * math.log(math.pi) - math.lgamma(0.5 * d + 1)
-    h = (float(_digamma(torch.tensor(n))) - float(_digamma(torch.tensor(k))) + log_vd
-         + d * float(0.5 * r2.log().mean()))
-    return _convert(h, units)
+        codes = _bin_columns(t, bins)
+
+        def fn(idx):
+            return _plugin_entropy_codes(_discrete_codes(codes[idx]))
+    else:
+        k = _check_k(k, t.shape[0])
+        t = t.to(torch.float64)
+
+        def fn(idx):
+            return _kl_entropy(t[idx], k, max_memory)
+    return _finish(fn, t.shape[0], units, ci, n_resamples, seed, method, resample="subsample" if method == "kl"
+                   else "bootstrap", min_n=(k + 2 if method == "kl" else 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# confidence intervals
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with a resampling confidence interval ``[low, high]`` (``float(e)`` is
+    the estimate on all the data)."""
+
+    value: float
+    low: float
+    high: float
+    level: float
+    units: str
+    method: str
+    resampling: str
+    n_resamples: int
+
+    def __float__(self) -> float:
+        return self.value
+
+
+def _finish(fn, n: int, units: str, ci, n_resamples: int, seed: int, method: str, *, resample: str,
+            min_n: int = 1):
+    """Evaluate ``fn(indices)`` on all ``n`` samples; with ``ci``, also on resamples.
+
+    ``'bootstrap'``: ``n`` draws with replacement. ``'subsample'`` (k-NN estimators, for which
+    repeated points would be exact ties): ``m = n // 2`` draws without replacement, deviations
+    scaled by ``sqrt(m / n)`` (root-n rate, Politis & Romano 1994). Both give the *basic* interval
+    ``[T - s q_hi, T - s q_lo]`` with ``q`` the quantiles of the resample estimates minus their mean:
+    it measures sampling variability around the estimate, not the estimator's bias."""
+    full = torch.arange(n)
+    value = _convert(fn(full), units)
+    if ci is None:
+        return value
+    if isinstance(ci, bool) or not isinstance(ci, (int, float)) or not 0 < ci < 1:
+        raise ValueError(f"ci: expected a confidence level in (0, 1) such as 0.95, got {ci!r}")
+    n_resamples = check_positive_int(n_resamples, "n_resamples", 2)
+    g = torch.Generator().manual_seed(int(seed))
+    m = n if resample == "bootstrap" else n // 2
+    if m < min_n:
+        raise ValueError(f"ci: resamples of {m} samples are too small for this estimator (needs >= {min_n}); "
+                         "use more samples")
+    stats = []
+    for _ in range(n_resamples):
+        idx = (torch.randint(0, n, (n,), generator=g) if resample == "bootstrap"
+               else torch.randperm(n, generator=g)[:m])
+        stats.append(_convert(fn(idx), units))
+    dev = np.asarray(stats) - float(np.mean(stats))
+    scale = math.sqrt(m / n)
+    q_lo, q_hi = np.quantile(dev, [(1 - ci) / 2, (1 + ci) / 2])
+    return Estimate(value, value - scale * float(q_hi), value - scale * float(q_lo), float(ci), units, method,
+                    resample, n_resamples)
 
 
 # ---------------------------------------------------------------------------------------------
 # mutual information
 # ---------------------------------------------------------------------------------------------
-
-def _ksg(x: torch.Tensor, y: torch.Tensor, k: int, variant: int, max_memory: int | None) -> float:
-    n = x.shape[0]
-    m = _chunk_rows(n, max_memory)
-    acc = torch.zeros((), dtype=torch.float64)
-    for s in range(0, n, m):
-        e = min(n, s + m)
-        rows = torch.arange(s, e)
-        dx = _cheb(x[s:e], x)
-        dy = _cheb(y[s:e], y)
-        dz = torch.maximum(dx, dy)
-        dz[rows - s, rows] = math.inf  # exclude self
-        if variant == 1:
-            eps = dz.topk(k, dim=1, largest=False).values[:, -1:]
-            nx = (dx < eps).sum(1) - 1  # self has dx = 0 < eps
-            ny = (dy < eps).sum(1) - 1
-            acc += (_digamma(nx + 1) + _digamma(ny + 1)).sum()
-        else:
-            idx = dz.topk(k, dim=1, largest=False).indices
-            eps_x = dx.gather(1, idx).amax(1, keepdim=True)
-            eps_y = dy.gather(1, idx).amax(1, keepdim=True)
-            nx = (dx <= eps_x).sum(1) - 1
-            ny = (dy <= eps_y).sum(1) - 1
-            acc += (_digamma(nx) + _digamma(ny)).sum()
-    psi_n = float(_digamma(torch.tensor(n)))
-    psi_k = float(_digamma(torch.tensor(k)))
-    if variant == 1:
-        return psi_k + psi_n - float(acc) / n
-    return psi_k - 1.0 / k + psi_n - float(acc) / n
-
 
 def _gaussian_mi(x: torch.Tensor, y: torch.Tensor) -> float:
     z = torch.cat([x, y], dim=1)
@@ -183,52 +225,135 @@ def _gaussian_mi(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(0.5 * (lx + ly - lz))
 
 
+def _check_algorithm(algorithm: str) -> str:
+    return check_choice(algorithm, "algorithm", ("auto", "tree", "brute"))
+
+
+def _mi_function(tx: torch.Tensor, ty: torch.Tensor, method: str, k: int, standardize: bool, bins,
+                 algorithm: str, max_memory):
+    """The estimator as a function of sample indices (so resampling reuses the prepared data)."""
+    n = tx.shape[0]
+    if method == "plugin":
+        cx, cy = _discrete_codes(_bin_columns(tx, bins)), _discrete_codes(_bin_columns(ty, bins))
+
+        def fn(idx):
+            a, b = cx[idx], cy[idx]
+            ab = _discrete_codes(torch.stack([a, b], dim=1))
+            mi = _plugin_entropy_codes(a) + _plugin_entropy_codes(b) - _plugin_entropy_codes(ab)
+            return max(mi, 0.0)  # >= 0 exactly; clamp float round-off
+        return fn
+    if method == "gaussian":
+        if n < 3:
+            raise ValueError(f"gaussian MI needs at least 3 samples, got n={n}")
+        sx, sy = _standardize(tx, "x"), _standardize(ty, "y")
+        return lambda idx: _gaussian_mi(sx[idx], sy[idx])
+    k = _check_k(k, n)
+    if method == "mixed":
+        ax, ay = tx.to(torch.float64).numpy(), ty.to(torch.float64).numpy()
+        return lambda idx: knn.mixed_ksg(ax[idx.numpy()], ay[idx.numpy()], k)
+    if standardize:
+        tx, ty = _standardize(tx, "x"), _standardize(ty, "y")
+    ax, ay = tx.to(torch.float64).numpy(), ty.to(torch.float64).numpy()
+    variant = 1 if method == "ksg1" else 2
+    return lambda idx: knn.ksg(ax[idx.numpy()], ay[idx.numpy()], k, variant, algorithm, max_memory)
+
+
 def mutual_information(x, y, method: str = "ksg1", k: int = 3, units: str = "nats", *,
-                       standardize: bool = True, max_memory: int | None = None) -> float:
-    """Mutual information ``I(x; y)`` of paired samples ``x: (n, dx)``, ``y: (n, dy)``.
+                       standardize: bool = True, bins: int | None = None, algorithm: str = "auto",
+                       ci: float | None = None, n_resamples: int = 200, seed: int = 0,
+                       max_memory: int | None = None):
+    """Mutual information ``I(x; y)`` of paired samples ``x: (n, dx)``, ``y: (n, dy)`` (NumPy or torch;
+    1-D inputs are one column).
 
     Methods:
 
     - ``'ksg1'`` / ``'ksg2'``: Kraskov–Stögbauer–Grassberger (2004) estimators 1 and 2, with the
       max-norm in the joint space and exact neighbour counts in the marginals (strictly less
-      than the joint k-NN radius for KSG1, ``<=`` the per-marginal radii for KSG2). Chunked:
-      query rows are processed in blocks against all points, using about ``max_memory`` bytes
-      (default 64 MiB), never an ``n x n`` matrix. Both are nearly unbiased at ``I = 0``
-      (errors largely cancel) and biased low for strongly dependent or high-dimensional data;
-      KSG1 has slightly smaller variance / larger bias, KSG2 smaller bias at high ``I``. Exactly
-      symmetric in ``x`` and ``y``. Can be slightly negative at independence. ``O(n^2 d)`` time.
+      than the joint k-NN radius for KSG1, ``<=`` the per-marginal radii for KSG2). Both are
+      nearly unbiased at ``I = 0`` (errors largely cancel) and biased low for strongly dependent
+      or high-dimensional data (e.g. about -20% at 5+5 dims, I = 1.1 nats, n = 2000); KSG1 has
+      slightly smaller variance / larger bias, KSG2 smaller bias at high ``I``. Exactly symmetric
+      in ``x`` and ``y``. Can be slightly negative at independence. Continuous data only: tied
+      samples (k-th neighbour at distance 0) are an error.
+      ``algorithm``: ``'tree'`` (KD-tree search and range counts, near ``O(n log n)`` in low
+      dimensions), ``'brute'`` (chunked torch search, ``O(n^2 d)`` time, about ``max_memory``
+      bytes (default 64 MiB), never an ``n x n`` matrix) or ``'auto'`` (tree up to 16 joint
+      dimensions). Both give the same counts, hence the same estimate.
+    - ``'mixed'``: Gao et al. (2017) for discrete, continuous or mixed data (ties allowed; see
+      :func:`bottlenecks.info.knn.mixed_ksg`). Equals KSG1 on continuous data; consistent for
+      mixtures, with KSG1's low bias on continuous parts and about ``+(K-1)/2n``-type plug-in
+      bias on discrete parts. No standardisation (ties must stay ties): rescale columns yourself.
     - ``'plugin'``: for discrete data, ``H(X) + H(Y) - H(X, Y)`` of the empirical distribution
-      (distinct rows are symbols). Biased high, by about ``(Kx - 1)(Ky - 1) / (2n)`` nats.
+      (distinct rows are symbols; ``bins`` cuts each column into equal-width bins first). Biased
+      high, by about ``(Kx - 1)(Ky - 1) / (2n)`` nats.
     - ``'gaussian'``: closed form ``0.5 (log det R_xx + log det R_yy - log det R)`` from the
       sample correlation matrix ``R`` (equals ``-0.5 sum log(1 - rho_i^2)`` over the canonical
-      correlations; ``-0.5 log det R`` when the marginals are whitened). Consistent for jointly
-      Gaussian data, biased high by about ``dx*dy/(2n)``; for non-Gaussian data it only sees
-      linear dependence (it is the MI of the Gaussian with the same covariance).
+      correlations). Consistent for jointly Gaussian data, biased high by about ``dx*dy/(2n)``;
+      for non-Gaussian data it only sees linear dependence.
 
-    ``standardize`` (k-NN methods only) rescales each column to zero mean and unit variance
-    first, which makes the estimate invariant to per-column affine rescaling; constant columns
-    are then an error. ``units``: 'nats' or 'bits'.
+    ``standardize`` (KSG only) rescales each column to zero mean and unit variance first, which
+    makes the estimate invariant to per-column affine rescaling; constant columns are then an
+    error. ``units``: 'nats' or 'bits'.
+
+    ``ci`` (e.g. 0.95): also compute a confidence interval from ``n_resamples`` resamples drawn
+    with ``seed`` and return an :class:`Estimate` ``(value, low, high, ...)`` instead of a float.
+    Plug-in, Gaussian and mixed use the bootstrap; KSG uses half-size subsamples without
+    replacement (bootstrap duplicates would be ties), rescaled by ``sqrt(1/2)``. The interval
+    covers sampling variability only, not the bias described above.
     """
-    check_choice(method, "method", ("ksg1", "ksg2", "plugin", "gaussian"))
+    check_choice(method, "method", ("ksg1", "ksg2", "mixed", "plugin", "gaussian"))
     check_choice(units, "units", UNITS)
+    _check_algorithm(algorithm)
     tx = _prepare(x, "x")
     ty = _prepare(y, "y")
     _check_pair(tx, ty)
+    fn = _mi_function(tx, ty, method, k, standardize, bins, algorithm, max_memory)
+    knn_method = method in ("ksg1", "ksg2")
+    return _finish(fn, tx.shape[0], units, ci, n_resamples, seed, method,
+                   resample="subsample" if knn_method else "bootstrap",
+                   min_n=(k + 2 if method in ("ksg1", "ksg2", "mixed") else 3))
+
+
+def conditional_mutual_information(x, z, y, method: str = "ksg1", k: int = 3, units: str = "nats", *,
+                                   min_class_size: int | None = None, **kwargs) -> float:
+    """``I(X; Z | Y)`` for a **discrete** ``y: (n,)`` (labels of any numeric type) and ``x: (n, dx)``,
+    ``z: (n, dz)``: the exact decomposition ``sum_c p(y=c) I(X; Z | Y=c)`` with ``p`` the empirical
+    class frequencies and each term estimated by :func:`mutual_information` (``method``, ``k`` and
+    ``kwargs`` passed on, ``ci`` excepted) on the samples of class ``c``.
+
+    Bias: the weighted sum of the per-class estimators' biases (see :func:`mutual_information`), at
+    the smaller per-class sample sizes. Classes with fewer than ``min_class_size`` samples
+    (default ``k + 2`` for k-NN methods, 2 otherwise) are an error rather than silently dropped.
+    """
+    if "ci" in kwargs:
+        raise TypeError("conditional_mutual_information: ci is not supported; resample the rows yourself")
+    check_choice(units, "units", UNITS)
+    tx, tz = _prepare(x, "x"), _prepare(z, "z")
+    ty = _prepare(y, "y")
+    if ty.shape[1] != 1:
+        raise ValueError(f"y: expected discrete labels of shape (n,) or (n, 1), got {tuple(ty.shape)}")
+    for name, t in (("z", tz), ("y", ty)):
+        if t.shape[0] != tx.shape[0]:
+            raise ValueError(f"x and {name} must have the same number of samples, got {tx.shape[0]} (x) and "
+                             f"{t.shape[0]} ({name})")
+    labels = _discrete_codes(ty)
+    counts = torch.bincount(labels)
+    need = min_class_size if min_class_size is not None else (k + 2 if method in ("ksg1", "ksg2", "mixed") else 2)
+    small = torch.nonzero(counts < need).flatten().tolist()
+    if small:
+        values = torch.unique(ty, dim=0)[small].flatten().tolist()
+        raise ValueError(f"y: class(es) {values} have fewer than {need} samples "
+                         f"(counts {counts[small].tolist()}); merge rare classes or lower k")
     n = tx.shape[0]
-    if method == "plugin":
-        cx, cy = _discrete_codes(tx), _discrete_codes(ty)
-        cxy = _discrete_codes(torch.stack([cx, cy], dim=1))
-        mi = _plugin_entropy_codes(cx) + _plugin_entropy_codes(cy) - _plugin_entropy_codes(cxy)
-        return _convert(max(mi, 0.0), units)  # >= 0 exactly; clamp float round-off
-    if method == "gaussian":
-        if n < 2:
-            raise ValueError(f"gaussian MI needs at least 2 samples, got n={n}")
-        tx = _standardize(tx, "x")
-        ty = _standardize(ty, "y")
-        return _convert(_gaussian_mi(tx, ty), units)
-    k = _check_k(k, n)
-    if standardize:
-        tx, ty = _standardize(tx, "x"), _standardize(ty, "y")
-    else:
-        tx, ty = tx.to(torch.float64), ty.to(torch.float64)
-    return _convert(_ksg(tx, ty, k, 1 if method == "ksg1" else 2, max_memory), units)
+    total = 0.0
+    for c in range(len(counts)):
+        mask = labels == c
+        try:
+            part = mutual_information(tx[mask], tz[mask], method=method, k=k, units=units, **kwargs)
+        except ValueError as err:
+            value = torch.unique(ty, dim=0)[c].item()
+            raise ValueError(f"class y={value}: {err}") from err
+        total += float(counts[c]) / n * part
+    return total
+
+
