@@ -1,0 +1,303 @@
+"""Concept-to-class heads. Each maps standardised concept scores s (n, C) to class logits (n, K) as
+
+    logits = features(s) @ weight.T + bias        features: (n, C) -> (n, C), weight: (K, C)
+
+so interventions (which change s) and global edits (which scale entries of ``weight``) work the
+same way for every head.
+
+- :class:`LinearHead`: dense softmax regression (L2), trained with L-BFGS.
+- :class:`GLMHead`: sparse elastic-net GLM fitted along a path by GLM-SAGA (:mod:`.glm`); lambda
+  chosen by validation accuracy or by a target number of concepts per class.
+- :class:`LaBoHead`: LaBo's class-concept association: ``weight = scale * softmax(A, dim=1)``,
+  initialised from a class-of-concept prior.
+- :class:`SparseGumbelHead`: Sparse-CBM's concept layer: a per-concept affine map, then a
+  Gumbel-softmax over concepts (noisy while training, plain softmax at inference), then a
+  linear class layer; the temperature is learned too.
+- :class:`ResidualHead`: PCBM-h: a linear map Z (n, d) -> (n, K) added to the frozen concept head's
+  logits and fitted on what the concepts leave unexplained.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .glm import elastic_net_path, select_lambda
+
+__all__ = ["GLMHead", "LaBoHead", "LinearHead", "ResidualHead", "SparseGumbelHead", "make_head"]
+
+
+class _Head(nn.Module):
+    """Base: ``forward(s) = features(s) @ weight.T + bias``; subclasses define the three parts and fit."""
+
+    def __init__(self, n_concepts: int, n_classes: int):
+        super().__init__()
+        self.n_concepts, self.n_classes = int(n_concepts), int(n_classes)
+
+    def features(self, s: torch.Tensor) -> torch.Tensor:
+        return s
+
+    @property
+    def weight(self) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def bias(self) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        """s: (n, C) -> logits (n, K)."""
+        return self.features(s) @ self.weight.T + self.bias
+
+    def config(self) -> dict:
+        return {"n_concepts": self.n_concepts, "n_classes": self.n_classes}
+
+    def extra_repr(self) -> str:
+        return f"n_concepts={self.n_concepts}, n_classes={self.n_classes}"
+
+
+def _lbfgs(params, loss_fn, max_iter: int) -> None:
+    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12,
+                            history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        value = loss_fn()
+        value.backward()
+        return value
+
+    opt.step(closure)
+
+
+def _adam(params, loss_fn, epochs: int, lr: float, quiet: bool, desc: str) -> list[float]:
+    from tqdm.auto import trange
+
+    opt = torch.optim.Adam(params, lr=lr)
+    losses = []
+    for _ in trange(epochs, desc=desc, disable=True if quiet else None, leave=False):
+        opt.zero_grad()
+        value = loss_fn()
+        value.backward()
+        opt.step()
+        losses.append(float(value))
+    return losses
+
+
+class LinearHead(_Head):
+    """Dense softmax regression on concepts, penalty ``l2 / 2 * |W|^2``."""
+
+    def __init__(self, n_concepts: int, n_classes: int, l2: float = 1e-3, max_iter: int = 500):
+        super().__init__(n_concepts, n_classes)
+        self.l2, self.max_iter = float(l2), int(max_iter)
+        self.linear = nn.Linear(n_concepts, n_classes, dtype=torch.float64)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.linear.weight
+
+    @property
+    def bias(self) -> torch.Tensor:
+        return self.linear.bias
+
+    def fit(self, S, y, *, S_val=None, y_val=None, seed: int = 0, quiet: bool = True) -> LinearHead:
+        _lbfgs(self.parameters(), lambda: F.cross_entropy(self(S), y) + 0.5 * self.l2 * (self.weight ** 2).sum(),
+               self.max_iter)
+        return self
+
+    def config(self) -> dict:
+        return {**super().config(), "l2": self.l2, "max_iter": self.max_iter}
+
+
+class GLMHead(_Head):
+    """Sparse elastic-net GLM (GLM-SAGA path). ``target_per_class`` picks lambda by sparsity,
+    else the sparsest lambda within ``tolerance`` of the best validation accuracy. The solver,
+    not autograd, fits it, so ``weight_``/``bias_`` are buffers; ``path_`` summarises the path."""
+
+    def __init__(self, n_concepts: int, n_classes: int, alpha: float = 0.99, n_lambdas: int = 20,
+                 lambda_min_ratio: float = 1e-3, target_per_class: float | None = None, tolerance: float = 0.0,
+                 batch_size: int | None = None, max_epochs: int = 1000):
+        super().__init__(n_concepts, n_classes)
+        self.alpha, self.n_lambdas, self.lambda_min_ratio = float(alpha), int(n_lambdas), float(lambda_min_ratio)
+        self.target_per_class, self.tolerance = target_per_class, float(tolerance)
+        self.batch_size, self.max_epochs = batch_size, int(max_epochs)
+        self.register_buffer("weight_", torch.zeros(n_classes, n_concepts, dtype=torch.float64))
+        self.register_buffer("bias_", torch.zeros(n_classes, dtype=torch.float64))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.weight_
+
+    @property
+    def bias(self) -> torch.Tensor:
+        return self.bias_
+
+    def fit(self, S, y, *, S_val=None, y_val=None, seed: int = 0, quiet: bool = True) -> GLMHead:
+        path = elastic_net_path(S, y, alpha=self.alpha, n_lambdas=self.n_lambdas,
+                                lambda_min_ratio=self.lambda_min_ratio, n_classes=self.n_classes, X_val=S_val,
+                                y_val=y_val, batch_size=self.batch_size, max_epochs=self.max_epochs, seed=seed,
+                                quiet=quiet)
+        i = select_lambda(path, target_per_class=self.target_per_class, tolerance=self.tolerance)
+        self.weight_.copy_(path[i]["weight"])
+        self.bias_.copy_(path[i]["bias"])
+        self.chosen_ = i
+        self.path_ = [{k: v for k, v in e.items() if k not in ("weight", "bias")} for e in path]
+        return self
+
+    def config(self) -> dict:
+        return {**super().config(), "alpha": self.alpha, "n_lambdas": self.n_lambdas,
+                "lambda_min_ratio": self.lambda_min_ratio, "target_per_class": self.target_per_class,
+                "tolerance": self.tolerance, "batch_size": self.batch_size, "max_epochs": self.max_epochs}
+
+
+class LaBoHead(_Head):
+    """LaBo's association head: ``weight = scale * softmax(A, dim=1)`` (K, C), no bias.
+
+    ``class_of_concept`` (C,) ints, when given, initialises A to ``prior_strength`` where concept
+    j was generated for class k and 0 elsewhere (LaBo's language prior); else A = 0 (uniform).
+    """
+
+    def __init__(self, n_concepts: int, n_classes: int, class_of_concept=None, prior_strength: float = 1.0,
+                 epochs: int = 300, lr: float = 0.05, l2: float = 1e-4):
+        super().__init__(n_concepts, n_classes)
+        self.prior_strength, self.epochs, self.lr, self.l2 = float(prior_strength), int(epochs), float(lr), float(l2)
+        prior = torch.zeros(n_classes, n_concepts, dtype=torch.float64)
+        if class_of_concept is not None:
+            cls = torch.as_tensor(class_of_concept, dtype=torch.long)
+            if cls.shape != (n_concepts,) or int(cls.min()) < 0 or int(cls.max()) >= n_classes:
+                raise ValueError(f"class_of_concept: expected ({n_concepts},) ints in 0..{n_classes - 1}, "
+                                 f"got shape {tuple(cls.shape)}")
+            prior[cls, torch.arange(n_concepts)] = self.prior_strength
+        self.register_buffer("prior", prior)
+        self.association = nn.Parameter(torch.empty(n_classes, n_concepts, dtype=torch.float64))
+        self.log_scale = nn.Parameter(torch.empty((), dtype=torch.float64))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.association.copy_(self.prior)
+            self.log_scale.fill_(math.log(self.n_concepts))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.log_scale.exp() * torch.softmax(self.association, dim=1)
+
+    @property
+    def bias(self) -> torch.Tensor:
+        return torch.zeros(self.n_classes, dtype=self.association.dtype)
+
+    def fit(self, S, y, *, S_val=None, y_val=None, seed: int = 0, quiet: bool = True) -> LaBoHead:
+        self.fit_losses_ = _adam(self.parameters(), lambda: F.cross_entropy(self(S), y)
+                                 + self.l2 * (self.association ** 2).sum(), self.epochs, self.lr, quiet, "labo head")
+        return self
+
+    def config(self) -> dict:
+        return {**super().config(), "prior_strength": self.prior_strength, "epochs": self.epochs, "lr": self.lr,
+                "l2": self.l2}
+
+
+class SparseGumbelHead(_Head):
+    """Sparse-CBM concept layer: ``h = softmax((a * s + c + g) / tau)`` over concepts, with Gumbel
+    noise g while training only, then ``logits = h @ W^T + b``.
+
+    Parameter groups, all trained: the concept layer (``concept_scale`` a, ``concept_shift`` c:
+    (C,)), the class layer (``class_weight`` (K, C), ``class_bias`` (K,)) and ``log_temperature``.
+    """
+
+    def __init__(self, n_concepts: int, n_classes: int, temperature: float = 1.0, epochs: int = 300,
+                 lr: float = 0.05, l2: float = 1e-4):
+        super().__init__(n_concepts, n_classes)
+        self.temperature, self.epochs, self.lr, self.l2 = float(temperature), int(epochs), float(lr), float(l2)
+        self.concept_scale = nn.Parameter(torch.empty(n_concepts, dtype=torch.float64))
+        self.concept_shift = nn.Parameter(torch.empty(n_concepts, dtype=torch.float64))
+        self.log_temperature = nn.Parameter(torch.empty((), dtype=torch.float64))
+        self.class_weight = nn.Parameter(torch.empty(n_classes, n_concepts, dtype=torch.float64))
+        self.class_bias = nn.Parameter(torch.empty(n_classes, dtype=torch.float64))
+        self._noise: torch.Generator | None = None  # set during fit: training draws Gumbel noise
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.concept_scale.fill_(1.0)
+            self.concept_shift.zero_()
+            self.log_temperature.fill_(math.log(self.temperature))
+            g = torch.Generator().manual_seed(0)
+            self.class_weight.copy_(torch.randn(self.n_classes, self.n_concepts, generator=g,
+                                                dtype=torch.float64) * 0.01)
+            self.class_bias.zero_()
+
+    def features(self, s: torch.Tensor) -> torch.Tensor:
+        logits = self.concept_scale * s + self.concept_shift
+        if self._noise is not None:  # Gumbel(0, 1) noise, from our own generator (F.gumbel_softmax has none)
+            u = torch.rand(logits.shape, generator=self._noise, dtype=logits.dtype).clamp(1e-12, 1 - 1e-12)
+            logits = logits - torch.log(-torch.log(u))
+        return torch.softmax(logits / self.log_temperature.exp(), dim=1)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.class_weight
+
+    @property
+    def bias(self) -> torch.Tensor:
+        return self.class_bias
+
+    def fit(self, S, y, *, S_val=None, y_val=None, seed: int = 0, quiet: bool = True) -> SparseGumbelHead:
+        self._noise = torch.Generator().manual_seed(int(seed))
+        try:
+            self.fit_losses_ = _adam(self.parameters(), lambda: F.cross_entropy(self(S), y)
+                                     + self.l2 * (self.class_weight ** 2).sum(), self.epochs, self.lr, quiet,
+                                     "sparse-cbm head")
+        finally:
+            self._noise = None
+        return self
+
+    def config(self) -> dict:
+        return {**super().config(), "temperature": self.temperature, "epochs": self.epochs, "lr": self.lr,
+                "l2": self.l2}
+
+
+class ResidualHead(nn.Module):
+    """PCBM-h residual: Z (n, d) -> (n, K) linear, fitted with the concept head frozen on
+    ``CE(concept_logits + residual(Z), y) + l2 / 2 * |R|^2``."""
+
+    def __init__(self, dim: int, n_classes: int, l2: float = 1e-2, max_iter: int = 300):
+        super().__init__()
+        self.dim, self.n_classes, self.l2, self.max_iter = int(dim), int(n_classes), float(l2), int(max_iter)
+        self.linear = nn.Linear(dim, n_classes, dtype=torch.float64)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, Z: torch.Tensor) -> torch.Tensor:
+        return self.linear(Z)
+
+    def fit(self, Z, concept_logits, y) -> ResidualHead:
+        base = concept_logits.detach()
+        _lbfgs(self.parameters(), lambda: F.cross_entropy(base + self(Z), y)
+               + 0.5 * self.l2 * (self.linear.weight ** 2).sum(), self.max_iter)
+        return self
+
+    def config(self) -> dict:
+        return {"dim": self.dim, "n_classes": self.n_classes, "l2": self.l2, "max_iter": self.max_iter}
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, n_classes={self.n_classes}, l2={self.l2}"
+
+
+HEADS = {"linear": LinearHead, "glm": GLMHead, "labo": LaBoHead, "sparse": SparseGumbelHead}
+
+
+def make_head(name: str, n_concepts: int, n_classes: int, **params) -> _Head:
+    """Build the head registered as ``name`` (``linear``, ``glm``, ``labo``, ``sparse``)."""
+    if name not in HEADS:
+        raise ValueError(f"head: expected one of {sorted(HEADS) + ['energy']}, got {name!r}")
+    return HEADS[name](n_concepts, n_classes, **params)

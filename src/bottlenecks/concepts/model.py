@@ -1,0 +1,566 @@
+"""``ConceptBottleneckModel``: embeddings -> concept scores -> classes, scikit-learn style.
+
+>>> cbm = ConceptBottleneckModel(concepts=names, scorer="labels", head="glm").fit(Z, y, concept_labels=C)
+>>> cbm.predict(Z_test), cbm.concept_scores(Z_test)          # (n,), (n, C)
+>>> cbm.intervene(Z_test, ["striped"], C_test[:, [7]])       # (n, K) probabilities
+>>> cbm.edit("tinted background").predict(Z_shifted); cbm.undo()
+
+The pipeline, one part per module:
+
+- a *scorer* (:mod:`.sources`) maps Z (n, d) to raw concept scores S (n, C): ``'labels'`` (logistic
+  probes on concept labels), ``'cav'`` (linear-SVM margins, PCBM) or ``'text'`` (cosine similarity
+  with given concept text embeddings), or a scorer instance;
+- the scores are standardised with training statistics and fed to a *head* (:mod:`.heads`):
+  ``'glm'`` (sparse elastic net, GLM-SAGA path), ``'linear'``, ``'labo'``, ``'sparse'``
+  (Sparse-CBM Gumbel-softmax) or ``'energy'`` (the energy-based CBM, which replaces scorer and head);
+- ``residual=True`` adds PCBM-h's residual from Z to the logits.
+
+Training modes for concept labels (classic CBM): ``'independent'`` (head fitted on true concepts,
+set to the calibrated on/off values), ``'sequential'`` (head fitted on predicted scores) and
+``'joint'`` (probes and a linear head trained together, ``CE + joint_weight * BCE``).
+
+Concept scores used for interventions are calibrated from training percentiles: a concept set to
+"present" gets the ``percentiles[1]``-th percentile of its training scores, "absent" the
+``percentiles[0]``-th. The scorer may be fitted on separate concept-annotation data
+(``concept_data=(Z_c, C_c)``, as PCBM learns its concept vectors from a concept bank).
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..validation import as_tensor, check_choice, check_ndim
+from .edits import apply_edit, describe_edit
+from .heads import ResidualHead, make_head
+from .sources import CAVScorer, LabelScorer, TextScorer, as_concept_labels, as_embeddings, make_scorer
+
+__all__ = ["ConceptBottleneckModel"]
+
+SCORERS = ("labels", "cav", "text")
+TRAINING = ("independent", "sequential", "joint")
+FORMAT = "bottlenecks.concepts/1"
+
+
+def _check_names(concepts) -> list[str]:
+    if isinstance(concepts, str):
+        raise TypeError(f"concepts: expected a list of concept names, got a single str {concepts!r}")
+    names = list(concepts) if concepts is not None else []
+    if not names:
+        raise ValueError("concepts: expected at least 1 concept name, got an empty concept set")
+    bad = [c for c in names if not isinstance(c, str) or not c.strip()]
+    if bad:
+        raise TypeError(f"concepts: expected non-empty strings, got {bad[0]!r}")
+    dup = sorted({c for c in names if names.count(c) > 1})
+    if dup:
+        raise ValueError(f"concepts: expected unique names, got duplicates {dup}")
+    return names
+
+
+class ConceptBottleneckModel:
+    """A concept bottleneck on fixed embeddings (see the module docstring for the parts).
+
+    Args:
+        concepts: the C concept names (unique, non-empty).
+        scorer: ``'labels'``, ``'cav'``, ``'text'`` or a scorer instance (see :mod:`.sources`).
+        head: ``'glm'``, ``'linear'``, ``'labo'``, ``'sparse'`` or ``'energy'``.
+        residual: add a PCBM-h residual Z -> logits.
+        training: ``'independent'``, ``'sequential'`` or ``'joint'`` (label concepts only).
+        concept_embeddings: (C, d) text embeddings for ``scorer='text'``.
+        class_of_concept: (C,) class each concept was generated for (LaBo's prior).
+        groups: ``{group: [concept names]}`` usable wherever concept names are taken.
+        scorer_params, head_params, residual_params: keyword arguments of those parts.
+        val_fraction: share of the training rows held out to choose the head's lambda (GLM).
+        percentiles: (off, on) percentiles of the training scores for interventions.
+        seed: every random choice (validation split, mini-batches, Gumbel noise, energy init).
+        quiet: hide progress bars.
+    """
+
+    def __init__(self, concepts, scorer="labels", head: str = "glm", residual: bool = False, *,
+                 training: str = "sequential", concept_embeddings=None, class_of_concept=None, groups=None,
+                 scorer_params: dict | None = None, head_params: dict | None = None,
+                 residual_params: dict | None = None, joint_weight: float = 1.0, joint_epochs: int = 200,
+                 val_fraction: float = 0.2, percentiles: tuple[float, float] = (5.0, 95.0), seed: int = 0,
+                 quiet: bool = True):
+        self.concepts = _check_names(concepts)
+        if isinstance(scorer, str):
+            check_choice(scorer, "scorer", SCORERS)
+        elif not hasattr(scorer, "scores"):
+            raise TypeError(f"scorer: expected one of {list(SCORERS)} or a scorer with .scores(Z), got {scorer!r}")
+        self.scorer = scorer
+        self.head = check_choice(head, "head", ("glm", "linear", "labo", "sparse", "energy"))
+        self.residual = bool(residual)
+        self.training = check_choice(training, "training", TRAINING)
+        self.concept_embeddings = concept_embeddings
+        self.class_of_concept = class_of_concept
+        self.groups = {str(k): list(v) for k, v in (groups or {}).items()}
+        for g, members in self.groups.items():
+            unknown = [m for m in members if m not in self.concepts]
+            if unknown:
+                raise ValueError(f"groups[{g!r}]: unknown concept names {unknown}; known: {self.concepts}")
+        self.scorer_params = dict(scorer_params or {})
+        self.head_params = dict(head_params or {})
+        self.residual_params = dict(residual_params or {})
+        self.joint_weight, self.joint_epochs = float(joint_weight), int(joint_epochs)
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction: expected a number in [0, 1), got {val_fraction!r}")
+        self.val_fraction = float(val_fraction)
+        lo, hi = percentiles
+        if not 0 <= lo < hi <= 100:
+            raise ValueError(f"percentiles: expected (off, on) with 0 <= off < on <= 100, got {percentiles!r}")
+        self.percentiles = (float(lo), float(hi))
+        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+            raise TypeError(f"seed: expected an int, got {seed!r}")
+        self.seed, self.quiet = int(seed), bool(quiet)
+
+    # -- names -------------------------------------------------------------------------------
+    @property
+    def n_concepts(self) -> int:
+        return len(self.concepts)
+
+    def concept_indices(self, concepts) -> list[int]:
+        """Concept names, group names or indices (one or a list) -> sorted unique column indices."""
+        items = [concepts] if isinstance(concepts, (str, numbers.Integral)) else list(concepts)
+        if not items:
+            raise ValueError("concepts: expected at least one concept name, group or index, got none")
+        out: list[int] = []
+        for c in items:
+            if isinstance(c, str):
+                if c in self.groups:
+                    out.extend(self.concepts.index(m) for m in self.groups[c])
+                elif c in self.concepts:
+                    out.append(self.concepts.index(c))
+                else:
+                    raise KeyError(f"unknown concept {c!r}; known concepts: {self.concepts}"
+                                   + (f", groups: {sorted(self.groups)}" if self.groups else ""))
+            elif isinstance(c, numbers.Integral) and not isinstance(c, bool) and 0 <= int(c) < self.n_concepts:
+                out.append(int(c))
+            else:
+                raise KeyError(f"concept index {c!r} out of range 0..{self.n_concepts - 1}")
+        return sorted(set(out))
+
+    def class_indices(self, classes) -> list[int]:
+        """Class labels (as in ``classes_``) or class names -> row indices of the head."""
+        self._check_fitted()
+        items = [classes] if isinstance(classes, (str, numbers.Integral)) else list(classes)
+        out = []
+        labels = [c.item() if hasattr(c, "item") else c for c in self.classes_.tolist()]
+        for c in items:
+            if isinstance(c, str) and c in self.class_names_:
+                out.append(self.class_names_.index(c))
+            elif not isinstance(c, str) and c in labels:
+                out.append(labels.index(c))
+            else:
+                raise KeyError(f"unknown class {c!r}; known classes: {self.class_names_}")
+        return sorted(set(out))
+
+    # -- fitting -----------------------------------------------------------------------------
+    def _build_scorer(self, Z: torch.Tensor):
+        if not isinstance(self.scorer, str):
+            return self.scorer
+        if self.scorer == "text":
+            if self.concept_embeddings is None:
+                raise ValueError("scorer='text' needs concept_embeddings (C, d), e.g. from "
+                                 "concepts.text.embed_concepts")
+            E = as_embeddings(self.concept_embeddings, "concept_embeddings")
+            if E.shape[0] != self.n_concepts:
+                raise ValueError(f"concept_embeddings: expected one row per concept ({self.n_concepts}), "
+                                 f"got shape {tuple(E.shape)}")
+            if E.shape[1] != Z.shape[1]:
+                raise ValueError(f"concept_embeddings have dimension {E.shape[1]} but Z has dimension {Z.shape[1]}; "
+                                 "text scores need image and text embeddings in one space (e.g. CLIP's two towers)")
+            return TextScorer(E)
+        return (LabelScorer if self.scorer == "labels" else CAVScorer)(**self.scorer_params)
+
+    def fit(self, Z, y, concept_labels=None, *, concept_data=None) -> ConceptBottleneckModel:
+        """Z: (n, d) embeddings, y: (n,) class labels, concept_labels: (n, C) in {0, 1}.
+
+        ``concept_data=(Z_c, C_c)``: fit the scorer on these concept-annotated embeddings instead
+        of (Z, concept_labels). The head is always fitted on (Z, y).
+        """
+        Z = as_embeddings(Z)
+        y_raw = as_tensor(y, "y")
+        check_ndim(y_raw, 1, "y", "(n_samples,)")
+        if y_raw.shape[0] != Z.shape[0]:
+            raise ValueError(f"y: expected {Z.shape[0]} labels (one per row of Z), got {y_raw.shape[0]}")
+        self.classes_, y_idx = np.unique(y_raw.numpy(), return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"y: expected at least 2 classes, got {len(self.classes_)}")
+        self.class_names_ = [str(c) for c in self.classes_.tolist()]
+        y_idx = torch.as_tensor(y_idx, dtype=torch.long)
+        self.n_features_in_ = Z.shape[1]
+        C_true = None
+        if concept_labels is not None:
+            C_true = as_concept_labels(concept_labels, Z.shape[0], self.n_concepts)
+        self.edit_scale_ = torch.ones(len(self.classes_), self.n_concepts, dtype=torch.float64)
+        self.edit_log_: list[dict] = []
+        self._undo: list[torch.Tensor] = []
+        if self.head == "energy":
+            return self._fit_energy(Z, y_idx, C_true)
+
+        # 1. scorer
+        scorer = self._build_scorer(Z)
+        if not hasattr(scorer, "threshold_"):
+            if isinstance(scorer, TextScorer):
+                scorer.fit(Z)
+            else:
+                Zc, Cc = (Z, C_true) if concept_data is None else concept_data
+                if Cc is None:
+                    raise ValueError(f"scorer={self.scorer!r} needs concept labels: pass concept_labels (n, C) "
+                                     "or concept_data=(Z_c, C_c)")
+                Zc = as_embeddings(Zc, "concept_data Z", dim=Z.shape[1])
+                scorer.fit(Zc, as_concept_labels(Cc, Zc.shape[0], self.n_concepts, "concept_data labels"))
+        if scorer.weight_.shape != (self.n_concepts, Z.shape[1]):
+            raise ValueError(f"scorer: gives {scorer.weight_.shape[0]} concepts over dimension "
+                             f"{scorer.weight_.shape[1]}; expected {self.n_concepts} concepts over Z's {Z.shape[1]}")
+        self.scorer_ = scorer
+        S = scorer.scores(Z)
+        self._calibrate(S)
+
+        # 2. head
+        if self.training == "independent":
+            if C_true is None:
+                raise ValueError("training='independent' fits the head on true concepts: pass concept_labels")
+            H = self._standardise(self.off_ + C_true * (self.on_ - self.off_))
+        else:
+            H = self._standardise(S)
+        params = dict(self.head_params)
+        if self.head == "labo" and self.class_of_concept is not None:
+            params.setdefault("class_of_concept", self.class_of_concept)
+        self.head_ = make_head(self.head, self.n_concepts, len(self.classes_), **params)
+        fit_idx, val_idx = self._split(len(y_idx))
+        kw = {"seed": self.seed, "quiet": self.quiet}
+        if len(val_idx) and self.head == "glm":
+            kw.update(S_val=H[val_idx], y_val=y_idx[val_idx])
+            self.head_.fit(H[fit_idx], y_idx[fit_idx], **kw)
+        else:
+            self.head_.fit(H, y_idx, **kw)
+        if self.training == "joint":
+            self._fit_joint(Z, y_idx, C_true)
+
+        # 3. residual (PCBM-h)
+        self.residual_ = None
+        if self.residual:
+            self.z_mean_, self.z_std_ = Z.mean(0), Z.std(0).clamp_min(1e-8)
+            with torch.no_grad():
+                base = self._logits_from_scores(self.scorer_.scores(Z), None)
+            self.residual_ = ResidualHead(Z.shape[1], len(self.classes_), **self.residual_params)
+            self.residual_.fit((Z - self.z_mean_) / self.z_std_, base, y_idx)
+        return self
+
+    def _split(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.val_fraction == 0 or n < 10:
+            return torch.arange(n), torch.arange(0)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
+        n_val = max(1, int(round(self.val_fraction * n)))
+        return perm[n_val:], perm[:n_val]
+
+    def _calibrate(self, S: torch.Tensor) -> None:
+        """Training statistics of the raw scores: standardisation and on/off intervention values."""
+        self.score_mean_ = S.mean(0)
+        self.score_std_ = S.std(0).clamp_min(1e-8)
+        q = torch.tensor([p / 100 for p in self.percentiles], dtype=S.dtype)
+        self.off_, self.on_ = torch.quantile(S, q, dim=0)
+
+    def _standardise(self, S: torch.Tensor) -> torch.Tensor:
+        return (S - self.score_mean_) / self.score_std_
+
+    def _fit_joint(self, Z: torch.Tensor, y: torch.Tensor, C_true: torch.Tensor | None) -> None:
+        """Joint CBM: the label probes and the head trained together (Adam, full batch)."""
+        if not isinstance(self.scorer_, LabelScorer) or isinstance(self.scorer_, CAVScorer) or C_true is None:
+            raise ValueError("training='joint' needs scorer='labels' and concept_labels")
+        if self.head not in ("linear", "labo", "sparse"):
+            raise ValueError(f"training='joint' trains the head by gradient: use head='linear', 'labo' or "
+                             f"'sparse', got {self.head!r}")
+        sc = self.scorer_
+        Zs = (Z - sc.mean_) / sc.std_
+        W = sc.weight_.clone().requires_grad_(True)
+        b = sc.bias_.clone().requires_grad_(True)
+        params = [W, b, *self.head_.parameters()]
+        opt = torch.optim.Adam(params, lr=0.01)
+        for _ in range(self.joint_epochs):
+            opt.zero_grad()
+            S = Zs @ W.T + b
+            loss = F.cross_entropy(self.head_(self._standardise(S)), y)
+            loss = loss + self.joint_weight * F.binary_cross_entropy_with_logits(S, C_true)
+            loss = loss + 0.5 * sc.l2 * (W ** 2).sum()
+            loss.backward()
+            opt.step()
+        sc.weight_, sc.bias_ = W.detach(), b.detach()
+        S = sc.scores(Z)
+        mean, std = self.score_mean_, self.score_std_
+        self._calibrate(S)
+        self.score_mean_, self.score_std_ = mean, std  # the head was trained on this standardisation
+
+    def _fit_energy(self, Z: torch.Tensor, y: torch.Tensor, C_true: torch.Tensor | None) -> ConceptBottleneckModel:
+        try:
+            from .energy import EnergyCBM
+        except ImportError as err:  # pragma: no cover - the module ships with the package
+            raise ImportError(f"head='energy' needs bottlenecks.concepts.energy.EnergyCBM: {err}") from err
+        if C_true is None:
+            raise ValueError("head='energy' learns concepts from labels: pass concept_labels (n, C)")
+        self.z_mean_, self.z_std_ = Z.mean(0), Z.std(0).clamp_min(1e-8)
+        params = dict(self.head_params)
+        fit_kw = {k: params.pop(k) for k in ("epochs", "lr", "batch_size") if k in params}
+        self.energy_ = EnergyCBM(Z.shape[1], self.n_concepts, len(self.classes_), seed=self.seed, **params)
+        self.energy_.fit(self._z(Z).float(), C_true.float(), y, quiet=self.quiet, **fit_kw)
+        self.scorer_, self.head_, self.residual_ = None, None, None
+        self.on_ = torch.ones(self.n_concepts, dtype=torch.float64)
+        self.off_ = torch.zeros(self.n_concepts, dtype=torch.float64)
+        return self
+
+    # -- inference ---------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "classes_"):
+            raise RuntimeError("this ConceptBottleneckModel is not fitted yet: call fit(Z, y, ...) first")
+
+    def _z(self, Z: torch.Tensor) -> torch.Tensor:
+        return (Z - self.z_mean_) / self.z_std_
+
+    def _input(self, Z) -> torch.Tensor:
+        self._check_fitted()
+        return as_embeddings(Z, dim=self.n_features_in_)
+
+    def concept_scores(self, Z) -> torch.Tensor:
+        """Z (n, d) -> raw concept scores (n, C) (probabilities for the energy head)."""
+        Z = self._input(Z)
+        if self.head == "energy":
+            with torch.no_grad():
+                return self.energy_.concept_proba(self._z(Z).float()).double()
+        return self.scorer_.scores(Z)
+
+    @property
+    def threshold_(self) -> torch.Tensor:
+        """(C,) score above which a concept counts as present."""
+        self._check_fitted()
+        if self.head == "energy":
+            return torch.full((self.n_concepts,), 0.5, dtype=torch.float64)
+        return self.scorer_.threshold_
+
+    def predict_concepts(self, Z) -> torch.Tensor:
+        """Z (n, d) -> (n, C) bool: score above the concept's threshold."""
+        return self.concept_scores(Z) > self.threshold_
+
+    def concept_uncertainty(self, Z) -> torch.Tensor:
+        """Z (n, d) -> (n, C) in [0, 1]: 1 at the midpoint of the concept's off/on values, 0 beyond them."""
+        S = self.concept_scores(Z)
+        mid, half = (self.on_ + self.off_) / 2, ((self.on_ - self.off_) / 2).clamp_min(1e-12)
+        return (1.0 - (S - mid).abs() / half).clamp(0.0, 1.0)
+
+    def effective_weight(self) -> torch.Tensor:
+        """(K, C) class-concept weights after edits."""
+        self._check_fitted()
+        if self.head == "energy":
+            raise NotImplementedError("the energy head has no class-concept weight matrix; "
+                                      "use class_concept_proba() for p(c | y)")
+        return self.head_.weight.detach() * self.edit_scale_
+
+    def _logits_from_scores(self, S: torch.Tensor, Z: torch.Tensor | None) -> torch.Tensor:
+        feats = self.head_.features(self._standardise(S))
+        logits = feats @ (self.head_.weight * self.edit_scale_).T + self.head_.bias
+        if self.residual_ is not None and Z is not None:
+            logits = logits + self.residual_(self._z(Z))
+        return logits
+
+    def decision_function(self, Z) -> torch.Tensor:
+        """Z (n, d) -> class logits (n, K) (log-probabilities for the energy head)."""
+        return self._intervened_logits(Z, None, None)
+
+    def predict_proba(self, Z) -> torch.Tensor:
+        """Z (n, d) -> (n, K) class probabilities."""
+        return torch.softmax(self.decision_function(Z), dim=1)
+
+    def predict(self, Z) -> np.ndarray:
+        """Z (n, d) -> (n,) class labels (from ``classes_``)."""
+        return self.classes_[self.decision_function(Z).argmax(1).numpy()]
+
+    def score(self, Z, y) -> float:
+        """Accuracy on (Z, y)."""
+        return float((self.predict(Z) == np.asarray(y)).mean())
+
+    # -- interventions -----------------------------------------------------------------------
+    def _values(self, values, n: int, idx: list[int]) -> torch.Tensor:
+        v = as_tensor(values, "values").double()
+        if v.dim() == 1 and len(idx) == 1:
+            v = v[:, None]
+        check_ndim(v, 2, "values", "(n_samples, n_intervened_concepts)")
+        if v.shape == (n, self.n_concepts) and len(idx) != self.n_concepts:
+            v = v[:, idx]  # a full (n, C) matrix of true concepts: take the intervened columns
+        if v.shape != (n, len(idx)):
+            raise ValueError(f"values: expected shape ({n}, {len(idx)}) (one column per intervened concept) or "
+                             f"({n}, {self.n_concepts}), got {tuple(v.shape)}")
+        if bool(((v < 0) | (v > 1)).any()):
+            raise ValueError("values: expected concept values in [0, 1] (0 absent, 1 present)")
+        return v
+
+    def intervened_scores(self, Z, concepts, values) -> torch.Tensor:
+        """Concept scores (n, C) with ``concepts`` set to ``off + values * (on - off)``."""
+        Z = self._input(Z)
+        idx = self.concept_indices(concepts)
+        v = self._values(values, Z.shape[0], idx)
+        S = self.concept_scores(Z).clone()
+        S[:, idx] = self.off_[idx] + v * (self.on_[idx] - self.off_[idx])
+        return S
+
+    def _intervened_logits(self, Z, concepts, values) -> torch.Tensor:
+        Z = self._input(Z)
+        if self.head == "energy":
+            mask = values_t = None
+            if concepts is not None:
+                idx = self.concept_indices(concepts)
+                mask = torch.zeros(Z.shape[0], self.n_concepts, dtype=torch.bool)
+                mask[:, idx] = True
+                values_t = torch.zeros(Z.shape[0], self.n_concepts)
+                values_t[:, idx] = self._values(values, Z.shape[0], idx).float()
+            with torch.no_grad():
+                p = self.energy_.predict_proba(self._z(Z).float(), concept_mask=mask, concept_values=values_t)
+            return p.double().clamp_min(1e-30).log()
+        S = self.scorer_.scores(Z) if concepts is None else self.intervened_scores(Z, concepts, values)
+        with torch.no_grad():
+            return self._logits_from_scores(S, Z)
+
+    def intervene(self, Z, concepts, values) -> torch.Tensor:
+        """Class probabilities (n, K) with ``concepts`` (names, groups or indices) set to ``values``
+        ((n, m) in [0, 1], or the full (n, C) true-concept matrix) at their calibrated on/off values."""
+        return torch.softmax(self._intervened_logits(Z, concepts, values), dim=1)
+
+    def class_concept_proba(self) -> torch.Tensor:
+        """(K, C) p(c_j = 1 | y = k) (energy head only)."""
+        self._check_fitted()
+        if self.head != "energy":
+            raise NotImplementedError("p(c | y) queries need head='energy'")
+        return self.energy_.class_concept_proba().double()
+
+    # -- explanations ------------------------------------------------------------------------
+    def explain(self, Z, i: int | None = None, top: int = 5) -> dict:
+        """Top contributing concepts of one prediction: row ``i`` of Z (n, d), or Z of shape (d,).
+
+        Returns ``{"class", "class_name", "proba", "bias", "residual", "concepts": [{"concept", "score",
+        "contribution"}, ...]}``, concepts sorted by |contribution| to the predicted class's logit.
+        """
+        Z = as_tensor(Z, "Z")
+        z = Z[None] if Z.dim() == 1 else Z[[0 if i is None else int(i)]]
+        if self.head == "energy":
+            raise NotImplementedError("explain() reads class-concept weights; the energy head has none")
+        z = self._input(z)
+        S = self.scorer_.scores(z)
+        with torch.no_grad():
+            feats = self.head_.features(self._standardise(S))[0]
+            logits = self._logits_from_scores(S, z)[0]
+            k = int(logits.argmax())
+            contrib = feats * self.effective_weight()[k]
+            resid = float(self.residual_(self._z(z))[0, k]) if self.residual_ is not None else 0.0
+        order = contrib.abs().argsort(descending=True)[:top].tolist()
+        return {"class": self.classes_[k].item() if hasattr(self.classes_[k], "item") else self.classes_[k],
+                "class_name": self.class_names_[k], "proba": float(torch.softmax(logits, 0)[k]),
+                "bias": float(self.head_.bias[k]), "residual": resid,
+                "concepts": [{"concept": self.concepts[j], "score": float(S[0, j]),
+                              "contribution": float(contrib[j])} for j in order]}
+
+    # -- global edits ------------------------------------------------------------------------
+    def edit(self, concepts, classes=None, scale: float = 0.0, renormalize: bool = True) -> ConceptBottleneckModel:
+        """Scale the weight of ``concepts`` for ``classes`` (None: all) by ``scale`` (0 removes).
+
+        ``renormalize`` rescales the rest of each edited class's weights to keep its L1 mass. Logged
+        in ``edit_log_``; :meth:`undo` reverts the last edit exactly.
+        """
+        self._check_fitted()
+        if self.head == "energy":
+            raise NotImplementedError("global edits scale class-concept weights; the energy head has none "
+                                      "(intervene on the concept instead)")
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or scale < 0:
+            raise ValueError(f"scale: expected a number >= 0 (0 removes the concept), got {scale!r}")
+        idx = self.concept_indices(concepts)
+        rows = list(range(len(self.classes_))) if classes is None else self.class_indices(classes)
+        new = apply_edit(self.edit_scale_, self.head_.weight.detach(), idx, rows, float(scale), renormalize)
+        self._undo.append(self.edit_scale_)
+        self.edit_scale_ = new
+        self.edit_log_.append(describe_edit([self.concepts[j] for j in idx],
+                                            None if classes is None else [self.class_names_[k] for k in rows],
+                                            float(scale), renormalize))
+        return self
+
+    def undo(self) -> ConceptBottleneckModel:
+        """Revert the last edit (bit-identical weights)."""
+        self._check_fitted()
+        if not self._undo:
+            raise RuntimeError("undo: there is no edit to undo (edit_log_ is empty)")
+        self.edit_scale_ = self._undo.pop()
+        self.edit_log_.pop()
+        return self
+
+    # -- persistence -------------------------------------------------------------------------
+    def _config(self) -> dict:
+        return {"format": FORMAT, "concepts": self.concepts, "head": self.head, "residual": self.residual,
+                "training": self.training, "groups": self.groups, "percentiles": list(self.percentiles),
+                "seed": self.seed, "val_fraction": self.val_fraction, "head_params": self.head_.config(),
+                "scorer": self.scorer_.config(), "classes": self.classes_.tolist(),
+                "classes_dtype": str(self.classes_.dtype), "n_features_in": self.n_features_in_,
+                "residual_params": self.residual_.config() if self.residual_ is not None else None,
+                "edit_log": self.edit_log_}
+
+    def save(self, path) -> Path:
+        """Write ``path/model.safetensors`` (every tensor, edit history included) and ``path/config.json``."""
+        from safetensors.torch import save_file
+
+        self._check_fitted()
+        if self.head == "energy":
+            raise NotImplementedError("save() covers the linear-family heads; save the energy model's "
+                                      "state_dict (self.energy_) with safetensors directly")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {f"scorer.{k}": v for k, v in self.scorer_.state().items()}
+        tensors.update({f"head.{k}": v for k, v in self.head_.state_dict().items()})
+        if self.residual_ is not None:
+            tensors.update({f"residual.{k}": v for k, v in self.residual_.state_dict().items()})
+            tensors.update({"z_mean": self.z_mean_, "z_std": self.z_std_})
+        tensors.update({"score_mean": self.score_mean_, "score_std": self.score_std_, "on": self.on_,
+                        "off": self.off_, "edit_scale": self.edit_scale_})
+        tensors.update({f"undo.{i}": t for i, t in enumerate(self._undo)})
+        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(path / "model.safetensors"))
+        (path / "config.json").write_text(json.dumps(self._config(), indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path) -> ConceptBottleneckModel:
+        """Inverse of :meth:`save`: same predictions, edits and undo history."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        cfg = json.loads((path / "config.json").read_text())
+        if cfg.get("format") != FORMAT:
+            raise ValueError(f"{path}: expected a saved ConceptBottleneckModel ({FORMAT}), got {cfg.get('format')!r}")
+        t = load_file(str(path / "model.safetensors"))
+        scorer = make_scorer(cfg["scorer"], {k[7:]: v for k, v in t.items() if k.startswith("scorer.")})
+        hp = {k: v for k, v in cfg["head_params"].items() if k not in ("n_concepts", "n_classes")}
+        model = cls(cfg["concepts"], scorer=scorer, head=cfg["head"], residual=cfg["residual"],
+                    training=cfg["training"], groups=cfg["groups"], head_params=hp,
+                    percentiles=tuple(cfg["percentiles"]), seed=cfg["seed"], val_fraction=cfg["val_fraction"])
+        model.classes_ = np.asarray(cfg["classes"], dtype=cfg["classes_dtype"])
+        model.class_names_ = [str(c) for c in model.classes_.tolist()]
+        model.n_features_in_ = cfg["n_features_in"]
+        model.scorer_ = scorer
+        model.head_ = make_head(cfg["head"], len(cfg["concepts"]), len(cfg["classes"]), **hp)
+        model.head_.load_state_dict({k[5:]: v for k, v in t.items() if k.startswith("head.")})
+        model.residual_ = None
+        if cfg["residual_params"] is not None:
+            rp = {k: v for k, v in cfg["residual_params"].items() if k not in ("dim", "n_classes")}
+            model.residual_ = ResidualHead(cfg["n_features_in"], len(cfg["classes"]), **rp)
+            model.residual_.load_state_dict({k[9:]: v for k, v in t.items() if k.startswith("residual.")})
+            model.z_mean_, model.z_std_ = t["z_mean"], t["z_std"]
+        model.score_mean_, model.score_std_ = t["score_mean"], t["score_std"]
+        model.on_, model.off_, model.edit_scale_ = t["on"], t["off"], t["edit_scale"]
+        n_undo = sum(1 for k in t if k.startswith("undo."))
+        model._undo = [t[f"undo.{i}"] for i in range(n_undo)]
+        model.edit_log_ = list(cfg["edit_log"])
+        return model
+
+    def __repr__(self) -> str:
+        scorer = self.scorer if isinstance(self.scorer, str) else type(self.scorer).__name__
+        return (f"ConceptBottleneckModel(n_concepts={self.n_concepts}, scorer={scorer!r}, head={self.head!r}, "
+                f"residual={self.residual}, training={self.training!r})")
