@@ -170,3 +170,22 @@ def test_cs_ib_errors():
         cauchy_schwarz_ib_loss(z, y, y, beta=-0.1)
     with pytest.raises(TypeError, match="floating-point"):
         cauchy_schwarz_ib_loss(z, y.long(), y.long())
+
+
+def test_cs_ib_condition_on_inputs():
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(40, 3, generator=g)
+    z = torch.randn(40, 2, generator=g, requires_grad=True)
+    y = torch.randn(40, generator=g)
+    _, pred, _ = cauchy_schwarz_ib_loss(z, y.clone(), y, x=x, condition="x", return_terms=True)
+    assert abs(float(pred)) < 1e-5  # perfect predictions: zero divergence whatever the conditioning
+    _, far, _ = cauchy_schwarz_ib_loss(z, y + 1.0, y, x=x, condition="x", return_terms=True)
+    _, near, _ = cauchy_schwarz_ib_loss(z, y + 0.1, y, x=x, condition="x", return_terms=True)
+    assert float(far) > float(near) > 0
+    # conditioning on x: the prediction term does not depend on z
+    _, other, _ = cauchy_schwarz_ib_loss(3 * z, y + 1.0, y, x=x, condition="x", return_terms=True)
+    assert float(other) == pytest.approx(float(far), rel=1e-6)
+    with pytest.raises(ValueError, match="needs the inputs"):
+        cauchy_schwarz_ib_loss(z, y, y, condition="x")
+    with pytest.raises(ValueError, match="condition"):
+        cauchy_schwarz_ib_loss(z, y, y, x=x, condition="y")

@@ -134,7 +134,8 @@ def _as_2d(t: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def cauchy_schwarz_ib_loss(z: torch.Tensor, y_pred: torch.Tensor, y_true: torch.Tensor, beta: float = 1e-2,
-                           sigma=None, *, x: torch.Tensor | None = None, return_terms: bool = False):
+                           sigma=None, *, x: torch.Tensor | None = None, condition: str = "z",
+                           return_terms: bool = False):
     """CS-IB objective for regression (Yu et al., 2024): ``D_CS(p(y|x) || q(y_hat|x)) + beta * I(X; Z)``.
 
     Shapes: ``z: (n, dz)``, ``y_pred, y_true: (n,)`` or ``(n, dy)`` (same shape), optional
@@ -152,6 +153,11 @@ def cauchy_schwarz_ib_loss(z: torch.Tensor, y_pred: torch.Tensor, y_true: torch.
 
     with ``y = y_true`` and ``p = y_pred``. It is 0 when ``y_pred == y_true`` and grows as
     predictions move away. Computed with log-sum-exp, so it does not underflow.
+    ``condition='x'`` uses the inputs ``x`` (width from ``sigma``'s x entry / Silverman) for ``K``
+    instead, as in the paper's ``D_CS(p(y|x) || q(y_hat|x))``: the conditioning kernel is then fixed
+    data, which the model cannot reshape to make the divergence small (with ``condition='z'``
+    a code that spreads samples apart turns ``K`` towards the identity and the term into a
+    saturating, outlier-tolerant per-sample loss).
 
     **Compression term** ``I(X; Z)``:
 
@@ -173,6 +179,10 @@ def cauchy_schwarz_ib_loss(z: torch.Tensor, y_pred: torch.Tensor, y_true: torch.
     ``(loss, prediction_term, compression_term)``.
     """
     beta = _check_beta(beta)
+    if condition not in ("z", "x"):
+        raise ValueError(f"condition: expected 'z' or 'x', got {condition!r}")
+    if condition == "x" and x is None:
+        raise ValueError("condition='x' needs the inputs: pass x=...")
     z = _as_2d(z, "z")
     y_pred = _as_2d(y_pred, "y_pred")
     y_true = _as_2d(y_true, "y_true")
@@ -201,12 +211,15 @@ def cauchy_schwarz_ib_loss(z: torch.Tensor, y_pred: torch.Tensor, y_true: torch.
     sy = _width(s_y, y_true, "y").to(device=y_pred.device)
 
     n = z.shape[0]
-    log_k = -_sq_dists(z, z) / (2 * sz**2)                 # log K_ji
-    log_s = torch.logsumexp(log_k, dim=1)                   # log s_j
+    log_k = -_sq_dists(z, z) / (2 * sz**2)                 # log K_ji on z (also the compression term's)
+    log_c = log_k
+    if condition == "x":  # the paper's p(y|x): condition on the fixed input, not the learned code
+        log_c = (-_sq_dists(x, x) / (2 * _width(s_x, x, "x") ** 2)).detach()
+    log_s = torch.logsumexp(log_c, dim=1)                   # log s_j
 
     def term(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         log_l = -_sq_dists(a, b) / (2 * sy**2)              # log L^{ab}_ji, rows j index a
-        return torch.logsumexp(torch.logsumexp(log_k + log_l, dim=1) - 2 * log_s, dim=0)
+        return torch.logsumexp(torch.logsumexp(log_c + log_l, dim=1) - 2 * log_s, dim=0)
 
     pred = term(y_true, y_true) + term(y_pred, y_pred) - term(y_true, y_pred) - term(y_pred, y_true)
 
