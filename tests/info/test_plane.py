@@ -127,3 +127,19 @@ def test_bad_inputs(data):
         InfoPlane(model, ["fc1"], x, y[:10])
     with InfoPlane(model, ["fc1"], x, y) as plane, pytest.raises(RuntimeError):
         plane.plot("unused.png")
+
+
+def test_pairwise_estimator_and_degree_of_ib(data):
+    x, y = data
+    idx = torch.randperm(4096, generator=torch.Generator().manual_seed(1))[:256]
+    ident = nn.Sequential(nn.Identity())
+    with InfoPlane(ident, ["0"], x[idx], y[idx], estimator="pairwise", noise_var=1e-4) as plane:
+        (rec,) = plane.record(0)
+        # distinct binary inputs, tiny noise: every component is separate, I(X;T) = log2(n) and I(T;Y) = H(Y)
+        assert rec["i_xt"] == pytest.approx(8.0, abs=1e-6)
+        assert rec["i_ty"] == pytest.approx(_h_bits(y[idx]), abs=1e-6)
+        deg = plane.degree_of_ib(bins=2)
+    # binary inputs in 2 bins are the inputs themselves: I(X;T|Y) = H(X|Y) = log2 n - H(Y)
+    assert deg["0"] == pytest.approx(8.0 - _h_bits(y[idx]), abs=1e-9)
+    with pytest.raises(ValueError, match="noise_var"):
+        InfoPlane(ident, ["0"], x, y, estimator="pairwise")

@@ -18,11 +18,12 @@ import torch
 from torch import nn
 
 from ..validation import as_tensor, check_choice, check_finite, check_nonempty, check_positive_int
+from .bounds import pairwise_information_bounds
 from .estimators import mutual_information
 
 __all__ = ["ESTIMATORS", "InfoPlane", "binned_information"]
 
-ESTIMATORS = ("binning", "ksg1", "ksg2", "plugin", "gaussian")
+ESTIMATORS = ("binning", "pairwise", "ksg1", "ksg2", "mixed", "plugin", "gaussian")
 
 
 def _entropy_bits(codes: np.ndarray) -> float:
@@ -77,9 +78,11 @@ class InfoPlane:
     model: any ``nn.Module``; layers: names from ``dict(model.named_modules())`` whose forward
     outputs are ``T`` (a tuple output uses its first element; outputs are flattened per sample);
     x: (n, ...) inputs, y: (n,) labels. ``estimator``: ``'binning'`` (Shwartz-Ziv & Tishby: ``bins``
-    equal bins over each layer's range, see :func:`binned_information`) or a method of
-    :func:`bottlenecks.info.mutual_information` (``'ksg1'``, ``'ksg2'``, ``'plugin'``,
-    ``'gaussian'``, with ``k`` neighbours), applied to ``(x, T)`` and ``(T, y)``.
+    equal bins over each layer's range, see :func:`binned_information`), ``'pairwise'`` (the layer
+    made noisy, ``T + N(0, noise_var I)``: Kolchinsky-Tracey KL upper bound on ``I(X;T)`` and the KL
+    mixture estimate of ``I(T;Y)``, see :func:`~bottlenecks.info.bounds.pairwise_information_bounds`)
+    or a method of :func:`bottlenecks.info.mutual_information` (``'ksg1'``, ``'ksg2'``, ``'mixed'``,
+    ``'plugin'``, ``'gaussian'``, with ``k`` neighbours), applied to ``(x, T)`` and ``(T, y)``.
     ``record(epoch)`` only measures when ``epoch % every == 0``.
 
     Forward hooks are registered at construction; :meth:`remove` (or leaving a ``with`` block)
@@ -87,8 +90,12 @@ class InfoPlane:
     """
 
     def __init__(self, model: nn.Module, layers: list[str], x, y, estimator: str = "binning", bins: int = 30,
-                 every: int = 1, *, k: int = 3, batch_size: int | None = None):
+                 every: int = 1, *, k: int = 3, batch_size: int | None = None, noise_var: float | None = None):
         check_choice(estimator, "estimator", ESTIMATORS)
+        if (estimator == "pairwise") != (noise_var is not None):
+            raise ValueError("noise_var: needed by (and only by) estimator='pairwise', "
+                             f"got estimator={estimator!r}, noise_var={noise_var!r}")
+        self.noise_var = noise_var
         self.bins = check_positive_int(bins, "bins")
         self.every = check_positive_int(every, "every")
         self.k = check_positive_int(k, "k")
@@ -152,6 +159,9 @@ class InfoPlane:
         """``(I(X;T), I(T;Y))`` in bits for activations ``t: (n, d)`` with the chosen estimator."""
         if self.estimator == "binning":
             return binned_information(t, self.y, self.bins)
+        if self.estimator == "pairwise":
+            b = pairwise_information_bounds(t, self.noise_var, y=self.y, units="bits")
+            return b["i_xt_upper"], b["i_ty_kl"]
         t = t.double()
         x = self.x.reshape(self.x.shape[0], -1).double()
         y = self.y.reshape(-1, 1).double()
@@ -171,6 +181,16 @@ class InfoPlane:
             new.append({"epoch": epoch, "layer": name, "i_xt": float(i_xt), "i_ty": float(i_ty)})
         self.history.extend(new)
         return new
+
+    def degree_of_ib(self, method: str = "binning", **kwargs) -> dict[str, float]:
+        """Kawaguchi et al.'s ``I(X; T | Y)`` in bits of every layer now: ``{layer: value}`` (see
+        :func:`bottlenecks.info.metrics.degree_of_ib`; ``bins`` defaults to this plane's)."""
+        from .metrics import degree_of_ib
+
+        if method == "binning":
+            kwargs.setdefault("bins", self.bins)
+        x = self.x.reshape(self.x.shape[0], -1)
+        return {name: degree_of_ib(t, x, self.y, method, **kwargs) for name, t in self.activations().items()}
 
     def trajectory(self, layer: str) -> np.ndarray:
         """``(m, 3)`` array of ``(epoch, I(X;T), I(T;Y))`` rows for one layer, in recording order."""
