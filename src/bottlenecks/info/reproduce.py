@@ -183,6 +183,10 @@ def _report(m: dict) -> str:
              f"H(X) = {d['h_x_bits']:.0f} bits; {d['n_train']} training inputs (seeded split)",
              f"- network 12-{'-'.join(map(str, c['widths']))}-2, Adam lr {c['lr']}, batch {c['batch_size']}, "
              f"{c['epochs']} epochs, seed {c['seed']}",
+             f"- call: `run_info_plane(out, activation={c['activation']!r}, epochs={c['epochs']}, seed={c['seed']}, "
+             f"estimator={c['estimator']!r}, bins={c['bins']})`; python {m['environment']['python']}, torch "
+             f"{m['environment']['torch']}, {m['environment']['threads']} thread(s); times are wall-clock on a shared, "
+             "noisy machine",
              f"- estimator: {c['estimator']}" + (f" ({c['bins']} equal bins over each layer's range, on all 4096 "
                                                  "inputs)" if c["estimator"] == "binning" else ""),
              "- I(X;T) <= H(X) = 12 bits and I(T;Y) <= H(Y) hold by construction (plug-in on the 4096 inputs); "
