@@ -113,32 +113,44 @@ def test_clear_errors():
         model.transformer.h[0].mlp.codebook(torch.randn(2, 31))
 
 
-def test_steering_moves_generations_toward_the_target_state():
-    # a tiny machine (10 states, 2 successors each) learnt by a tiny model with per-head codebooks
+@pytest.fixture
+def one_thread():
+    """Tiny models train several times faster on one thread than on two busy ones."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_steering_moves_generations_toward_the_target_state(one_thread):
+    # a tiny machine (10 states, 2 successors each), learnt by a one-layer model whose attention
+    # heads go through codebooks; sequences of 8 states
     fsm = TokFSM(num_states=10, num_successors=2, seed=0)
-    model = tokfsm_model(seed=0, hidden=32, intermediate=64, layers=2, heads=2, max_tokens=24)
-    wrap_codebook(model, "attn_heads", num_codes=32, k=1, seed=0)
-    train_lm(model, fsm, steps=150, batch_size=32, lr=1e-2, seed=0, length=12, quiet=True)
-    tokens, states = fsm.sample(400, length=12, max_tokens=24, generator=torch.Generator().manual_seed(9))
-    prompts, current = tokens[:, :13], states[:, 5]  # six complete states
+    model = tokfsm_model(seed=0, hidden=32, intermediate=64, layers=1, heads=2, max_tokens=16)
+    wrap_codebook(model, "attn_heads", num_codes=16, k=1, seed=0)
+    train_lm(model, fsm, steps=300, batch_size=64, lr=1e-2, seed=0, length=8, quiet=True)
+    tokens, states = fsm.sample(300, length=8, max_tokens=16, generator=torch.Generator().manual_seed(9))
+    P = 9  # prompts: BOS + 4 states; the next state's second digit is read at position P (its first digit)
+    prompts, current = tokens[:, :P], states[:, 3]
     base = next_states(model, prompts)
-    assert float(fsm.is_valid(current, base).float().mean()) > 0.8  # the model learnt the machine
-    # codes of the target state: per head, the code chosen most often at that state's second digit
+    assert float(fsm.is_valid(current, base).float().mean()) > 0.7  # the model learnt the machine
+    # the codes of state s: per head, the code chosen most often at the first digit of s's successor,
+    # where the head carries the previous state forward
     with torch.no_grad(), record_codes(model) as rec:
         model(tokens)
-    pos = TokFSM.state_positions(24)
+    pos = torch.arange(3, 16, 2)
     labels = states[:, : len(pos)].reshape(-1)
+    ids = rec["layers.0.attn_heads"][:, pos].reshape(-1, 2)
     gains = []
-    for target in (0, 3, 7):
-        spec = {}
-        for site in rec.keys():
-            ids = rec[site][:, pos].reshape(-1, 2)
-            spec[site] = {g: [int(ids[labels == target, g].mode().values)] for g in range(2)}
+    for target in (0, 4, 7):
+        spec = {"layers.0.attn_heads": {g: [int(ids[labels == target, g].mode().values)] for g in range(2)}}
         rows = current != target
-        with steer(model, spec, strength=1.0, mode="replace", positions=slice(12, None)):
+        with steer(model, spec, strength=1.0, mode="replace", positions=[P]):
             got = next_states(model, prompts[rows])
         target_t = torch.full_like(got, target)
         steered = float(fsm.is_valid(target_t, got).float().mean())
         unsteered = float(fsm.is_valid(target_t, base[rows]).float().mean())
         gains.append(steered - unsteered)
-    assert min(gains) > 0.2, gains
+    assert min(gains) > 0.4, gains
+    # outside the block the model is unsteered again
+    assert torch.equal(next_states(model, prompts), base)

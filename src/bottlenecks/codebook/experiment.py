@@ -291,13 +291,26 @@ def _usage(model: nn.Module) -> torch.Tensor:
 def run_tokfsm(out, seed: int = 0, steps: int = 300, batch_size: int = 16, lr: float = 3e-3, num_codes: int = 1000,
                k: int = 1, mlp_k: int = 1, eval_sequences: int = 256, analysis_sequences: int = 512,
                prompts_per_state: int = 10, models: tuple[str, ...] = MODELS, device: str = "cpu",
-               quiet: bool = False) -> dict:
+               num_threads: int | None = None, quiet: bool = False) -> dict:
     """Train the TokFSM models, compute every metric, write ``report.md``, ``metrics.json`` and
     PNGs into ``out``; return the metrics.
 
     CPU defaults (300 steps of 16 sequences) take minutes; the paper trains 20,000 steps of 512
     (``PAPER_SIZE``) on a GPU. Every model sees the same initial weights and the same sequences.
+    ``num_threads``: torch CPU threads for the run (restored after); 1 is fastest on a busy machine.
     """
+    threads = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(check_positive_int(num_threads, "num_threads"))
+    try:
+        return _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, eval_sequences,
+                           analysis_sequences, prompts_per_state, models, device, quiet)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, eval_sequences, analysis_sequences,
+                prompts_per_state, models, device, quiet) -> dict:
     check_positive_int(steps, "steps")
     check_positive_int(batch_size, "batch_size")
     unknown = [m for m in models if m not in MODELS]
@@ -313,6 +326,7 @@ def run_tokfsm(out, seed: int = 0, steps: int = 300, batch_size: int = 16, lr: f
     metrics: dict = {"config": {"seed": seed, "steps": steps, "batch_size": batch_size, "lr": lr,
                                 "num_codes": num_codes, "k": k, "mlp_k": mlp_k, "eval_sequences": eval_sequences,
                                 "analysis_sequences": analysis_sequences, "device": device,
+                                "threads": torch.get_num_threads(),
                                 "model": "GPT-NeoX hidden 128, intermediate 512, 4 layers, 4 heads"},
                      "models": {}}
     for name in models:
