@@ -9,7 +9,7 @@ from bottlenecks.cli import main
 def test_help_lists_commands(capsys):
     assert main([]) == 0
     out = capsys.readouterr().out
-    assert "kmeans" in out and "continual" in out
+    assert all(cmd in out for cmd in ("kmeans", "continual", "codebook", "info"))
 
 
 def test_kmeans_command_on_digits(tmp_path, capsys):
@@ -92,3 +92,18 @@ def test_continual_keys_from_another_data_set(tmp_path):
                  "--codebooks", "4", "--keys", "16", "--dim-key", "4", "--methods", "dkvb", "--no-joint", "--quiet",
                  "--out", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
     assert "keys fitted on the unlabelled training inputs of digits" in (out / "report.md").read_text()
+
+
+def test_info_plane_command(tmp_path, capsys):
+    assert main(["info", "plane", "--activation", "tanh", "--epochs", "3", "--quiet", "--out", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert "tanh" in json.dumps(metrics)
+    assert (tmp_path / "info-plane-tanh.png").stat().st_size > 1000
+    assert "report.md" in capsys.readouterr().out
+
+
+def test_family_commands_need_a_subcommand():
+    with pytest.raises(SystemExit):
+        main(["info"])
+    with pytest.raises(SystemExit):
+        main(["codebook"])

@@ -328,6 +328,79 @@ def run_continual(args) -> int:
     return 0
 
 
+def _print_summary(result: dict, out: Path, keys: list[str]) -> None:
+    """Print the headline numbers of a library run and where its report is."""
+    for key in keys:
+        if key in result:
+            print(f"  {key}: {result[key]}")
+    print(f"report: {out / 'report.md'}")
+
+
+def _codebook_parser(sub) -> None:
+    p = sub.add_parser("codebook", help="codebook features inside transformers (Tamkin et al. 2023)")
+    cmds = p.add_subparsers(dest="codebook_command", metavar="<codebook command>", required=True)
+    t = cmds.add_parser("tokfsm", help="train GPT-NeoX with and without codebooks on TokFSM; report codes vs states",
+                        description="Reproduce the TokFSM experiment: a 100-state finite-state machine written as "
+                                    "2-digit tokens, a 4-layer GPT-NeoX trained from scratch with and without "
+                                    "codebooks; transition accuracy, code/state precision and recall against the "
+                                    "best neurons, dead codes, steering success. CPU defaults take minutes; the "
+                                    "paper's size is --steps 20000 --batch-size 512 on a GPU.")
+    t.add_argument("--steps", type=int, default=300, help="training steps per model (default 300; paper 20000)")
+    t.add_argument("--batch-size", type=int, default=16, help="sequences per step (default 16; paper 512)")
+    t.add_argument("--lr", type=float, default=3e-3)
+    t.add_argument("--num-codes", type=int, default=1000, help="codes per codebook (default 1000, as the paper)")
+    t.add_argument("-k", type=int, default=1, help="codes summed per head (default 1)")
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default="runs/codebook-tokfsm")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=run_codebook_tokfsm)
+
+
+def run_codebook_tokfsm(args) -> int:
+    from .codebook.experiment import run_tokfsm
+
+    try:
+        result = run_tokfsm(args.out, seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                            num_codes=args.num_codes, k=args.k, device=args.device, quiet=args.quiet)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    for name, m in result.get("models", {}).items():
+        acc = m.get("transition_accuracy")
+        print(f"  {name}: transition accuracy {100 * acc:.1f}%" if acc is not None else f"  {name}")
+    _print_summary(result, Path(args.out), [])
+    return 0
+
+
+def _info_parser(sub) -> None:
+    p = sub.add_parser("info", help="information bottleneck: information planes and MI estimates")
+    cmds = p.add_subparsers(dest="info_command", metavar="<info command>", required=True)
+    t = cmds.add_parser("plane", help="information plane of tanh / ReLU networks on the 12-bit data set",
+                        description="Train the Shwartz-Ziv & Tishby 12-bit network(s) (4096 inputs, "
+                                    "H(Y) = 0.99916 bits) and plot I(X;T) and I(T;Y) of every layer over training.")
+    t.add_argument("--activation", default="both", choices=["tanh", "relu", "both"])
+    t.add_argument("--epochs", type=int, default=1500)
+    t.add_argument("--estimator", default="binning", help="binning (default, as the paper) or a k-NN estimator")
+    t.add_argument("--bins", type=int, default=30)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default="runs/info-plane")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=run_info_plane_cmd)
+
+
+def run_info_plane_cmd(args) -> int:
+    from .info.reproduce import run_info_plane
+
+    try:
+        run_info_plane(args.out, activation=args.activation, epochs=args.epochs, seed=args.seed, quiet=args.quiet,
+                       estimator=args.estimator, bins=args.bins, lr=args.lr)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    _print_summary({}, Path(args.out), [])
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -337,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     _kmeans_parser(sub)
     _continual_parser(sub)
+    _codebook_parser(sub)
+    _info_parser(sub)
     return parser
 
 
