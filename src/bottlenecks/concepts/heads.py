@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .glm import elastic_net_path, select_lambda
+from .glm import elastic_net_path, select_lambda, small_op_threads
 
 __all__ = ["GLMHead", "LaBoHead", "LinearHead", "ResidualHead", "SparseGumbelHead", "make_head"]
 
@@ -69,7 +69,8 @@ def _lbfgs(params, loss_fn, max_iter: int) -> None:
         value.backward()
         return value
 
-    opt.step(closure)
+    with small_op_threads(sum(p.numel() for p in opt.param_groups[0]["params"]) * 1000):
+        opt.step(closure)
 
 
 def _adam(params, loss_fn, epochs: int, lr: float, quiet: bool, desc: str) -> list[float]:
@@ -77,12 +78,13 @@ def _adam(params, loss_fn, epochs: int, lr: float, quiet: bool, desc: str) -> li
 
     opt = torch.optim.Adam(params, lr=lr)
     losses = []
-    for _ in trange(epochs, desc=desc, disable=True if quiet else None, leave=False):
-        opt.zero_grad()
-        value = loss_fn()
-        value.backward()
-        opt.step()
-        losses.append(float(value))
+    with small_op_threads(sum(p.numel() for p in opt.param_groups[0]["params"]) * 1000):
+        for _ in trange(epochs, desc=desc, disable=True if quiet else None, leave=False):
+            opt.zero_grad()
+            value = loss_fn()
+            value.backward()
+            opt.step()
+            losses.append(float(value.detach()))
     return losses
 
 

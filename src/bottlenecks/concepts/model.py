@@ -184,11 +184,11 @@ class ConceptBottleneckModel:
         of (Z, concept_labels). The head is always fitted on (Z, y).
         """
         Z = as_embeddings(Z)
-        y_raw = as_tensor(y, "y")
-        check_ndim(y_raw, 1, "y", "(n_samples,)")
-        if y_raw.shape[0] != Z.shape[0]:
-            raise ValueError(f"y: expected {Z.shape[0]} labels (one per row of Z), got {y_raw.shape[0]}")
-        self.classes_, y_idx = np.unique(y_raw.numpy(), return_inverse=True)
+        y_raw = np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y)
+        if y_raw.ndim != 1 or y_raw.shape[0] != Z.shape[0]:
+            raise ValueError(f"y: expected {Z.shape[0]} labels of shape ({Z.shape[0]},) (one per row of Z), "
+                             f"got shape {y_raw.shape}")
+        self.classes_, y_idx = np.unique(y_raw, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(f"y: expected at least 2 classes, got {len(self.classes_)}")
         self.class_names_ = [str(c) for c in self.classes_.tolist()]
@@ -226,7 +226,7 @@ class ConceptBottleneckModel:
         if self.training == "independent":
             if C_true is None:
                 raise ValueError("training='independent' fits the head on true concepts: pass concept_labels")
-            H = self._standardise(self.off_ + C_true * (self.on_ - self.off_))
+            H = self._standardise((1 - C_true) * self.off_ + C_true * self.on_)
         else:
             H = self._standardise(S)
         params = dict(self.head_params)
@@ -236,7 +236,9 @@ class ConceptBottleneckModel:
         fit_idx, val_idx = self._split(len(y_idx))
         kw = {"seed": self.seed, "quiet": self.quiet}
         if len(val_idx) and self.head == "glm":
-            kw.update(S_val=H[val_idx], y_val=y_idx[val_idx])
+            # lambda is chosen on what the head sees at test time: predicted scores, also when
+            # 'independent' fits it on true concepts (those are separable at any lambda)
+            kw.update(S_val=self._standardise(S[val_idx]), y_val=y_idx[val_idx])
             self.head_.fit(H[fit_idx], y_idx[fit_idx], **kw)
         else:
             self.head_.fit(H, y_idx, **kw)
@@ -377,7 +379,8 @@ class ConceptBottleneckModel:
 
     def predict(self, Z) -> np.ndarray:
         """Z (n, d) -> (n,) class labels (from ``classes_``)."""
-        return self.classes_[self.decision_function(Z).argmax(1).numpy()]
+        logits = self.decision_function(Z)
+        return self.classes_[logits.argmax(1).numpy()]
 
     def score(self, Z, y) -> float:
         """Accuracy on (Z, y)."""
@@ -399,12 +402,12 @@ class ConceptBottleneckModel:
         return v
 
     def intervened_scores(self, Z, concepts, values) -> torch.Tensor:
-        """Concept scores (n, C) with ``concepts`` set to ``off + values * (on - off)``."""
+        """Concept scores (n, C) with ``concepts`` set to ``(1 - values) * off + values * on``."""
         Z = self._input(Z)
         idx = self.concept_indices(concepts)
         v = self._values(values, Z.shape[0], idx)
         S = self.concept_scores(Z).clone()
-        S[:, idx] = self.off_[idx] + v * (self.on_[idx] - self.off_[idx])
+        S[:, idx] = (1 - v) * self.off_[idx] + v * self.on_[idx]  # exactly on / off at 1 / 0
         return S
 
     def _intervened_logits(self, Z, concepts, values) -> torch.Tensor:
@@ -458,7 +461,7 @@ class ConceptBottleneckModel:
         order = contrib.abs().argsort(descending=True)[:top].tolist()
         return {"class": self.classes_[k].item() if hasattr(self.classes_[k], "item") else self.classes_[k],
                 "class_name": self.class_names_[k], "proba": float(torch.softmax(logits, 0)[k]),
-                "bias": float(self.head_.bias[k]), "residual": resid,
+                "bias": float(self.head_.bias.detach()[k]), "residual": resid,
                 "concepts": [{"concept": self.concepts[j], "score": float(S[0, j]),
                               "contribution": float(contrib[j])} for j in order]}
 
