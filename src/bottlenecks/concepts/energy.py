@@ -7,12 +7,19 @@ Three energies, low energy = compatible:
 - global energy   ``E_global(c, y) = -g_y(c)``,  ``g(c) = b + theta c + h(c)``  (class prior, one weight per
   class and concept, and a small MLP ``h`` for interactions between concepts).
 
-Training minimises the negative log-likelihoods of the labelled data under each energy: softmax
-cross-entropy over classes for ``E_class`` and for ``E_global`` (the paper's losses), binary
-cross-entropy for ``E_concept``, plus the likelihood of the concepts given the class under
-``E_global`` (exact over all ``2**K`` states for up to ``exact_max`` concepts, the pseudo-likelihood
-``sum_k log p(c_k | c_-k, y)`` beyond), so that ``p(c | y) ∝ exp(-E_global(c, y))`` matches the
-data and :meth:`EnergyCBM.class_concept_proba` answers "how likely is concept k for class y".
+Training minimises negative log-likelihoods of the labelled data:
+
+- ``E_global``: softmax cross-entropy of the class given the true concepts (the paper's loss), plus
+  the likelihood of the concepts given the class (exact over all ``2**K`` states up to
+  ``exact_max`` concepts, the pseudo-likelihood ``sum_k log p(c_k | c_-k, y)`` beyond), so that
+  ``p(c | y) ∝ exp(-E_global(c, y))`` matches the data and :meth:`EnergyCBM.class_concept_proba`
+  answers "how likely is concept k for class y";
+- ``E_concept``: binary cross-entropy;
+- ``E_class``: with ``class_loss='residual'`` (the default), softmax cross-entropy of the class
+  under the total energy with the true concepts clamped, ``p(y | x, c) ∝ exp(-E_class(x, y) -
+  lambda_g E_global(c, y))``, with ``E_global`` held fixed: the class energy learns what the concepts
+  do not explain, so clamping the true concepts decides the class. ``class_loss='paper'`` trains
+  ``E_class`` as a classifier of its own, as the paper does; overfit, it can outvote true concepts.
 
 Inference minimises the total energy ``E_class + lambda_c E_concept + lambda_g E_global`` over
 relaxed concepts ``c = sigmoid(l)`` in [0, 1] with the class summed out (softmax), i.e. the
@@ -35,7 +42,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..validation import as_tensor, check_finite, check_float, check_ndim, check_nonempty, check_positive_int
+from ..validation import (
+    as_tensor,
+    check_choice,
+    check_finite,
+    check_float,
+    check_ndim,
+    check_nonempty,
+    check_positive_int,
+)
 
 __all__ = ["EnergyCBM"]
 
@@ -57,13 +72,14 @@ class EnergyCBM(nn.Module):
             (and of their losses in training).
         infer_steps, damping: damped fixed-point iterations of the mean-field inference.
         exact_max: :meth:`class_concept_proba` enumerates all ``2**n_concepts`` states up to this many
-            concepts and runs a Gibbs sampler beyond.
+            concepts and runs a Gibbs sampler beyond; training fits ``p(c | y)`` exactly up to it too.
+        class_loss: ``'residual'`` or ``'paper'`` (see the module docstring).
         seed: initial weights and mini-batch order.
     """
 
     def __init__(self, dim_in: int, n_concepts: int, n_classes: int, hidden: int = 64, *, global_hidden: int = 32,
                  lambda_concept: float = 1.0, lambda_global: float = 1.0, infer_steps: int = 30,
-                 damping: float = 0.5, exact_max: int = 12, seed: int = 0):
+                 damping: float = 0.5, exact_max: int = 12, class_loss: str = "residual", seed: int = 0):
         super().__init__()
         self.dim_in = check_positive_int(dim_in, "dim_in")
         self.n_concepts = check_positive_int(n_concepts, "n_concepts")
@@ -79,6 +95,7 @@ class EnergyCBM(nn.Module):
         self.infer_steps = check_positive_int(infer_steps, "infer_steps", minimum=0)
         self.damping = float(damping)
         self.exact_max = int(exact_max)
+        self.class_loss = check_choice(class_loss, "class_loss", ("residual", "paper"))
         self.seed = int(seed)
         self.trunk = nn.Linear(dim_in, hidden)
         self.concept_head = nn.Linear(hidden, n_concepts)  # s(x): concept energy
@@ -98,7 +115,7 @@ class EnergyCBM(nn.Module):
         return {"dim_in": self.dim_in, "n_concepts": self.n_concepts, "n_classes": self.n_classes,
                 "hidden": self.hidden, "global_hidden": self.global_hidden, "lambda_concept": self.lambda_concept,
                 "lambda_global": self.lambda_global, "infer_steps": self.infer_steps, "damping": self.damping,
-                "exact_max": self.exact_max, "seed": self.seed}
+                "exact_max": self.exact_max, "class_loss": self.class_loss, "seed": self.seed}
 
     def save(self, path) -> None:
         """``path.safetensors`` (weights and standardisation buffers) + ``path.json`` (:meth:`config`)."""
@@ -133,6 +150,10 @@ class EnergyCBM(nn.Module):
             _uniform_(lin.weight, bound, g)
             _uniform_(lin.bias, bound, g)
         with torch.no_grad():
+            # the class energy starts at "nothing beyond the concepts": a random head on the shared
+            # features (which the concept loss scales up) would add confident noise to every class
+            self.class_head.weight.zero_()
+            self.class_head.bias.zero_()
             self.prior.zero_()
             self.unary.zero_()
             self.z_mean.zero_()
@@ -141,7 +162,7 @@ class EnergyCBM(nn.Module):
     def extra_repr(self) -> str:
         return (f"dim_in={self.dim_in}, n_concepts={self.n_concepts}, n_classes={self.n_classes}, "
                 f"hidden={self.hidden}, global_hidden={self.global_hidden}, lambda_concept={self.lambda_concept}, "
-                f"lambda_global={self.lambda_global}, infer_steps={self.infer_steps}")
+                f"lambda_global={self.lambda_global}, infer_steps={self.infer_steps}, class_loss={self.class_loss!r}")
 
     # -- energies -----------------------------------------------------------------------------
     def _features(self, Z: torch.Tensor) -> torch.Tensor:
@@ -285,12 +306,27 @@ class EnergyCBM(nn.Module):
         """The four training losses on a batch (means): class, concept, global (y | c) and global (c | y)."""
         z = self._features(Z)
         g = self.global_scores(C)
+        class_scores = self.class_head(z)
+        if self.class_loss == "residual":  # p(y | x, true c) under the total energy; E_global gets no gradient here
+            class_scores = class_scores + self.lambda_global * g.detach()
         return {
-            "class": F.cross_entropy(self.class_head(z), y),
+            "class": F.cross_entropy(class_scores, y),
             "concept": F.binary_cross_entropy_with_logits(self.concept_head(z), C),
             "global_y": F.cross_entropy(g, y),
             "global_c": self._concepts_given_class_nll(C, y),
         }
+
+    def _global_loss(self, C: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.global_scores(C), y) + self._concepts_given_class_nll(C, y)
+
+    def _embedding_loss(self, Z: torch.Tensor, C: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        z = self._features(Z)
+        class_scores = self.class_head(z)
+        if self.class_loss == "residual":
+            with torch.no_grad():
+                class_scores = class_scores + self.lambda_global * self.global_scores(C)
+        return (F.cross_entropy(class_scores, y)
+                + self.lambda_concept * F.binary_cross_entropy_with_logits(self.concept_head(z), C))
 
     def _states(self) -> torch.Tensor:
         """All ``2**K`` binary concept vectors: ``-> (2**K, K)``."""
@@ -325,9 +361,12 @@ class EnergyCBM(nn.Module):
             quiet: bool = True) -> EnergyCBM:
         """Train on embeddings ``Z (n, dim_in)``, binary concepts ``C (n, n_concepts)``, classes ``y (n,)``.
 
-        Adam with a cosine learning-rate decay on ``class + lambda_c concept + lambda_g (global_y + global_c)``
-        (see :meth:`losses`).
-        Sets ``loss_history_`` (the mean total loss of each epoch) and ``n_samples_seen_``.
+        Two stages of ``epochs`` each (Adam, cosine learning-rate decay to 0): first the global energy
+        on ``(C, y)`` alone (``global_y + global_c``), then, with it fixed, the embedding's energies
+        (``class + lambda_c concept``). Fitting the concept-to-class energy first means the residual
+        class energy only learns what the true concepts leave unexplained (see :meth:`losses`).
+        Sets ``loss_history_`` (``{"global": [...], "embedding": [...]}``, mean loss per epoch) and
+        ``n_samples_seen_``.
         """
         Z = self._check_Z(Z)
         n = Z.shape[0]
@@ -340,33 +379,43 @@ class EnergyCBM(nn.Module):
             self.z_mean.copy_(Z.mean(0))
             self.z_scale.copy_(Z.std(0, unbiased=False).clamp_min(1e-6) if n > 1 else torch.ones_like(Z[0]))
         g = torch.Generator().manual_seed(self.seed + 1)
-        opt = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay)
+        global_params = [self.prior, self.unary] + [p for m in (self.inter_in, self.inter_out) if m is not None
+                                                    for p in m.parameters()]
+        embedding_params = [p for m in (self.trunk, self.concept_head, self.class_head) for p in m.parameters()]
+        self.train()
+        history = {
+            "global": self._train_stage(global_params, lambda idx: self._global_loss(C[idx], y[idx]),
+                                        n, epochs, lr, batch_size, weight_decay, g, quiet, "global energy"),
+            "embedding": self._train_stage(embedding_params, lambda idx: self._embedding_loss(Z[idx], C[idx], y[idx]),
+                                           n, epochs, lr, batch_size, weight_decay, g, quiet, "class/concept energy"),
+        }
+        self.eval()
+        self.loss_history_ = history
+        self.n_samples_seen_ = n
+        return self
+
+    def _train_stage(self, params, batch_loss, n, epochs, lr, batch_size, weight_decay, g, quiet, desc) -> list[float]:
+        from tqdm.auto import tqdm
+
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
         # cosine decay to 0: the last steps average over mini-batches instead of chasing the last one's
         # frequencies (p(c | y) is fit to the data's class-conditional frequencies)
         steps = epochs * math.ceil(n / batch_size)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, steps) / steps)))
         history = []
-        from tqdm.auto import tqdm
-
-        self.train()
-        for _ in tqdm(range(epochs), desc="EnergyCBM", leave=False, disable=True if quiet else None):
-            order = torch.randperm(n, generator=g).to(Z.device)
+        for _ in tqdm(range(epochs), desc=f"EnergyCBM {desc}", leave=False, disable=True if quiet else None):
+            order = torch.randperm(n, generator=g).to(self.unary.device)
             total = 0.0
             for start in range(0, n, batch_size):
                 idx = order[start:start + batch_size]
-                parts = self.losses(Z[idx], C[idx], y[idx])
-                loss = (parts["class"] + self.lambda_concept * parts["concept"]
-                        + self.lambda_global * (parts["global_y"] + parts["global_c"]))
+                loss = batch_loss(idx)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 sched.step()
                 total += float(loss.detach()) * len(idx)
             history.append(total / n)
-        self.eval()
-        self.loss_history_ = history
-        self.n_samples_seen_ = n
-        return self
+        return history
 
     # -- checks -------------------------------------------------------------------------------------
     def _check_Z(self, Z) -> torch.Tensor:
