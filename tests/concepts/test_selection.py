@@ -11,6 +11,7 @@ from bottlenecks.concepts.selection import (
     discriminability,
     facility_location,
     labelfree_filter,
+    run_concept_selection,
     selection_objective,
     submodular_select,
 )
@@ -176,3 +177,35 @@ def test_labelfree_filter_errors():
         labelfree_filter(["a"], torch.ones(1, 4), min_activation=0.1)
     with pytest.raises(ValueError, match="one embedding space"):
         labelfree_filter(["a"], torch.ones(1, 4), class_embeddings=torch.ones(1, 3))
+
+
+def test_run_concept_selection_filters_then_selects_per_class(tmp_path):
+    """End to end with a letter-count text encoder: every decision can be traced by hand."""
+    import json
+
+    def letters(texts):
+        out = np.zeros((len(texts), 27))
+        for i, t in enumerate(texts):
+            for ch in t.lower():
+                out[i, ord(ch) - 97 if "a" <= ch <= "z" else 26] += 1
+        return out
+
+    concepts = {"zebra": ["stripes", "striped", "black and white", "zebra", "a very long description of hooves",
+                          "mane"],
+                "parrot": ["green feathers", "curved beak", "mane", "talking"]}
+    path = tmp_path / "concepts.json"
+    path.write_text(json.dumps(concepts))
+    # cosine of the letter counts of 'stripes' and 'striped': 7 / (3 * sqrt(7)) = 0.882
+    res = run_concept_selection(path, k_per_class=2, encoder=letters, dup_sim=0.85, class_sim=0.95, out=tmp_path)
+    removed = {(r["concept"], r["class"]): r["reason"] for r in res["removed"]}
+    assert removed[("mane", "parrot")].startswith("duplicate name")
+    assert removed[("zebra", "zebra")].startswith("class name: same text")
+    assert removed[("a very long description of hooves", "zebra")].startswith("length")
+    dup = [c for c in ("stripes", "striped") if removed.get((c, "zebra"), "").startswith("near-duplicate")]
+    assert len(dup) == 1
+    assert res["n_candidates"] == 9 and res["n_after_filters"] == 9 - 3
+    assert [len(v) for v in res["selected"].values()] == [2, 2]
+    assert set(res["selected"]["parrot"]) <= {"green feathers", "curved beak", "talking"}
+    assert json.loads((tmp_path / "selected_concepts.json").read_text()) == res
+    with pytest.raises(ValueError, match="non-empty"):
+        run_concept_selection({}, encoder=letters)

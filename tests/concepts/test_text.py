@@ -120,3 +120,17 @@ def test_minilm_concepts_are_unit_vectors_with_sensible_neighbours(minilm):
     assert set(reasons) == {2, 3, 0} or set(reasons) == {2, 3, 1}
     assert reasons[2].startswith("class name: same text") and reasons[3].startswith("class name: similarity")
     assert kept == [i for i in range(6) if i not in reasons]
+
+
+def test_concept_selection_end_to_end_with_minilm(minilm, tmp_path):
+    from bottlenecks.concepts.selection import run_concept_selection
+
+    concepts = {"cardinal": ["red feathers", "red plumage", "a cardinal", "crest on the head", "short thick beak"],
+                "pelican": ["large throat pouch", "long bill", "webbed feet", "white feathers", "pelican"]}
+    res = run_concept_selection(concepts, k_per_class=2, encoder=minilm, out=tmp_path)
+    removed = {r["concept"]: r["reason"] for r in res["removed"]}
+    assert removed["a cardinal"].startswith("class name") and removed["pelican"].startswith("class name")
+    assert res["encoder"] == "minilm" and res["n_selected"] == 4
+    for cls, picked in res["selected"].items():
+        assert len(picked) == 2 and set(picked) <= set(concepts[cls]) - set(removed)
+    assert (tmp_path / "selected_concepts.json").is_file()

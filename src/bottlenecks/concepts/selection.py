@@ -22,7 +22,8 @@ import torch
 
 from ..validation import as_tensor, check_finite, check_ndim, check_nonempty, check_positive_int
 
-__all__ = ["discriminability", "facility_location", "labelfree_filter", "selection_objective", "submodular_select"]
+__all__ = ["discriminability", "facility_location", "labelfree_filter", "run_concept_selection", "selection_objective",
+           "submodular_select"]
 
 
 def _embeddings(x, name: str) -> torch.Tensor:
@@ -304,3 +305,80 @@ def _canonical(text: str) -> str:
     if len(words) > 1 and words[0] in ("a", "an", "the"):
         words = words[1:]
     return " ".join(words)
+
+
+def run_concept_selection(concepts, *, k_per_class: int = 5, encoder=None, image_embeddings=None, labels=None,
+                          template: str | None = None, max_length: int | None = 30, class_sim: float | None = 0.85,
+                          dup_sim: float | None = 0.9, min_activation: float | None = None, alpha: float = 1.0,
+                          beta: float = 1.0, out=None, seed: int = 0, quiet: bool = True) -> dict:
+    """Offline concept-set preparation: Label-free CBM's filters, then LaBo's per-class selection.
+
+    Args:
+        concepts: ``{class name: [candidate concept, ...]}`` (e.g. from a language model, written down
+            once), or the path of a JSON file holding it. Classes are numbered in this order.
+        k_per_class: concepts kept per class.
+        encoder: a name for :func:`~bottlenecks.concepts.text.default_text_encoder` (``None``: the
+            offline MiniLM) or any ``encode_text`` callable.
+        image_embeddings, labels: ``(n, d)`` images in the text space (CLIP) and their class ids
+            (into the classes of ``concepts``), or a ``.npz`` path holding ``x`` and ``y``; they turn
+            on the activation filter (with ``min_activation``) and LaBo's discriminability score.
+        template, max_length, class_sim, dup_sim, min_activation, alpha, beta: as in
+            :func:`embed_concepts`, :func:`labelfree_filter` and :func:`submodular_select`.
+        out: folder for ``selected_concepts.json`` (the returned dict), or None.
+        seed: accepted for a uniform command line; nothing here is random.
+
+    Returns ``{"classes", "selected": {class: [concepts]}, "removed": [{"concept", "class", "reason"}],
+    "n_candidates", "n_after_filters", "n_selected", "encoder"}``. A concept listed under several
+    classes is a candidate of the first; the others list it as removed (a duplicate name).
+    """
+    import json
+    from pathlib import Path
+
+    from .text import default_text_encoder, embed_concepts
+
+    if isinstance(concepts, (str, Path)):
+        concepts = json.loads(Path(concepts).read_text(encoding="utf-8"))
+    if not isinstance(concepts, dict) or not concepts:
+        raise ValueError("concepts: expected a non-empty {class name: [concept names]} mapping")
+    classes = [str(c) for c in concepts]
+    names, owner, removed, first = [], [], [], {}
+    for k, cls in enumerate(classes):
+        for name in _check_names(concepts[cls]):
+            if name in first:
+                removed.append({"concept": name, "class": cls,
+                                "reason": f"duplicate name: already a candidate of class {classes[first[name]]!r}"})
+                continue
+            first[name] = k
+            names.append(name)
+            owner.append(k)
+    encode = default_text_encoder(encoder) if encoder is None or isinstance(encoder, str) else encoder
+    emb = embed_concepts(names, encode, template=template)
+    class_emb = embed_concepts(classes, encode, template=template) if class_sim is not None else None
+    if isinstance(image_embeddings, (str, Path)):
+        import numpy as np
+
+        with np.load(image_embeddings) as f:
+            image_embeddings, labels = f["x"], (f["y"] if labels is None else labels)
+    kept, reasons = labelfree_filter(names, emb, class_names=classes, class_embeddings=class_emb,
+                                     image_embeddings=image_embeddings, max_length=max_length, class_sim=class_sim,
+                                     dup_sim=dup_sim, min_activation=min_activation)
+    removed += [{"concept": names[i], "class": classes[owner[i]], "reason": why} for i, why in reasons.items()]
+    if not kept:
+        raise ValueError(f"every one of the {len(names)} candidate concepts was filtered out; loosen the filters")
+    picked = submodular_select(emb[kept], [owner[i] for i in kept], k_per_class,
+                               image_embeddings=image_embeddings if labels is not None else None, labels=labels,
+                               alpha=alpha, beta=beta)
+    selected = {cls: [] for cls in classes}
+    for j in picked:
+        selected[classes[owner[kept[j]]]].append(names[kept[j]])
+    result = {"classes": classes, "selected": selected, "removed": removed, "n_candidates": len(names),
+              "n_after_filters": len(kept), "n_selected": len(picked),
+              "encoder": getattr(encode, "name", type(encode).__name__)}
+    if out is not None:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "selected_concepts.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    if not quiet:
+        print(f"{len(names)} candidate concepts -> {len(kept)} after filters -> {len(picked)} selected "
+              f"({k_per_class} per class at most)")
+    return result
