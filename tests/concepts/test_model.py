@@ -120,3 +120,26 @@ def test_energy_head_delegates_to_energy_cbm(problem):
     assert float(pcy[3, 0]) > 0.8 > 0.2 > float(pcy[0, 0])  # class 3 = c0 and c1; class 0 = neither
     with pytest.raises(NotImplementedError, match="energy"):
         m.edit("c0")
+
+
+def test_text_scorer_embeds_names_with_any_encode_text_and_submodular_selection_feeds_the_model(problem):
+    from bottlenecks.concepts.selection import submodular_select
+    from bottlenecks.concepts.sources import text_scorer
+
+    (Z, C, y), (Zt, Ct, yt) = problem
+    A = np.random.default_rng(123).normal(size=(4, 8)) * 2.0
+    table = {f"a photo of {n}": A[j] for j, n in enumerate(NAMES)}
+
+    def encode_text(texts):  # a stand-in text tower that shares Z's space
+        return np.stack([table[t] for t in texts])
+
+    scorer = text_scorer(NAMES, encode_text, template="a photo of {}")
+    m = ConceptBottleneckModel(NAMES, scorer=scorer, head="linear").fit(Z, y)
+    ref = ConceptBottleneckModel(NAMES, scorer="text", concept_embeddings=A, head="linear").fit(Z, y)
+    assert torch.allclose(m.concept_scores(Zt), ref.concept_scores(Zt), atol=1e-6)
+    # LaBo's selection keeps one concept per class "owner"; the model is then built on the kept names
+    keep = submodular_select(torch.as_tensor(A), [0, 1, 0, 1], 1)
+    names = [NAMES[j] for j in sorted(keep)]
+    assert len(names) == 2
+    sub = ConceptBottleneckModel(names, head="linear").fit(Z, y, C[:, sorted(keep)])
+    assert sub.concept_scores(Zt).shape == (len(Zt), 2)

@@ -17,7 +17,7 @@ from .glm import elastic_net_path, glm_saga, lambda_max, select_lambda
 from .heads import GLMHead, LaBoHead, LinearHead, ResidualHead, SparseGumbelHead, make_head
 from .interventions import intervention_curve, intervention_order
 from .model import ConceptBottleneckModel
-from .sources import CAVScorer, LabelScorer, TextScorer
+from .sources import CAVScorer, LabelScorer, TextScorer, text_scorer
 
 __all__ = [
     "CAVScorer",
@@ -37,4 +37,5 @@ __all__ = [
     "lambda_max",
     "make_head",
     "select_lambda",
+    "text_scorer",
 ]

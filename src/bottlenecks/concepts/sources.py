@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from ..validation import as_tensor, check_finite, check_float, check_ndim, check_nonempty
 
-__all__ = ["CAVScorer", "LabelScorer", "TextScorer", "as_embeddings", "as_concept_labels", "make_scorer"]
+__all__ = ["CAVScorer", "LabelScorer", "TextScorer", "as_concept_labels", "as_embeddings", "make_scorer",
+           "text_scorer"]
 
 
 def as_embeddings(Z, name: str = "Z", dim: int | None = None) -> torch.Tensor:
@@ -192,6 +193,16 @@ class TextScorer:
 
     def config(self) -> dict:
         return {"kind": self.kind}
+
+
+def text_scorer(names, encode_text=None, *, template: str | None = None) -> TextScorer:
+    """A :class:`TextScorer` over ``names`` embedded by ``encode_text`` (list of str -> (n, d));
+    ``None`` uses :func:`.text.default_text_encoder` (open_clip when asked for, else the offline
+    MiniLM). ``template`` (e.g. ``"a photo of a {}"``) is applied to each name first."""
+    from .text import default_text_encoder, embed_concepts  # lazy: sentence-transformers is optional
+
+    encode = default_text_encoder() if encode_text is None else encode_text
+    return TextScorer(embed_concepts(list(names), encode, template=template).double())
 
 
 def make_scorer(config: dict, state: dict[str, torch.Tensor] | None = None):
