@@ -18,15 +18,6 @@ def make(n, noise, seed):
 FIT = dict(epochs=40, lr=3e-2, batch_size=128)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices: intra-op threads only contend on a shared machine (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def noisy():
     """Embeddings noisy enough that some concepts are misread from them."""
@@ -137,6 +128,21 @@ def test_class_prediction_is_differentiable_through_inference():
         down = float(loss())
         w += eps * v
     assert (up - down) / (2 * eps) == pytest.approx(float((w.grad * v).sum()), rel=1e-4, abs=1e-8)
+
+
+def test_small_work_runs_on_one_thread_and_restores_the_setting(monkeypatch):
+    seen = []
+    real = EnergyCBM._train_stage
+
+    def spy(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(EnergyCBM, "_train_stage", spy)
+    before = torch.get_num_threads()
+    Z, C, y = make(64, 1.0, 0)
+    EnergyCBM(8, 4, 4, hidden=8).fit(Z, C, y, epochs=1)
+    assert seen == [1, 1] and torch.get_num_threads() == before
 
 
 def test_same_seed_same_model_and_other_seed_differs():

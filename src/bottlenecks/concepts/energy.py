@@ -34,6 +34,7 @@ global energy.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -53,6 +54,22 @@ from ..validation import (
 )
 
 __all__ = ["EnergyCBM"]
+
+
+@contextlib.contextmanager
+def _few_threads(numel: int, limit: int = 1 << 20):
+    """One intra-op thread while the operands are small: training takes thousands of steps of
+    microsecond ops, where waking a thread pool costs more than the work (4x slower with 2 threads
+    on the shared 2-core machine, measured). The previous thread count is restored."""
+    if numel >= limit:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _uniform_(t: torch.Tensor, bound: float, g: torch.Generator) -> None:
@@ -209,7 +226,8 @@ class EnergyCBM(nn.Module):
         """
         Z = self._check_Z(Z)
         mask, values = self._check_intervention(concept_mask, concept_values, Z.shape[0], Z)
-        with torch.enable_grad() if differentiable else torch.no_grad():
+        with _few_threads(Z.shape[0] * max(self.dim_in, self.hidden)), \
+                torch.enable_grad() if differentiable else torch.no_grad():
             s = self.concept_logits(Z)
             a = -self.class_energy(Z)
             logits = self.lambda_concept * s  # the concept energy's own minimiser of the free energy
@@ -270,8 +288,9 @@ class EnergyCBM(nn.Module):
             return weights.T @ states
         if burn_in >= n_sweeps:
             raise ValueError(f"burn_in ({burn_in}) must be smaller than n_sweeps ({n_sweeps})")
-        return self._gibbs(check_positive_int(n_chains, "n_chains"), n_sweeps, burn_in,
-                           self.seed if seed is None else int(seed))
+        n_chains = check_positive_int(n_chains, "n_chains")
+        with _few_threads(self.n_classes * n_chains * max(self.n_concepts, self.global_hidden)):
+            return self._gibbs(n_chains, n_sweeps, burn_in, self.seed if seed is None else int(seed))
 
     def _gibbs(self, n_chains: int, n_sweeps: int, burn_in: int, seed: int) -> torch.Tensor:
         """Gibbs sampling of every class's ``p(c | y)``; the interaction MLP's pre-activations are
@@ -378,21 +397,26 @@ class EnergyCBM(nn.Module):
         with torch.no_grad():
             self.z_mean.copy_(Z.mean(0))
             self.z_scale.copy_(Z.std(0, unbiased=False).clamp_min(1e-6) if n > 1 else torch.ones_like(Z[0]))
+        self.train()
+        widest = max(self.dim_in, self.hidden, self.n_concepts * self.n_concepts * max(self.global_hidden, 1))
+        with _few_threads(min(batch_size, n) * widest):
+            history = self._fit_stages(Z, C, y, n, epochs, lr, batch_size, weight_decay, quiet)
+        self.eval()
+        self.loss_history_ = history
+        self.n_samples_seen_ = n
+        return self
+
+    def _fit_stages(self, Z, C, y, n, epochs, lr, batch_size, weight_decay, quiet) -> dict[str, list[float]]:
         g = torch.Generator().manual_seed(self.seed + 1)
         global_params = [self.prior, self.unary] + [p for m in (self.inter_in, self.inter_out) if m is not None
                                                     for p in m.parameters()]
         embedding_params = [p for m in (self.trunk, self.concept_head, self.class_head) for p in m.parameters()]
-        self.train()
-        history = {
+        return {
             "global": self._train_stage(global_params, lambda idx: self._global_loss(C[idx], y[idx]),
                                         n, epochs, lr, batch_size, weight_decay, g, quiet, "global energy"),
             "embedding": self._train_stage(embedding_params, lambda idx: self._embedding_loss(Z[idx], C[idx], y[idx]),
                                            n, epochs, lr, batch_size, weight_decay, g, quiet, "class/concept energy"),
         }
-        self.eval()
-        self.loss_history_ = history
-        self.n_samples_seen_ = n
-        return self
 
     def _train_stage(self, params, batch_loss, n, epochs, lr, batch_size, weight_decay, g, quiet, desc) -> list[float]:
         from tqdm.auto import tqdm
