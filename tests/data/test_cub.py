@@ -5,7 +5,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from bottlenecks.data.cub import attribute_phrase, load_cub, write_tiny_cub
+from bottlenecks.data.cub import attribute_phrase, describe_cub, load_cub, write_tiny_cub
 
 
 def _votes_by_hand(base):
@@ -93,3 +93,15 @@ def test_errors_say_what_is_missing(tmp_path):
     (base / "train_test_split.txt").unlink()
     with pytest.raises(FileNotFoundError, match="train_test_split.txt: missing"):
         load_cub(base)
+
+
+def test_describe_cub_summarises_and_writes_json(tmp_path):
+    import json
+
+    base = write_tiny_cub(tmp_path / "data", n_classes=4, images_per_class=4, n_attributes=9, seed=2)
+    res = describe_cub(base, min_classes=2, out=tmp_path / "out")
+    train = load_cub(base, "train", min_classes=2)
+    assert (res["n_train"], res["n_test"], res["n_classes"], res["n_attributes_total"]) == (8, 8, 4, 9)
+    assert res["attribute_names"] == list(train.attribute_names) and res["n_attributes"] == train.n_attributes
+    np.testing.assert_allclose(res["positive_rate_train"], train.attributes.mean(0), atol=1e-6)
+    assert json.loads((tmp_path / "out" / "cub_summary.json").read_text()) == res

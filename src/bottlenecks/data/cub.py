@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CUBDataset", "attribute_phrase", "class_level_attributes", "load_cub", "write_tiny_cub"]
+__all__ = ["CUBDataset", "attribute_phrase", "class_level_attributes", "describe_cub", "load_cub", "write_tiny_cub"]
 
 SPLITS = ("train", "test", "all")
 
@@ -285,3 +285,31 @@ def write_tiny_cub(root: str | os.PathLike, *, n_classes: int = 4, images_per_cl
                         (where[attributes_txt] / "attributes.txt", attr_lines)]:
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return base
+
+
+def describe_cub(root: str | os.PathLike, *, min_classes: int = 10, min_class_fraction: float = 0.5, out=None,
+                 seed: int = 0, quiet: bool = True) -> dict:
+    """Summary of a CUB-200-2011 folder after the usual attribute filtering (112 attributes on the real data).
+
+    Returns ``{"root", "n_train", "n_test", "n_classes", "n_attributes_total", "n_attributes",
+    "attribute_names", "positive_rate_train"}`` (the share of training images with each kept attribute
+    on, class-level labels) and writes it to ``out/cub_summary.json`` when ``out`` is given. ``seed``
+    is accepted for a uniform command line; nothing here is random.
+    """
+    import json
+
+    train = load_cub(root, "train", min_classes=min_classes, min_class_fraction=min_class_fraction)
+    test = load_cub(root, "test", min_classes=min_classes, min_class_fraction=min_class_fraction)
+    n_total = len(_attribute_names(train.root))
+    result = {"root": str(train.root), "n_train": len(train), "n_test": len(test), "n_classes": train.n_classes,
+              "n_attributes_total": n_total, "n_attributes": train.n_attributes,
+              "attribute_names": list(train.attribute_names),
+              "positive_rate_train": [round(float(v), 6) for v in train.attributes.mean(0)]}
+    if out is not None:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "cub_summary.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    if not quiet:
+        print(f"CUB at {train.root}: {len(train)} train / {len(test)} test images, {train.n_classes} classes, "
+              f"{train.n_attributes} of {n_total} attributes on for >= {min_classes} classes")
+    return result
