@@ -108,7 +108,7 @@ def test_clear_errors(problem):
         ConceptBottleneckModel(NAMES, head="tree")
 
 
-def test_energy_head_delegates_to_energy_cbm(problem):
+def test_energy_head_delegates_to_energy_cbm(problem, tmp_path):
     (Z, C, y), (Zt, Ct, yt) = problem
     m = ConceptBottleneckModel(NAMES, head="energy", head_params={"epochs": 60, "hidden": 16}).fit(Z, y, C)
     assert _concept_acc(m, Zt, Ct) > 0.9
@@ -120,6 +120,10 @@ def test_energy_head_delegates_to_energy_cbm(problem):
     assert float(pcy[3, 0]) > 0.8 > 0.2 > float(pcy[0, 0])  # class 3 = c0 and c1; class 0 = neither
     with pytest.raises(NotImplementedError, match="energy"):
         m.edit("c0")
+    m.save(tmp_path / "ecbm")
+    r = ConceptBottleneckModel.load(tmp_path / "ecbm")
+    assert torch.equal(r.predict_proba(Zt), m.predict_proba(Zt))
+    assert torch.equal(r.intervene(Zt, ["c0"], Ct), m.intervene(Zt, ["c0"], Ct))
 
 
 def test_text_scorer_embeds_names_with_any_encode_text_and_submodular_selection_feeds_the_model(problem):

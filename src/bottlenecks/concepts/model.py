@@ -501,22 +501,28 @@ class ConceptBottleneckModel:
     def _config(self) -> dict:
         return {"format": FORMAT, "concepts": self.concepts, "head": self.head, "residual": self.residual,
                 "training": self.training, "groups": self.groups, "percentiles": list(self.percentiles),
-                "seed": self.seed, "val_fraction": self.val_fraction, "head_params": self.head_.config(),
-                "scorer": self.scorer_.config(), "classes": self.classes_.tolist(),
+                "seed": self.seed, "val_fraction": self.val_fraction,
+                "head_params": self.head_.config() if self.head_ is not None else dict(self.head_params),
+                "scorer": self.scorer_.config() if self.scorer_ is not None else None,
+                "classes": self.classes_.tolist(),
                 "classes_dtype": str(self.classes_.dtype), "n_features_in": self.n_features_in_,
                 "residual_params": self.residual_.config() if self.residual_ is not None else None,
                 "edit_log": self.edit_log_}
 
     def save(self, path) -> Path:
-        """Write ``path/model.safetensors`` (every tensor, edit history included) and ``path/config.json``."""
+        """Write ``path/model.safetensors`` (every tensor, edit history included) and ``path/config.json``
+        (plus ``path/energy.safetensors`` / ``.json`` from ``EnergyCBM.save`` for the energy head)."""
         from safetensors.torch import save_file
 
         self._check_fitted()
-        if self.head == "energy":
-            raise NotImplementedError("save() covers the linear-family heads; save the energy model's "
-                                      "state_dict (self.energy_) with safetensors directly")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
+        if self.head == "energy":  # the energy model saves itself; we keep the input standardisation
+            self.energy_.save(path / "energy")
+            save_file({"z_mean": self.z_mean_, "z_std": self.z_std_, "on": self.on_, "off": self.off_,
+                       "edit_scale": self.edit_scale_}, str(path / "model.safetensors"))
+            (path / "config.json").write_text(json.dumps(self._config(), indent=2))
+            return path
         tensors = {f"scorer.{k}": v for k, v in self.scorer_.state().items()}
         tensors.update({f"head.{k}": v for k, v in self.head_.state_dict().items()})
         if self.residual_ is not None:
@@ -539,14 +545,22 @@ class ConceptBottleneckModel:
         if cfg.get("format") != FORMAT:
             raise ValueError(f"{path}: expected a saved ConceptBottleneckModel ({FORMAT}), got {cfg.get('format')!r}")
         t = load_file(str(path / "model.safetensors"))
+        if cfg["head"] == "energy":
+            from .energy import EnergyCBM
+
+            model = cls(cfg["concepts"], head="energy", groups=cfg["groups"], head_params=cfg["head_params"],
+                        percentiles=tuple(cfg["percentiles"]), seed=cfg["seed"], val_fraction=cfg["val_fraction"])
+            model._restore_common(cfg, t)
+            model.energy_ = EnergyCBM.load(path / "energy")
+            model.scorer_, model.head_, model.residual_ = None, None, None
+            model.z_mean_, model.z_std_ = t["z_mean"], t["z_std"]
+            return model
         scorer = make_scorer(cfg["scorer"], {k[7:]: v for k, v in t.items() if k.startswith("scorer.")})
         hp = {k: v for k, v in cfg["head_params"].items() if k not in ("n_concepts", "n_classes")}
         model = cls(cfg["concepts"], scorer=scorer, head=cfg["head"], residual=cfg["residual"],
                     training=cfg["training"], groups=cfg["groups"], head_params=hp,
                     percentiles=tuple(cfg["percentiles"]), seed=cfg["seed"], val_fraction=cfg["val_fraction"])
-        model.classes_ = np.asarray(cfg["classes"], dtype=cfg["classes_dtype"])
-        model.class_names_ = [str(c) for c in model.classes_.tolist()]
-        model.n_features_in_ = cfg["n_features_in"]
+        model._restore_common(cfg, t)
         model.scorer_ = scorer
         model.head_ = make_head(cfg["head"], len(cfg["concepts"]), len(cfg["classes"]), **hp)
         model.head_.load_state_dict({k[5:]: v for k, v in t.items() if k.startswith("head.")})
@@ -557,11 +571,17 @@ class ConceptBottleneckModel:
             model.residual_.load_state_dict({k[9:]: v for k, v in t.items() if k.startswith("residual.")})
             model.z_mean_, model.z_std_ = t["z_mean"], t["z_std"]
         model.score_mean_, model.score_std_ = t["score_mean"], t["score_std"]
-        model.on_, model.off_, model.edit_scale_ = t["on"], t["off"], t["edit_scale"]
-        n_undo = sum(1 for k in t if k.startswith("undo."))
-        model._undo = [t[f"undo.{i}"] for i in range(n_undo)]
-        model.edit_log_ = list(cfg["edit_log"])
         return model
+
+    def _restore_common(self, cfg: dict, t: dict[str, torch.Tensor]) -> None:
+        """Classes, on/off values and the edit history, shared by every head."""
+        self.classes_ = np.asarray(cfg["classes"], dtype=cfg["classes_dtype"])
+        self.class_names_ = [str(c) for c in self.classes_.tolist()]
+        self.n_features_in_ = cfg["n_features_in"]
+        self.on_, self.off_, self.edit_scale_ = t["on"], t["off"], t["edit_scale"]
+        n_undo = sum(1 for k in t if k.startswith("undo."))
+        self._undo = [t[f"undo.{i}"] for i in range(n_undo)]
+        self.edit_log_ = list(cfg["edit_log"])
 
     def __repr__(self) -> str:
         scorer = self.scorer if isinstance(self.scorer, str) else type(self.scorer).__name__
