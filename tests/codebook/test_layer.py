@@ -48,7 +48,7 @@ def test_group_layer_searches_each_head_in_its_own_codebook():
 
 def test_straight_through_gradient_reaches_the_input_and_loss_trains_codes():
     torch.manual_seed(0)
-    layer = CodebookLayer(8, 16, k=2, commitment=0.25).train()
+    layer = CodebookLayer(8, 16, k=2, commitment=0.25, scale="learned").train()
     x = torch.randn(64, 8, requires_grad=True)
     out, _ = layer(x)
     w = torch.randn(64, 8)
@@ -79,6 +79,25 @@ def test_kmeans_initialisation_and_learned_scale_match_the_activation_norm():
     raw(x)
     assert abs(cos.norm_ratio() - 1) < 0.15  # matched at initialisation
     assert raw.norm_ratio() < 0.2  # unit codes against activations of norm ~12
+
+
+def test_running_scale_follows_growing_activations():
+    torch.manual_seed(0)
+    x = torch.randn(512, 6)
+    layers = {mode: CodebookLayer(6, 8, k=2, metric="cosine", scale=mode, seed=0).train()
+              for mode in ("running", "learned", "none")}
+    for layer in layers.values():
+        opt = torch.optim.Adam(layer.parameters(), lr=1e-3)
+        for step in range(60):  # the activations grow 4x, as early in training, then settle
+            layer(x * (1 + 3 * min(step, 39) / 39))
+            opt.zero_grad()
+            layer.loss.backward()
+            opt.step()
+        layer.eval().reset_stats()
+        layer(4 * x)
+    assert abs(layers["running"].norm_ratio() - 1) < 0.1
+    assert layers["learned"].norm_ratio() < 0.5  # gradient steps of ~lr cannot follow a 4x growth
+    assert layers["none"].norm_ratio() < 0.15
 
 
 def test_statistics_usage_perplexity_dead_fraction():

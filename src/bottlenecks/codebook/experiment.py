@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -111,9 +112,8 @@ def transition_accuracy(model: nn.Module, fsm: TokFSM, tokens: torch.Tensor, sta
 
 
 @torch.no_grad()
-def _codes_at_states(model: nn.Module, tokens: torch.Tensor, batch: int = 64) -> dict[str, torch.Tensor]:
-    """Code ids at the second digit of every complete state: ``{site: (n * states, groups, k)}``."""
-    pos = TokFSM.state_positions(tokens.shape[1])
+def _codes_at(model: nn.Module, tokens: torch.Tensor, pos: torch.Tensor, batch: int = 64) -> dict[str, torch.Tensor]:
+    """Code ids at positions ``pos`` of every sequence: ``{site: (n * len(pos), groups, k)}``."""
     device = next(model.parameters()).device
     out: dict[str, list] = {}
     for s in range(0, len(tokens), batch):
@@ -127,10 +127,9 @@ def _codes_at_states(model: nn.Module, tokens: torch.Tensor, batch: int = 64) ->
 
 
 @torch.no_grad()
-def _neurons_at_states(model: nn.Module, tokens: torch.Tensor, batch: int = 64) -> torch.Tensor:
-    """MLP neuron activations (after the nonlinearity, every layer) at the second digit of every
-    complete state: ``(n * states, layers * intermediate)``."""
-    pos = TokFSM.state_positions(tokens.shape[1])
+def _neurons_at(model: nn.Module, tokens: torch.Tensor, pos: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """MLP neuron activations (after the nonlinearity, every layer) at positions ``pos`` of every
+    sequence: ``(n * len(pos), layers * intermediate)``."""
     device = next(model.parameters()).device
     acts_mods = [m for n, m in model.named_modules() if n.endswith("mlp.act")]
     rows = []
@@ -196,12 +195,23 @@ def _state_codes(codes: dict[str, torch.Tensor], states: torch.Tensor, num_state
             "best_codebook": which}
 
 
-def _steering(model: nn.Module, fsm: TokFSM, per_cb: list[dict], tokens: torch.Tensor, states: torch.Tensor,
-              *, prompts_per_state: int, prompt_states: int, min_precision: float, mode: str, strength: float,
-              seed: int) -> dict:
-    """Steer toward each state ``s`` with, in every codebook, its best code for ``s`` (precision >=
-    ``min_precision``), at the prompt's last token and the generated one; count generated next
-    states that are valid successors of ``s``, with and without steering."""
+def _spec(per_cb: list[dict], s: int, min_precision: float) -> dict[str, dict[int, list[int]]]:
+    """``{site: {head: [code]}}``: in every codebook, the best code for state ``s`` if precise enough."""
+    spec: dict[str, dict[int, list[int]]] = {}
+    for cb in per_cb:
+        if int(cb["code"][s]) >= 0 and float(cb["precision"][s]) >= min_precision:
+            spec.setdefault(cb["site"], {})[cb["group"]] = [int(cb["code"][s])]
+    return spec
+
+
+def _steering(model: nn.Module, fsm: TokFSM, at_state: list[dict], at_next: list[dict], tokens: torch.Tensor,
+              states: torch.Tensor, *, prompts_per_state: int, prompt_states: int, min_precision: float, mode: str,
+              strength: float, seed: int) -> dict:
+    """Steer toward each state ``s`` and count generated next states that are valid successors of
+    ``s``, with and without steering. Prompts end with a state other than ``s``; the codes of ``s``
+    (per codebook, its best code if precision >= ``min_precision``) are activated where they were
+    read: ``at_state`` codes (read at the second digit of ``s``) on the prompt's last token, and
+    ``at_next`` codes (read at the first digit after ``s``) on the generated first digit."""
     g = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     P = 1 + 2 * prompt_states
@@ -210,17 +220,15 @@ def _steering(model: nn.Module, fsm: TokFSM, per_cb: list[dict], tokens: torch.T
         cand = torch.nonzero(states[:, prompt_states - 1] != s).flatten()
         rows = cand[torch.randperm(len(cand), generator=g)[:prompts_per_state]]
         prompts = tokens[rows, :P].to(device)
-        spec: dict[str, dict[int, list[int]]] = {}
-        for cb in per_cb:
-            if int(cb["code"][s]) >= 0 and float(cb["precision"][s]) >= min_precision:
-                spec.setdefault(cb["site"], {})[cb["group"]] = [int(cb["code"][s])]
-        codes_used.append(sum(len(v) for v in spec.values()))
+        spec_state, spec_next = _spec(at_state, s, min_precision), _spec(at_next, s, min_precision)
+        codes_used.append(sum(len(v) for sp in (spec_state, spec_next) for v in sp.values()))
         base = next_states(model, prompts).cpu()
         base_fractions.append(float(fsm.is_valid(torch.full_like(base, s), base).float().mean()))
-        if not spec:
-            fractions.append(0.0)
-            continue
-        with steer(model, spec, strength=strength, mode=mode, positions=slice(P - 1, None)):
+        with ExitStack() as stack:
+            if spec_state:
+                stack.enter_context(steer(model, spec_state, strength=strength, mode=mode, positions=[P - 1]))
+            if spec_next:
+                stack.enter_context(steer(model, spec_next, strength=strength, mode=mode, positions=[P]))
             got = next_states(model, prompts).cpu()
         fractions.append(float(fsm.is_valid(torch.full_like(got, s), got).float().mean()))
     f = torch.tensor(fractions)
@@ -361,30 +369,39 @@ def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, eval_sequ
             _dead_fraction(trained[n], held_tokens)
             plots_usage[n] = _usage(trained[n])
         a_tokens = held_tokens[:analysis_sequences]
-        a_states = held_states[:analysis_sequences, : len(TokFSM.state_positions(a_tokens.shape[1]))].reshape(-1)
-        codes = {s: v for s, v in _codes_at_states(cbm, a_tokens).items() if s.endswith("attn_heads")}
-        sc = _state_codes(codes, a_states, fsm.num_states, num_codes, min_recall=0.05, min_count=10)
-        acts = _neurons_at_states(trained["original"], a_tokens)
-        recalls = {s: float(sc["best_recall"][s]) for s in range(fsm.num_states) if float(sc["best_recall"][s]) > 0}
-        neuron = neuron_precision_at_recall(acts, a_states, recalls)
-        neuron_p = torch.tensor([neuron[s][0] if s in neuron else 0.0 for s in range(fsm.num_states)])
-        analysis = {"model": cb_name, "positions": "second digit of each complete state",
-                    "mean_best_code_precision": float(sc["best_precision"].mean()),
-                    "mean_best_code_recall": float(sc["best_recall"].mean()),
-                    "mean_best_neuron_precision": float(neuron_p.mean()),
-                    "states_with_a_code": int((sc["best_precision"] > 0).sum()),
-                    "best_code_precision": sc["best_precision"].tolist(),
-                    "best_neuron_precision": neuron_p.tolist(), "best_code_recall": sc["best_recall"].tolist()}
+        T = a_tokens.shape[1]
+        pos_state = TokFSM.state_positions(T)  # second digit of state j (j = 0 .. 62)
+        pos_next = pos_state + 1  # first digit of state j + 1: the model carries state j forward
+        a_states = held_states[:analysis_sequences, : len(pos_state)].reshape(-1)
+        sc, neuron_p = {}, {}
+        for where, pos in (("state", pos_state), ("next", pos_next)):
+            codes = {s: v for s, v in _codes_at(cbm, a_tokens, pos).items() if s.endswith("attn_heads")}
+            sc[where] = _state_codes(codes, a_states, fsm.num_states, num_codes, min_recall=0.05, min_count=10)
+            acts = _neurons_at(trained["original"], a_tokens, pos)
+            best_r = sc[where]["best_recall"]
+            recalls = {s: float(best_r[s]) for s in range(fsm.num_states) if float(best_r[s]) > 0}
+            neuron = neuron_precision_at_recall(acts, a_states, recalls)
+            neuron_p[where] = torch.tensor([neuron[s][0] if s in neuron else 0.0 for s in range(fsm.num_states)])
+        analysis = {"model": cb_name}
+        for where in ("state", "next"):
+            analysis[where] = {"mean_best_code_precision": float(sc[where]["best_precision"].mean()),
+                               "mean_best_code_recall": float(sc[where]["best_recall"].mean()),
+                               "mean_best_neuron_precision": float(neuron_p[where].mean()),
+                               "states_with_a_code": int((sc[where]["best_precision"] > 0).sum()),
+                               "best_code_precision": sc[where]["best_precision"].tolist(),
+                               "best_neuron_precision": neuron_p[where].tolist(),
+                               "best_code_recall": sc[where]["best_recall"].tolist()}
         steering = {}
         for mode in ("replace", "add"):
-            steering[mode] = _steering(cbm, fsm, sc["codebooks"], held_tokens, held_states,
-                                       prompts_per_state=prompts_per_state, prompt_states=16, min_precision=0.5,
-                                       mode=mode, strength=1.0, seed=seed)
+            steering[mode] = _steering(cbm, fsm, sc["state"]["codebooks"], sc["next"]["codebooks"], held_tokens,
+                                       held_states, prompts_per_state=prompts_per_state, prompt_states=16,
+                                       min_precision=0.5, mode=mode, strength=1.0, seed=seed)
         analysis["steering"] = steering
         analysis["norm_ratio_learned_scale"] = metrics["models"][cb_name]["dead_codes"]["norm_ratio"]
         analysis["norm_ratio_without_scale"] = _norm_ratio_without_scale(cbm, held_tokens[:64])
         metrics["analysis"] = analysis
-        metrics["plots"] = _plots(out, metrics, sc["best_precision"], neuron_p, sc["best_recall"], plots_usage)
+        metrics["plots"] = _plots(out, metrics, sc["state"]["best_precision"], neuron_p["state"],
+                                  sc["state"]["best_recall"], plots_usage)
     metrics["seconds"] = time.time() - t0
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     (out / "report.md").write_text(_report(metrics))
@@ -422,14 +439,22 @@ def _report(m: dict) -> str:
     if a:
         st = a["steering"]
         lines += ["", "## Codes vs neurons, steering", "",
-                  f"Analysis model: `{a['model']}`; labels: the FSM state at the {a['positions']}.", "",
-                  "| metric | value |", "|---|---|",
-                  f"| mean precision of the best code per state (recall >= 5%) | "
-                  f"{_fmt(a['mean_best_code_precision'])} |",
-                  f"| mean recall of that code | {_fmt(a['mean_best_code_recall'])} |",
-                  f"| mean precision of the best MLP neuron at the same recall (original model) | "
-                  f"{_fmt(a['mean_best_neuron_precision'])} |",
-                  f"| states with a qualifying code | {a['states_with_a_code']} / 100 |"]
+                  f"Analysis model: `{a['model']}` (16 head codebooks). Labels: the FSM state, read at its second "
+                  "digit (**state token**, the primary measure) and at the first digit of the next state (**next "
+                  "token**, where the model carries the state forward). Best code per state: highest precision "
+                  "among codes with recall >= 5% and >= 10 uses, over all codebooks; best neuron: highest "
+                  "precision among the original model's 2,048 MLP neurons (either sign) thresholded to the best "
+                  "code's recall.", "",
+                  "| metric | state token | next token |", "|---|---|---|"]
+        for key, label in (("mean_best_code_precision", "mean precision of the best code per state"),
+                           ("mean_best_code_recall", "mean recall of that code"),
+                           ("mean_best_neuron_precision", "mean precision of the best neuron at the same recall")):
+            lines.append(f"| {label} | {_fmt(a['state'][key])} | {_fmt(a['next'][key])} |")
+        lines.append(f"| states with a qualifying code | {a['state']['states_with_a_code']} / 100 | "
+                     f"{a['next']['states_with_a_code']} / 100 |")
+        lines += ["", "Steering toward state s (10 prompts per state ending in another state; best codes of s with "
+                  "precision >= 50% activated on the prompt's last token (state-token codes) and on the generated "
+                  "first digit (next-token codes)):", "", "| metric | value |", "|---|---|"]
         for mode, s in st.items():
             lines.append(f"| steering ({mode}, strength {s['strength']}): mean share of next states that follow "
                          f"the target state | {_fmt(s['mean_success'])} (unsteered {_fmt(s['baseline_mean'])}) |")
@@ -453,7 +478,7 @@ def _targets(m: dict) -> list[str]:
             gap = 100 * (orig - models[name]["transition_accuracy"])
             rows.append(f"| {name}: accuracy within 2 points of the original | {gap:+.1f} pt below | "
                         f"{'yes' if gap <= 2 else 'no'} |")
-    gap = 100 * (a["mean_best_code_precision"] - a["mean_best_neuron_precision"])
+    gap = 100 * (a["state"]["mean_best_code_precision"] - a["state"]["mean_best_neuron_precision"])
     rows.append(f"| best-code precision >= best-neuron + 20 pt | {gap:+.1f} pt | {'yes' if gap >= 20 else 'no'} |")
     for name in ("codebook_attn", "codebook_attn_raw"):
         if name in models:

@@ -12,8 +12,12 @@ updates. An optional commitment loss ``|sg(q) - z|^2`` pulls the input towards i
 
 Output scale: with ``metric='cosine'`` the public implementation averages unit-norm codes and
 never rescales them, so the layer's output has norm <= 1 whatever the size of the activation it
-replaces (we measure ``norm_ratio`` = mean |out| / mean |x|). ``scale='learned'`` (default) keeps
-one learned scalar per codebook, initialised to match the activations' norm at initialisation;
+replaces (we measure ``norm_ratio`` = mean |out| / mean |x|). ``scale='running'`` (default) keeps
+one scalar per codebook, a running average (momentum 0.9, training batches) of mean |x| / mean |codes
+output|, so outputs follow the activations' size as it changes in training while every token of a
+codebook shares the same scale (the output stays a function of the code ids alone).
+``'learned'`` makes that scalar a parameter trained by the reconstruction loss, initialised
+to the matched value (it follows fast-growing activations slowly: Adam moves it by ~lr a step);
 ``'match'`` rescales every output to its own input's norm (exact, but one continuous number per
 token leaks through the bottleneck); ``'none'`` is the public behaviour.
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,7 +41,7 @@ from ..cluster import kmeans, nearest
 from ..validation import check_choice, check_finite, check_float, check_positive_int
 
 METRICS = ("cosine", "dot", "l2")
-SCALES = ("learned", "match", "none")
+SCALES = ("running", "learned", "match", "none")
 AGGREGATES = ("mean", "sum")
 
 __all__ = ["AGGREGATES", "METRICS", "SCALES", "CodebookLayer", "GroupCodebookLayer"]
@@ -49,7 +54,7 @@ class _Codebooks(nn.Module):
     """
 
     def __init__(self, dim: int, num_codes: int, k: int = 1, metric: str = "cosine", *, num_codebooks: int = 1,
-                 aggregate: str = "mean", scale: str = "learned", reconstruction: float = 1.0,
+                 aggregate: str = "mean", scale: str = "running", reconstruction: float = 1.0,
                  commitment: float = 0.0, ema: bool = False, ema_decay: float = 0.99, replace_dead: bool = True,
                  replace_every: int = 50, kmeans_init: bool = True, kmeans_iter: int = 10, seed: int = 0,
                  max_memory: int | None = None):
@@ -85,7 +90,12 @@ class _Codebooks(nn.Module):
         C, K, d = num_codebooks, num_codes, self.group_dim
         # trained by the reconstruction loss, or by EMA (then no gradient reaches them)
         self.codes = nn.Parameter(torch.empty(C, K, d), requires_grad=not self.ema)
-        self.scale = nn.Parameter(torch.ones(C)) if scale == "learned" else None
+        if scale == "learned":
+            self.scale = nn.Parameter(torch.ones(C))
+        elif scale == "running":  # updated from batch statistics, never by gradient
+            self.register_buffer("scale", torch.ones(C))
+        else:
+            self.scale = None
         self.register_buffer("ema_counts", torch.zeros(C, K))  # EMA state: hits and sums per code
         self.register_buffer("ema_sums", torch.zeros(C, K, d))
         self.register_buffer("window_hits", torch.zeros(C, K))  # hits since the last dead-code check
@@ -97,7 +107,7 @@ class _Codebooks(nn.Module):
         self.track_stats = True
         self.loss: torch.Tensor | None = None  # codebook loss of the last training forward
         self.last_ids: torch.Tensor | None = None
-        self.steering: dict | None = None  # set by codebook.steer
+        self.steering: list[dict] = []  # active steering entries, applied in order (codebook.steer)
         self.reset_parameters()
 
     # ------------------------------------------------------------------ state
@@ -169,22 +179,30 @@ class _Codebooks(nn.Module):
 
     @torch.no_grad()
     def init_codes(self, x: torch.Tensor) -> None:
-        """Codes from k-means (random initial rows, ``kmeans_iter`` Lloyd steps) over activations
+        """Codes from k-means (k-means++, or random rows above 256 codes; ``kmeans_iter`` Lloyd steps) over activations
         ``x: (n, dim)`` (or ``(n, C, d)``), per codebook.
 
         With fewer rows than codes, the codes are random rows (with replacement) plus small noise.
-        ``metric='cosine'`` clusters the unit-normalised rows. The learned scale is then set so
-        that outputs match the inputs' mean norm.
+        ``metric='cosine'`` clusters the unit-normalised rows. The scale (``'running'`` or
+        ``'learned'``) is then set so that outputs match the inputs' mean norm.
         """
         z = self._groups(x).detach().float()
         z = self._unit(z) if self.metric == "cosine" else z
         n, K = z.shape[0], self.num_codes
         for c in range(self.num_codebooks):
             zc = z[:, c]
-            if n >= K and self.kmeans_init:
-                # random rows then Lloyd: k-means++ costs K sequential passes, too slow for K ~ n
-                cent = kmeans(zc, K, init="random", max_iter=self.kmeans_iter, seed=self.seed + c).centroids
-            else:
+            # activations repeat (e.g. every BOS token): cluster distinct rows only
+            distinct = torch.unique(zc, dim=0) if self.kmeans_init else zc
+            cent = None
+            if len(distinct) >= K and self.kmeans_init:
+                # k-means++ costs K sequential passes: for large codebooks start from random rows
+                init = "k-means++" if K <= 256 else "random"
+                try:
+                    cent = kmeans(distinct, K, init=init, max_iter=self.kmeans_iter, seed=self.seed + c).centroids
+                except RuntimeError as err:  # pragma: no cover - depends on the cluster engine
+                    warnings.warn(f"k-means initialisation failed ({err}); codes are random rows instead",
+                                  RuntimeWarning, stacklevel=2)
+            if cent is None:
                 idx = torch.randint(0, n, (K,), generator=self._generator)
                 cent = zc[idx] + 1e-3 * zc.std() * torch.randn(K, zc.shape[1], generator=self._generator)
             self.codes[c].copy_(cent.to(self.codes))
@@ -223,6 +241,8 @@ class _Codebooks(nn.Module):
         q = v.mean(2) if self.aggregate == "mean" else v.sum(2)
         if self.scale_mode == "learned":
             q = q * self.scale.view(1, -1, 1).to(q.dtype)
+        elif self.scale_mode == "running":  # a copy: the buffer is updated in place after the forward
+            q = q * self.scale.detach().clone().view(1, -1, 1).to(q.dtype)
         elif self.scale_mode == "match":
             q = q * (z.detach().norm(dim=-1, keepdim=True) / q.detach().norm(dim=-1, keepdim=True).clamp_min(1e-12))
         return q
@@ -245,8 +265,8 @@ class _Codebooks(nn.Module):
             self.init_codes(z)
         ids = self._search(z)
         q = self._lookup(z, ids)
-        if self.steering is not None:
-            q = self._steer(q, lead)
+        for entry in self.steering:
+            q = self._steer(q, lead, entry)
         if self.training and torch.is_grad_enabled():
             loss = q.new_zeros(())
             if self.reconstruction > 0:
@@ -272,6 +292,10 @@ class _Codebooks(nn.Module):
             return
         self.steps += 1
         self.window_hits += hits.to(self.window_hits.dtype)
+        if self.scale_mode == "running":  # ratio of mean norms, unscaled output: q / scale
+            unscaled = q.detach().float().norm(dim=-1).mean(0) / self.scale.float().clamp_min(1e-12)
+            ratio = z.detach().float().norm(dim=-1).mean(0) / unscaled.clamp_min(1e-12)
+            self.scale.mul_(0.9).add_(0.1 * ratio.to(self.scale))
         if self.ema:
             self._ema_update(self._unit(z.detach().float()), flat, hits)
         if self.replace_dead and int(self.steps) % self.replace_every == 0:
@@ -311,9 +335,8 @@ class _Codebooks(nn.Module):
         self.replaced += int(dead.sum())
 
     # ------------------------------------------------------------------ steering
-    def _steer(self, q: torch.Tensor, lead: torch.Size) -> torch.Tensor:
-        """Activate the steering codes in ``q: (n, C, d)`` at the chosen sequence positions."""
-        s = self.steering
+    def _steer(self, q: torch.Tensor, lead: torch.Size, s: dict) -> torch.Tensor:
+        """Activate one entry's steering codes in ``q: (n, C, d)`` at its sequence positions."""
         v = s["vectors"].to(q)  # (C, d), zero rows for codebooks not steered
         on = s["groups"].to(q.device)  # (C,) bool
         mask = _position_mask(lead, s["positions"], q.device).reshape(-1, 1, 1) & on.view(1, -1, 1)
@@ -335,7 +358,7 @@ class _Codebooks(nn.Module):
                 ids = torch.as_tensor(list(ids), dtype=torch.long, device=self.codes.device)
                 v = self._unit(self.codes[c, ids].float())
                 v = v.mean(0) if self.aggregate == "mean" else v.sum(0)
-                if self.scale_mode == "learned":
+                if self.scale_mode in ("learned", "running"):
                     v = v * self.scale[c].float()
                 elif self.scale_mode == "match":  # no input to match: use the mean output norm seen
                     v = F.normalize(v, dim=-1) * self._typical_norm()
@@ -347,16 +370,20 @@ class _Codebooks(nn.Module):
         rows = int(self.counts.sum()) // self.k  # (token, codebook) pairs seen
         return out_sum / rows if rows > 0 else 1.0
 
-    def set_steering(self, code_ids, strength: float = 1.0, mode: str = "add", positions=None) -> None:
-        """Activate ``code_ids`` in every forward until :meth:`clear_steering` (see ``codebook.steer``)."""
+    def set_steering(self, code_ids, strength: float = 1.0, mode: str = "add", positions=None) -> dict:
+        """Activate ``code_ids`` in every forward until :meth:`clear_steering` (see ``codebook.steer``);
+        entries stack (e.g. different codes at different positions). Returns the entry."""
         check_choice(mode, "mode", ("add", "replace"))
         groups = self._normalize_ids(code_ids)
         vec, on = self.steering_vectors(groups)
-        self.steering = {"vectors": vec, "groups": on, "strength": float(strength), "mode": mode,
-                         "positions": positions, "code_ids": groups}
+        entry = {"vectors": vec, "groups": on, "strength": float(strength), "mode": mode,
+                 "positions": positions, "code_ids": groups}
+        self.steering.append(entry)
+        return entry
 
-    def clear_steering(self) -> None:
-        self.steering = None
+    def clear_steering(self, entry: dict | None = None) -> None:
+        """Remove one steering entry (by identity), or all of them."""
+        self.steering = [] if entry is None else [e for e in self.steering if e is not entry]
 
     def _normalize_ids(self, code_ids) -> dict[int, list[int]]:
         """int / list of ints (codebook 0, or every codebook of a one-codebook layer) or
@@ -410,7 +437,7 @@ class CodebookLayer(_Codebooks):
         metric: similarity of the top-k search: ``'cosine'`` (codes are unit-normalised),
             ``'dot'`` or ``'l2'``.
         aggregate: ``'mean'`` (as the public code) or ``'sum'`` of the chosen codes.
-        scale: ``'learned'``, ``'match'`` or ``'none'`` (see the module docstring).
+        scale: ``'running'``, ``'learned'``, ``'match'`` or ``'none'`` (see the module docstring).
         reconstruction: weight of the codebook loss ``|q - sg(x)|^2`` (``layer.loss``).
         commitment: weight of the commitment loss ``|sg(q) - x|^2`` (0 = off, the paper's default).
         ema: update the codes as running means of their inputs instead of by gradient.

@@ -327,12 +327,15 @@ def steer(model: nn.Module, codes: dict, strength: float = 1.0, *, mode: str = "
     steering codes' (``strength=1`` overwrites it, as the paper's steering does). ``positions``:
     ``None`` (every token), ``'last'`` (the newest token of each forward call: use it with cached
     generation), an int, a slice or ints indexing the sequence axis of each forward call.
+    Blocks nest: different codes at different positions stack.
     """
     layers = _select(model, list(codes))
+    entries = []
     try:
         for name, ids in codes.items():
-            layers[name].set_steering(ids, strength=strength, mode=mode, positions=positions)
+            entries.append((layers[name], layers[name].set_steering(ids, strength=strength, mode=mode,
+                                                                      positions=positions)))
         yield model
     finally:
-        for layer in layers.values():
-            layer.clear_steering()
+        for layer, entry in entries:
+            layer.clear_steering(entry)
