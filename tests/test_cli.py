@@ -107,3 +107,33 @@ def test_family_commands_need_a_subcommand():
         main(["info"])
     with pytest.raises(SystemExit):
         main(["codebook"])
+
+
+def test_concepts_demo_command(tmp_path, capsys):
+    argv = ["concepts", "demo", "--encoder", "pixels", "--n-train", "200", "--n-test", "100", "--no-compare",
+            "--quiet", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics["targets"]) >= {"concept_accuracy", "edit_gain_shifted"}
+    assert (tmp_path / "intervention_curve.png").stat().st_size > 1000
+    assert "target concept_accuracy" in capsys.readouterr().out
+
+
+def test_concepts_select_command(tmp_path, capsys):
+    path = tmp_path / "concepts.json"
+    path.write_text(json.dumps({"cat": ["whiskers", "fur", "a cat", "pointed ears"],
+                                "car": ["wheels", "headlights", "metal body", "windshield"]}))
+    assert main(["concepts", "select", str(path), "-k", "2", "--quiet", "--out", str(tmp_path)]) == 0
+    chosen = json.loads((tmp_path / "selected_concepts.json").read_text())["selected"]
+    assert set(chosen) == {"cat", "car"} and all(len(v) <= 2 for v in chosen.values())
+    assert "a cat" not in chosen["cat"]  # too close to its class name: Label-free's filter
+
+
+def test_concepts_cub_command(tmp_path, capsys):
+    from bottlenecks.data.cub import write_tiny_cub
+
+    root = write_tiny_cub(tmp_path)
+    assert main(["concepts", "cub", str(root), "--min-classes", "2"]) == 0
+    assert "attributes kept" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no_such"):
+        main(["concepts", "cub", str(tmp_path / "no_such")])

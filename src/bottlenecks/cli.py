@@ -401,6 +401,87 @@ def run_info_plane_cmd(args) -> int:
     return 0
 
 
+def _concepts_parser(sub) -> None:
+    p = sub.add_parser("concepts", help="concept bottleneck models: demo, concept selection, CUB check")
+    cmds = p.add_subparsers(dest="concepts_command", metavar="<concepts command>", required=True)
+    d = cmds.add_parser("demo", help="PCBM on generated concept shapes: accuracy, interventions, a global edit",
+                        description="Generated shapes with colour, shape, size and texture concepts and a spurious "
+                                    "background tint; CAVs on frozen features, a sparse GLM head, the black-box "
+                                    "probe, intervention curves and the edit that removes the spurious concept.")
+    d.add_argument("--encoder", default="scattering", choices=["scattering", "pixels"])
+    d.add_argument("--n-train", type=int, default=2000, help="images for concept annotation and for training")
+    d.add_argument("--n-test", type=int, default=1000, help="images in each of the test and shifted splits")
+    d.add_argument("--no-compare", action="store_true", help="skip the other sources and heads")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--out", default="runs/concepts-demo")
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
+    d.set_defaults(func=run_concepts_demo_cmd)
+    s = cmds.add_parser("select", help="filter and select text concepts per class (Label-free filters + LaBo)",
+                        description="Read {class: [candidate concepts]} from JSON, drop concepts by Label-free "
+                                    "CBM's filters and keep k per class by LaBo's submodular selection; text "
+                                    "embedded offline (MiniLM) unless --text-encoder names another.")
+    s.add_argument("concepts", help="JSON file: {class name: [candidate concept, ...]}")
+    s.add_argument("-k", "--per-class", type=int, default=5)
+    s.add_argument("--text-encoder", default=None, help="e.g. open_clip:ViT-B-32 (default: offline MiniLM)")
+    s.add_argument("--images", default=None, help=".npz with x (image embeddings in the text space) and y")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", default="runs/concepts-select")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=run_concepts_select_cmd)
+    c = cmds.add_parser("cub", help="check a CUB-200-2011 folder and its 112-attribute filtering")
+    c.add_argument("root", help="the CUB_200_2011 folder (images/, images.txt, attributes/ ...)")
+    c.add_argument("--min-classes", type=int, default=10,
+                   help="keep attributes on (by class majority vote) for at least this many classes (default 10)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", default=None)
+    c.set_defaults(func=run_concepts_cub_cmd)
+
+
+def run_concepts_demo_cmd(args) -> int:
+    from .concepts.demo import run_concepts_demo
+
+    try:
+        result = run_concepts_demo(args.out, seed=args.seed, n_train=args.n_train, encoder=args.encoder,
+                                   n_test=args.n_test, compare=not args.no_compare, quiet=args.quiet)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    for target, met in result.get("targets", {}).items():
+        print(f"  target {target}: {'met' if met else 'NOT met'}")
+    _print_summary(result, Path(args.out), [])
+    return 0
+
+
+def run_concepts_select_cmd(args) -> int:
+    from .concepts.selection import run_concept_selection
+
+    if not Path(args.concepts).exists():
+        raise SystemExit(f"error: {args.concepts}: no such file; expected a JSON file {{class: [concepts]}}")
+    try:
+        result = run_concept_selection(args.concepts, k_per_class=args.per_class, encoder=args.text_encoder,
+                                       image_embeddings=args.images, out=args.out, seed=args.seed,
+                                       quiet=args.quiet)
+    except (ValueError, ImportError) as err:
+        raise SystemExit(f"error: {err}") from None
+    for name, chosen in result["selected"].items():
+        print(f"  {name}: {', '.join(chosen)}")
+    print(f"{result['n_candidates']} candidates, {result['n_after_filters']} after filters, "
+          f"{result['n_selected']} selected; written to {Path(args.out) / 'selected_concepts.json'}")
+    return 0
+
+
+def run_concepts_cub_cmd(args) -> int:
+    from .data.cub import describe_cub
+
+    try:
+        summary = describe_cub(args.root, min_classes=args.min_classes, out=args.out, seed=args.seed)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"error: {err}") from None
+    print(f"CUB at {summary['root']}: {summary['n_train']} train / {summary['n_test']} test images, "
+          f"{summary['n_classes']} classes, {summary['n_attributes']} of {summary['n_attributes_total']} "
+          f"attributes kept")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -412,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     _continual_parser(sub)
     _codebook_parser(sub)
     _info_parser(sub)
+    _concepts_parser(sub)
     return parser
 
 
