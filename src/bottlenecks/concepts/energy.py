@@ -57,15 +57,17 @@ __all__ = ["EnergyCBM"]
 
 
 @contextlib.contextmanager
-def _few_threads(numel: int, limit: int = 1 << 20):
-    """One intra-op thread while the operands are small: training takes thousands of steps of
-    microsecond ops, where waking a thread pool costs more than the work (4x slower with 2 threads
-    on the shared 2-core machine, measured). The previous thread count is restored."""
-    if numel >= limit:
+def _threads(numel: int, num_threads: int | None = None, limit: int = 1 << 20):
+    """``num_threads`` intra-op threads if given, else one while each op's operands (``numel``
+    elements) are small: training takes thousands of steps of microsecond ops, where waking a
+    thread pool costs more than the work (4x slower with 2 threads on the shared 2-core machine,
+    measured). The previous thread count is restored."""
+    want = num_threads if num_threads is not None else (1 if numel < limit else None)
+    if want is None:
         yield
         return
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(want)
     try:
         yield
     finally:
@@ -91,12 +93,15 @@ class EnergyCBM(nn.Module):
         exact_max: :meth:`class_concept_proba` enumerates all ``2**n_concepts`` states up to this many
             concepts and runs a Gibbs sampler beyond; training fits ``p(c | y)`` exactly up to it too.
         class_loss: ``'residual'`` or ``'paper'`` (see the module docstring).
+        num_threads: intra-op threads while fitting, inferring and sampling; ``None`` uses one thread
+            for small operations and torch's setting otherwise (on a busy machine, 1 is often fastest).
         seed: initial weights and mini-batch order.
     """
 
     def __init__(self, dim_in: int, n_concepts: int, n_classes: int, hidden: int = 64, *, global_hidden: int = 32,
                  lambda_concept: float = 1.0, lambda_global: float = 1.0, infer_steps: int = 30,
-                 damping: float = 0.5, exact_max: int = 12, class_loss: str = "residual", seed: int = 0):
+                 damping: float = 0.5, exact_max: int = 12, class_loss: str = "residual", seed: int = 0,
+                 num_threads: int | None = None):
         super().__init__()
         self.dim_in = check_positive_int(dim_in, "dim_in")
         self.n_concepts = check_positive_int(n_concepts, "n_concepts")
@@ -114,6 +119,7 @@ class EnergyCBM(nn.Module):
         self.exact_max = int(exact_max)
         self.class_loss = check_choice(class_loss, "class_loss", ("residual", "paper"))
         self.seed = int(seed)
+        self.num_threads = None if num_threads is None else check_positive_int(num_threads, "num_threads")
         self.trunk = nn.Linear(dim_in, hidden)
         self.concept_head = nn.Linear(hidden, n_concepts)  # s(x): concept energy
         self.class_head = nn.Linear(hidden, n_classes)  # a(x): class energy
@@ -132,7 +138,8 @@ class EnergyCBM(nn.Module):
         return {"dim_in": self.dim_in, "n_concepts": self.n_concepts, "n_classes": self.n_classes,
                 "hidden": self.hidden, "global_hidden": self.global_hidden, "lambda_concept": self.lambda_concept,
                 "lambda_global": self.lambda_global, "infer_steps": self.infer_steps, "damping": self.damping,
-                "exact_max": self.exact_max, "class_loss": self.class_loss, "seed": self.seed}
+                "exact_max": self.exact_max, "class_loss": self.class_loss, "seed": self.seed,
+                "num_threads": self.num_threads}
 
     def save(self, path) -> None:
         """``path.safetensors`` (weights and standardisation buffers) + ``path.json`` (:meth:`config`)."""
@@ -226,7 +233,7 @@ class EnergyCBM(nn.Module):
         """
         Z = self._check_Z(Z)
         mask, values = self._check_intervention(concept_mask, concept_values, Z.shape[0], Z)
-        with _few_threads(Z.shape[0] * max(self.dim_in, self.hidden)), \
+        with _threads(Z.shape[0] * max(self.dim_in, self.hidden), self.num_threads), \
                 torch.enable_grad() if differentiable else torch.no_grad():
             s = self.concept_logits(Z)
             a = -self.class_energy(Z)
@@ -289,7 +296,7 @@ class EnergyCBM(nn.Module):
         if burn_in >= n_sweeps:
             raise ValueError(f"burn_in ({burn_in}) must be smaller than n_sweeps ({n_sweeps})")
         n_chains = check_positive_int(n_chains, "n_chains")
-        with _few_threads(self.n_classes * n_chains * max(self.n_concepts, self.global_hidden)):
+        with _threads(self.n_classes * n_chains * max(self.global_hidden, 1), self.num_threads):
             return self._gibbs(n_chains, n_sweeps, burn_in, self.seed if seed is None else int(seed))
 
     def _gibbs(self, n_chains: int, n_sweeps: int, burn_in: int, seed: int) -> torch.Tensor:
@@ -398,9 +405,7 @@ class EnergyCBM(nn.Module):
             self.z_mean.copy_(Z.mean(0))
             self.z_scale.copy_(Z.std(0, unbiased=False).clamp_min(1e-6) if n > 1 else torch.ones_like(Z[0]))
         self.train()
-        widest = max(self.dim_in, self.hidden, self.n_concepts * self.n_concepts * max(self.global_hidden, 1))
-        with _few_threads(min(batch_size, n) * widest):
-            history = self._fit_stages(Z, C, y, n, epochs, lr, batch_size, weight_decay, quiet)
+        history = self._fit_stages(Z, C, y, n, epochs, lr, batch_size, weight_decay, quiet)
         self.eval()
         self.loss_history_ = history
         self.n_samples_seen_ = n
@@ -411,12 +416,17 @@ class EnergyCBM(nn.Module):
         global_params = [self.prior, self.unary] + [p for m in (self.inter_in, self.inter_out) if m is not None
                                                     for p in m.parameters()]
         embedding_params = [p for m in (self.trunk, self.concept_head, self.class_head) for p in m.parameters()]
-        return {
-            "global": self._train_stage(global_params, lambda idx: self._global_loss(C[idx], y[idx]),
-                                        n, epochs, lr, batch_size, weight_decay, g, quiet, "global energy"),
-            "embedding": self._train_stage(embedding_params, lambda idx: self._embedding_loss(Z[idx], C[idx], y[idx]),
-                                           n, epochs, lr, batch_size, weight_decay, g, quiet, "class/concept energy"),
-        }
+        b, K, N = min(batch_size, n), self.n_concepts, self.n_classes
+        # the largest operand of a step: the flipped concept vectors of the pseudo-likelihood, or all 2**K states
+        global_numel = b * K * K * max(self.global_hidden, 1) if K > self.exact_max else max(b, 2 ** K) * N
+        with _threads(global_numel, self.num_threads):
+            global_history = self._train_stage(global_params, lambda idx: self._global_loss(C[idx], y[idx]),
+                                               n, epochs, lr, batch_size, weight_decay, g, quiet, "global energy")
+        with _threads(b * max(self.dim_in, self.hidden, K, N), self.num_threads):
+            embedding_history = self._train_stage(
+                embedding_params, lambda idx: self._embedding_loss(Z[idx], C[idx], y[idx]),
+                n, epochs, lr, batch_size, weight_decay, g, quiet, "class/concept energy")
+        return {"global": global_history, "embedding": embedding_history}
 
     def _train_stage(self, params, batch_loss, n, epochs, lr, batch_size, weight_decay, g, quiet, desc) -> list[float]:
         from tqdm.auto import tqdm
