@@ -296,14 +296,15 @@ def _usage(model: nn.Module) -> torch.Tensor:
     return torch.cat(rows).mean(0).float()
 
 
-def run_tokfsm(out, seed: int = 0, steps: int = 300, batch_size: int = 16, lr: float = 3e-3, num_codes: int = 1000,
+def run_tokfsm(out, seed: int = 0, steps: int = 600, batch_size: int = 8, lr: float = 3e-3, num_codes: int = 1000,
                k: int = 1, mlp_k: int = 1, eval_sequences: int = 256, analysis_sequences: int = 512,
                prompts_per_state: int = 10, models: tuple[str, ...] = MODELS, device: str = "cpu",
                num_threads: int | None = None, quiet: bool = False) -> dict:
     """Train the TokFSM models, compute every metric, write ``report.md``, ``metrics.json`` and
     PNGs into ``out``; return the metrics.
 
-    CPU defaults (300 steps of 16 sequences) take minutes; the paper trains 20,000 steps of 512
+    CPU defaults (600 steps of 8 sequences, about 3-6 minutes per model on one busy core) are far
+    from convergence; the paper trains 20,000 steps of 512
     (``PAPER_SIZE``) on a GPU. Every model sees the same initial weights and the same sequences.
     ``num_threads``: torch CPU threads for the run (restored after); 1 is fastest on a busy machine.
     """
