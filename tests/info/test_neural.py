@@ -14,10 +14,12 @@ def gaussian(n, rho, seed):
     return x, rho * x + math.sqrt(1 - rho**2) * rng.standard_normal((n, 1)), -0.5 * math.log(1 - rho**2)
 
 
-@pytest.mark.parametrize("method", ["infonce", "nwj", "mine"])
-def test_lower_bounds_on_correlated_gaussian(method):
+@pytest.mark.parametrize("method, critic", [("infonce", "separable"), ("nwj", "separable"), ("mine", "separable"),
+                                            ("infonce", "concat")])
+def test_lower_bounds_on_correlated_gaussian(method, critic):
     x, y, true = gaussian(1000, 0.8, seed=0)
-    res = neural_mutual_information(x, y, method=method, hidden=32, epochs=20, batch_size=64, lr=5e-3, seed=1)
+    res = neural_mutual_information(x, y, method=method, critic=critic, hidden=32, epochs=20, batch_size=64, lr=5e-3,
+                                    seed=1)
     # a lower bound, up to held-out sampling noise; a 20-epoch critic gets most of the way
     assert 0.5 * true < res.estimate < true + 0.1
     assert res.n_test == 300 and res.n_train == 700 and res.epochs_run == 20
@@ -55,10 +57,13 @@ def test_bound_values_for_known_scores():
 
 
 def test_critic_shapes_and_errors():
-    c = Critic(3, 2, hidden=8)
-    assert c(torch.zeros(5, 3), torch.zeros(5, 2)).shape == (5,)
-    assert c.scores(torch.zeros(4, 3), torch.zeros(4, 2)).shape == (4, 4)
-    assert "hidden=8" in repr(c)
+    for kind in ("separable", "concat"):
+        c = Critic(3, 2, hidden=8, kind=kind)
+        x, y = torch.randn(4, 3), torch.randn(4, 2)
+        s = c.scores(x, y)
+        assert s.shape == (4, 4) and c(x, y).shape == (4,)
+        assert torch.allclose(s.diagonal(), c(x, y), atol=1e-6)  # matched pairs are the diagonal
+        assert "hidden=8" in repr(c) and kind in repr(c)
     with pytest.raises(ValueError, match="method"):
         neural_mutual_information(np.zeros((10, 1)), np.zeros((10, 1)), method="dv")
     with pytest.raises(ValueError, match="same number of samples"):

@@ -40,42 +40,61 @@ UNITS = {"nats": 1.0, "bits": 1.0 / math.log(2.0)}
 METHODS = ("infonce", "nwj", "mine")
 
 
+def _mlp(dim_in: int, hidden: int, depth: int, dim_out: int) -> nn.Sequential:
+    layers, width = [], dim_in
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden), nn.ReLU()]
+        width = hidden
+    layers.append(nn.Linear(width, dim_out))
+    return nn.Sequential(*layers)
+
+
 class Critic(nn.Module):
-    """Score network ``f(x, y)``: an MLP on the concatenation ``[x, y]``.
+    """Score network ``f(x, y)``.
+
+    ``kind='separable'`` (default): ``f(x, y) = g(x) . h(y)`` with two MLPs into ``embed`` dims, so
+    all ``b^2`` pair scores cost two ``b``-row forward passes and one matrix product.
+    ``kind='concat'``: one MLP on ``[x, y]`` (more expressive, ``b^2`` forward rows per batch).
 
     ``forward(x: (b, dx), y: (b, dy)) -> (b,)`` scores matched rows; :meth:`scores` gives all pairs
     ``x: (b, dx), y: (b, dy) -> (b, b)`` with ``S_ij = f(x_i, y_j)``.
     """
 
-    def __init__(self, dim_x: int, dim_y: int, hidden: int = 64, depth: int = 2):
+    def __init__(self, dim_x: int, dim_y: int, hidden: int = 64, depth: int = 2, *, kind: str = "separable",
+                 embed: int = 32):
         super().__init__()
         self.dim_x = check_positive_int(dim_x, "dim_x")
         self.dim_y = check_positive_int(dim_y, "dim_y")
         self.hidden = check_positive_int(hidden, "hidden")
         self.depth = check_positive_int(depth, "depth")
-        layers, width = [], self.dim_x + self.dim_y
-        for _ in range(self.depth):
-            layers += [nn.Linear(width, self.hidden), nn.ReLU()]
-            width = self.hidden
-        layers.append(nn.Linear(width, 1))
-        self.net = nn.Sequential(*layers)
+        self.kind = check_choice(kind, "kind", ("separable", "concat"))
+        self.embed = check_positive_int(embed, "embed")
+        if kind == "concat":
+            self.net = _mlp(self.dim_x + self.dim_y, self.hidden, self.depth, 1)
+        else:
+            self.g = _mlp(self.dim_x, self.hidden, self.depth, self.embed)
+            self.h = _mlp(self.dim_y, self.hidden, self.depth, self.embed)
 
     def reset_parameters(self) -> None:
-        for m in self.net:
+        for m in self.modules():
             if isinstance(m, nn.Linear):
                 m.reset_parameters()
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([x, y], dim=-1)).squeeze(-1)
+        if self.kind == "concat":
+            return self.net(torch.cat([x, y], dim=-1)).squeeze(-1)
+        return (self.g(x) * self.h(y)).sum(-1)
 
     def scores(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.kind == "separable":
+            return self.g(x) @ self.h(y).T
         b = x.shape[0]
-        xx = x.unsqueeze(1).expand(b, b, x.shape[1])
-        yy = y.unsqueeze(0).expand(b, b, y.shape[1])
-        return self(xx, yy)
+        return self(x.unsqueeze(1).expand(b, b, x.shape[1]), y.unsqueeze(0).expand(b, b, y.shape[1]))
 
     def extra_repr(self) -> str:
-        return f"dim_x={self.dim_x}, dim_y={self.dim_y}, hidden={self.hidden}, depth={self.depth}"
+        extra = f", embed={self.embed}" if self.kind == "separable" else ""
+        return f"dim_x={self.dim_x}, dim_y={self.dim_y}, hidden={self.hidden}, depth={self.depth}, kind={self.kind!r}" \
+            + extra
 
 
 def _off_diagonal(s: torch.Tensor) -> torch.Tensor:
@@ -131,8 +150,8 @@ def _as_2d(v, name: str) -> torch.Tensor:
     return t
 
 
-def neural_mutual_information(x, y, method: str = "infonce", *, hidden: int = 64, depth: int = 2,
-                              epochs: int = 200, batch_size: int = 128, lr: float = 1e-3,
+def neural_mutual_information(x, y, method: str = "infonce", *, critic: str = "separable", hidden: int = 64,
+                              depth: int = 2, epochs: int = 100, batch_size: int = 128, lr: float = 1e-3,
                               test_fraction: float = 0.3, early_stopping: bool = False, val_fraction: float = 0.2,
                               patience: int = 20, ema: float = 0.01, standardize: bool = True, seed: int = 0,
                               units: str = "nats", quiet: bool = True) -> NeuralMIResult:
@@ -142,7 +161,7 @@ def neural_mutual_information(x, y, method: str = "infonce", *, hidden: int = 64
     variance). The rows are shuffled with ``seed`` and split into training and held-out parts
     (``test_fraction``); with ``early_stopping`` a further ``val_fraction`` of the training part
     picks the epoch (best validation bound, stopping after ``patience`` epochs without
-    improvement). The critic (:class:`Critic`, ``hidden`` units, ``depth`` layers) is trained
+    improvement). The critic (:class:`Critic` of kind ``critic``, ``hidden`` units, ``depth`` layers) is trained
     with Adam (``lr``) for ``epochs`` passes over mini-batches of ``batch_size`` pairs; the
     off-diagonal pairs of each batch are the negative samples. ``standardize`` centres and
     scales each column with training statistics. Returns a :class:`NeuralMIResult` whose
@@ -182,8 +201,8 @@ def neural_mutual_information(x, y, method: str = "infonce", *, hidden: int = 64
 
     with torch.random.fork_rng(devices=[]):  # seed the critic's initialisation without touching global state
         torch.manual_seed(int(seed))
-        critic = Critic(tx.shape[1], ty.shape[1], hidden, depth)
-    opt = torch.optim.Adam(critic.parameters(), lr=lr)
+        model = Critic(tx.shape[1], ty.shape[1], hidden, depth, kind=critic)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     running = None  # MINE's moving average of mean exp(scores) over negatives
     history, best, best_state, best_epoch, stale = [], -math.inf, None, None, 0
     b = min(batch_size, len(train))
@@ -191,11 +210,11 @@ def neural_mutual_information(x, y, method: str = "infonce", *, hidden: int = 64
 
     for epoch in tqdm(range(epochs), disable=quiet, desc=f"{method} critic"):
         order = train[torch.randperm(len(train), generator=g)]
-        critic.train()
+        model.train()
         vals = []
         for s in range(0, len(order) - b + 1, b):
             idx = order[s:s + b]
-            scores = critic.scores(tx[idx], ty[idx])
+            scores = model.scores(tx[idx], ty[idx])
             if method == "mine":
                 off = _off_diagonal(scores)
                 mean_exp = torch.exp(off).mean()
@@ -213,22 +232,22 @@ def neural_mutual_information(x, y, method: str = "infonce", *, hidden: int = 64
             vals.append(float(value.detach()))
         entry = {"epoch": epoch, "train_bound": float(np.mean(vals))}
         if val is not None:
-            critic.eval()
-            v = _evaluate(critic, tx[val], ty[val], method, batch_size)
+            model.eval()
+            v = _evaluate(model, tx[val], ty[val], method, batch_size)
             entry["val_bound"] = v
             if v > best:
                 best, best_epoch, stale = v, epoch, 0
-                best_state = {k: t.clone() for k, t in critic.state_dict().items()}
+                best_state = {k: t.clone() for k, t in model.state_dict().items()}
             else:
                 stale += 1
         history.append(entry)
         if val is not None and stale >= patience:
             break
     if best_state is not None:
-        critic.load_state_dict(best_state)
-    critic.eval()
+        model.load_state_dict(best_state)
+    model.eval()
     c = UNITS[units]
-    estimate = _evaluate(critic, tx[test], ty[test], method, batch_size)
-    train_est = _evaluate(critic, tx[train], ty[train], method, batch_size)
+    estimate = _evaluate(model, tx[test], ty[test], method, batch_size)
+    train_est = _evaluate(model, tx[train], ty[train], method, batch_size)
     return NeuralMIResult(c * estimate, c * train_est, method, units, len(train), len(test), len(history),
                           best_epoch, history)
