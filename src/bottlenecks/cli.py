@@ -411,6 +411,10 @@ def _concepts_parser(sub) -> None:
     d.add_argument("--encoder", default="scattering", choices=["scattering", "pixels"])
     d.add_argument("--n-train", type=int, default=2000, help="images for concept annotation and for training")
     d.add_argument("--n-test", type=int, default=1000, help="images in each of the test and shifted splits")
+    d.add_argument("--image-size", type=int, default=16, help="side of the generated images (default 16)")
+    d.add_argument("--threads", type=int, default=1,
+                   help="torch threads during the run (default 1: many small ops; the chosen lambda, and so the "
+                        "numbers, can differ with the thread count)")
     d.add_argument("--no-compare", action="store_true", help="skip the other sources and heads")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--out", default="runs/concepts-demo")
@@ -442,7 +446,8 @@ def run_concepts_demo_cmd(args) -> int:
 
     try:
         result = run_concepts_demo(args.out, seed=args.seed, n_train=args.n_train, encoder=args.encoder,
-                                   n_test=args.n_test, compare=not args.no_compare, quiet=args.quiet)
+                                   n_test=args.n_test, image_size=args.image_size, compare=not args.no_compare,
+                                   threads=args.threads, quiet=args.quiet)
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
     for target, met in result.get("targets", {}).items():
