@@ -167,3 +167,25 @@ def test_conditional_mutual_information_errors():
         conditional_mutual_information(x, z, y[:40])
     with pytest.raises(ValueError, match="discrete labels"):
         conditional_mutual_information(x, z, np.zeros((50, 2)))
+
+
+@pytest.mark.parametrize("method", ["mixed", "plugin"])
+def test_symmetry_and_units_discrete_methods(method):
+    rng = np.random.default_rng(48)
+    x = rng.integers(0, 5, (800, 2))
+    y = (x[:, :1] + rng.integers(0, 2, (800, 1))) % 5
+    a = mutual_information(x, y, method=method)
+    assert a == pytest.approx(mutual_information(y, x, method=method), abs=1e-12)
+    assert mutual_information(x, y, method=method, units="bits") == pytest.approx(a / math.log(2), rel=1e-12)
+
+
+def test_new_entry_points_reject_nan_and_mismatch():
+    x = np.random.default_rng(49).standard_normal((30, 2))
+    bad = x.copy()
+    bad[3, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        conditional_mutual_information(bad, x, np.zeros(30))
+    with pytest.raises(ValueError, match="NaN"):
+        mutual_information(bad, x, method="mixed")
+    with pytest.raises(ValueError, match="more than k samples"):
+        mutual_information(x[:3], x[:3], method="mixed", k=3)
