@@ -189,3 +189,11 @@ def test_new_entry_points_reject_nan_and_mismatch():
         mutual_information(bad, x, method="mixed")
     with pytest.raises(ValueError, match="more than k samples"):
         mutual_information(x[:3], x[:3], method="mixed", k=3)
+
+
+def test_tensors_that_require_grad_are_accepted():
+    x, y, _ = gaussian_pairs(300, 1, 0.7, seed=50)
+    tx = torch.from_numpy(x).requires_grad_()
+    assert mutual_information(tx, y) == mutual_information(x, y)
+    assert conditional_mutual_information(tx, y, np.arange(300) % 2) == conditional_mutual_information(
+        x, y, np.arange(300) % 2)

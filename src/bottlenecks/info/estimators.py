@@ -24,7 +24,8 @@ UNITS = {"nats": 1.0, "bits": 1.0 / math.log(2.0)}
 
 
 def _prepare(x, name: str, *, min_samples: int = 1) -> torch.Tensor:
-    t = as_tensor(x, name)
+    # estimates are computed on the CPU (KD-trees, float64); tensors may come from any device / graph
+    t = as_tensor(x.detach().cpu() if isinstance(x, torch.Tensor) else x, name)
     if t.dim() == 1:
         t = t.reshape(-1, 1)
     check_ndim(t, 2, name, "(n, d)")
