@@ -235,3 +235,69 @@ def test_residual_class_energy_keeps_interventions_decisive_when_the_embedding_o
         acc[kind] = float((model.predict(Zt, full, Ct) == yt).float().mean())
     assert acc["residual"] >= 0.99
     assert acc["paper"] < acc["residual"] - 0.1
+
+
+def test_global_edit_removes_a_concept_from_the_global_energy_and_restores_exactly(noisy):
+    model, (Z, C, y), (Zt, Ct, _) = noisy
+    before = model.predict_proba(Zt)
+    torch.testing.assert_close(model.concept_mean, C.mean(0))
+    scale = torch.ones(4, 4)
+    scale[:, 3] = 0.0  # concept 3 (noise) out for every class
+    scale[1, 0] = 0.0  # concept 0 out for class 1 only
+    model.edit_concepts(scale)
+    try:
+        flipped = Ct.clone()
+        flipped[:, 3] = 1 - flipped[:, 3]
+        with torch.no_grad():
+            g, g3 = model.global_scores(Ct), model.global_scores(flipped)
+            torch.testing.assert_close(g3, g)  # no class reads concept 3 any more
+            flipped0 = Ct.clone()
+            flipped0[:, 0] = 1 - flipped0[:, 0]
+            g0 = model.global_scores(flipped0)
+        torch.testing.assert_close(g0[:, 1], g[:, 1])  # class 1 ignores concept 0 ...
+        assert (g0[:, [0, 2, 3]] - g[:, [0, 2, 3]]).abs().max() > 1.0  # ... the others still read it
+        # an edited class reads the training mean in place of the removed concept
+        with torch.no_grad():
+            model.edit_concepts(torch.ones(4, 4))
+            manual = Ct.clone()
+            manual[:, 3] = model.concept_mean[3]
+            want3 = model.global_scores(manual)
+            model.edit_concepts(scale)
+        torch.testing.assert_close(g[:, [0, 2, 3]], want3[:, [0, 2, 3]])
+        exact = model.class_concept_proba(method="exact")
+        assert torch.allclose(exact[:, 3], exact[0, 3].expand(4), atol=1e-6)  # p(c3 | y) no longer depends on y
+        gibbs = model.class_concept_proba(method="gibbs", n_chains=200, n_sweeps=40, burn_in=10)
+        torch.testing.assert_close(gibbs[:, 3], exact[:, 3], atol=0.03, rtol=0)
+    finally:
+        model.edit_concepts(torch.ones(4, 4))
+    assert torch.equal(model.predict_proba(Zt), before)
+    with pytest.raises(ValueError, match=r"scale: expected shape \(4, 4\)"):
+        model.edit_concepts(torch.ones(3, 4))
+    with pytest.raises(ValueError, match=">= 0"):
+        model.edit_concepts(-torch.ones(4, 4))
+
+
+def test_concept_data_keeps_concept_detectors_off_a_spurious_correlate():
+    """Training: concept 3 always equals concept 1 and is far easier to see. Learned there, the detector
+    of concept 1 reads concept 3; learned on a concept-annotation set where they vary independently,
+    it reads concept 1 itself, which is what counts once the correlation breaks."""
+
+    def data(n, seed, spurious):
+        g = torch.Generator().manual_seed(seed)
+        C = (torch.rand(n, 4, generator=g) < 0.5).float()
+        if spurious:
+            C[:, 3] = C[:, 1]
+        signal = torch.cat([C[:, [0, 2]].repeat(1, 2) * 3, C[:, [1]].repeat(1, 4) * 1.2, C[:, [3]].repeat(1, 2) * 3], 1)
+        y = (2 * C[:, 0] + C[:, 1]).long()
+        return (2 * signal - signal.mean(0)) + torch.randn(n, 10, generator=g), C, y
+
+    Z, C, y = data(600, 0, True)
+    Zc, Cc, _ = data(600, 1, False)
+    Zs, Cs, ys = data(1000, 2, False)
+    acc = {}
+    for name, extra in (("plain", {}), ("concept_data", {"concept_data": (Zc, Cc)})):
+        model = EnergyCBM(10, 4, 4, hidden=32).fit(Z, C, y, epochs=30, lr=3e-2, batch_size=100, **extra)
+        acc[name] = float(((model.concept_proba(Zs)[:, 1] > 0.5).float() == Cs[:, 1]).float().mean())
+    assert acc["concept_data"] > acc["plain"] + 0.1
+    with pytest.raises(TypeError, match="concept_data"):
+        EnergyCBM(10, 4, 4).fit(Z, C, y, epochs=1, concept_data=Zc)

@@ -130,6 +130,10 @@ class EnergyCBM(nn.Module):
         # input standardisation: fixed once fit sees the data, so buffers (saved, not trained)
         self.register_buffer("z_mean", torch.zeros(dim_in))
         self.register_buffer("z_scale", torch.ones(dim_in))
+        # global edits: how much concept k counts for class y in the global energy (1: as trained, 0: replaced
+        # by its training mean), and that mean; fixed numbers, not trained, so buffers
+        self.register_buffer("concept_scale", torch.ones(n_classes, n_concepts))
+        self.register_buffer("concept_mean", torch.full((n_concepts,), 0.5))
         self.reset_parameters()
 
     def config(self) -> dict:
@@ -182,6 +186,8 @@ class EnergyCBM(nn.Module):
             self.unary.zero_()
             self.z_mean.zero_()
             self.z_scale.fill_(1.0)
+            self.concept_scale.fill_(1.0)
+            self.concept_mean.fill_(0.5)
 
     def extra_repr(self) -> str:
         return (f"dim_in={self.dim_in}, n_concepts={self.n_concepts}, n_classes={self.n_classes}, "
@@ -206,11 +212,41 @@ class EnergyCBM(nn.Module):
         return (F.softplus(s) - c * s).sum(1)
 
     def global_scores(self, c: torch.Tensor) -> torch.Tensor:
-        """``g(c) = -E_global(c, .)``: ``(..., K) -> (..., n_classes)``; c may be relaxed to [0, 1]."""
-        out = self.prior + c @ self.unary.T
+        """``g(c) = -E_global(c, .)``: ``(..., K) -> (..., n_classes)``; c may be relaxed to [0, 1].
+
+        After a global edit (:meth:`edit_concepts`) class y reads ``m + concept_scale[y] * (c - m)``
+        (``m``: the training mean of the concepts) in place of ``c``.
+        """
+        if bool((self.concept_scale == 1).all()):
+            out = self.prior + c @ self.unary.T
+            if self.inter_in is not None:
+                out = out + self.inter_out(torch.tanh(self.inter_in(c)))
+            return out
+        m = self.concept_mean
+        seen = m + self.concept_scale * (c[..., None, :] - m)  # (..., n_classes, K): what each class reads
+        out = self.prior + (seen * self.unary).sum(-1)
         if self.inter_in is not None:
-            out = out + self.inter_out(torch.tanh(self.inter_in(c)))
+            h = self.inter_out(torch.tanh(self.inter_in(seen)))  # (..., n_classes, n_classes)
+            out = out + h.diagonal(dim1=-2, dim2=-1)
         return out
+
+    def edit_concepts(self, scale) -> EnergyCBM:
+        """Global edit: ``scale (n_classes, n_concepts)`` says how much each concept counts for each class in
+        the global energy (0 removes it: the class reads the concept's training mean instead; 1 keeps it).
+
+        The class energy and the concept energy are untouched; ``edit_concepts(torch.ones(...))`` restores
+        the trained model exactly. Returns self.
+        """
+        scale = as_tensor(scale, "scale").to(device=self.concept_scale.device, dtype=self.concept_scale.dtype)
+        if scale.shape != self.concept_scale.shape:
+            raise ValueError(f"scale: expected shape {tuple(self.concept_scale.shape)} (classes, concepts), "
+                             f"got {tuple(scale.shape)}")
+        check_finite(scale, "scale")
+        if bool((scale < 0).any()):
+            raise ValueError("scale: expected values >= 0 (0 removes a concept for a class, 1 keeps it)")
+        with torch.no_grad():
+            self.concept_scale.copy_(scale)
+        return self
 
     def global_energy(self, c: torch.Tensor) -> torch.Tensor:
         """``E_global(c, y)`` for every class: ``(n, K) -> (n, n_classes)``."""
@@ -306,22 +342,23 @@ class EnergyCBM(nn.Module):
         g = torch.Generator(device="cpu").manual_seed(seed)
         y = torch.arange(N, device=dev).repeat_interleave(n_chains)  # (N * chains,)
         c = (torch.rand(len(y), K, generator=g) < 0.5).to(device=dev, dtype=dt)
-        theta = self.unary[y]  # (rows, K)
-        pre = self.inter_in(c) if self.inter_in is not None else None
+        scale, m = self.concept_scale[y], self.concept_mean  # (rows, K): an edited class reads m + scale (c - m)
+        theta = self.unary[y] * scale  # (rows, K)
+        pre = self.inter_in(m + scale * (c - m)) if self.inter_in is not None else None
         w_out = self.inter_out.weight[y] if self.inter_out is not None else None  # (rows, H)
         total = torch.zeros(len(y), K, dtype=dt, device=dev)
         for sweep in range(n_sweeps):
             for k in range(K):
                 delta = theta[:, k]
                 if pre is not None:
-                    col = self.inter_in.weight[:, k]
+                    col = scale[:, k:k + 1] * self.inter_in.weight[:, k]  # (rows, H): one unit of c_k, as read
                     on = pre + (1 - c[:, k:k + 1]) * col
                     off = pre - c[:, k:k + 1] * col
                     delta = delta + ((torch.tanh(on) - torch.tanh(off)) * w_out).sum(1)
                 p_on = torch.sigmoid(delta)
                 new = (torch.rand(len(y), generator=g).to(dev) < p_on).to(dt)
                 if pre is not None:
-                    pre = pre + (new - c[:, k])[:, None] * self.inter_in.weight[:, k]
+                    pre = pre + (new - c[:, k])[:, None] * col
                 c[:, k] = new
                 if sweep >= burn_in:
                     total[:, k] += p_on
@@ -345,14 +382,18 @@ class EnergyCBM(nn.Module):
     def _global_loss(self, C: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self.global_scores(C), y) + self._concepts_given_class_nll(C, y)
 
-    def _embedding_loss(self, Z: torch.Tensor, C: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _embedding_loss(self, Z: torch.Tensor, C: torch.Tensor, y: torch.Tensor, Zc: torch.Tensor | None = None,
+                        Cc: torch.Tensor | None = None) -> torch.Tensor:
+        """Class loss on ``(Z, C, y)``; concept loss on ``(Zc, Cc)`` when given (a concept-annotation set), else
+        on ``(Z, C)``."""
         z = self._features(Z)
         class_scores = self.class_head(z)
         if self.class_loss == "residual":
             with torch.no_grad():
                 class_scores = class_scores + self.lambda_global * self.global_scores(C)
+        zc, Cc = (z, C) if Zc is None else (self._features(Zc), Cc)
         return (F.cross_entropy(class_scores, y)
-                + self.lambda_concept * F.binary_cross_entropy_with_logits(self.concept_head(z), C))
+                + self.lambda_concept * F.binary_cross_entropy_with_logits(self.concept_head(zc), Cc))
 
     def _states(self) -> torch.Tensor:
         """All ``2**K`` binary concept vectors: ``-> (2**K, K)``."""
@@ -384,13 +425,17 @@ class EnergyCBM(nn.Module):
         return out
 
     def fit(self, Z, C, y, *, epochs: int = 100, lr: float = 1e-2, batch_size: int = 256, weight_decay: float = 0.0,
-            quiet: bool = True) -> EnergyCBM:
+            concept_data=None, quiet: bool = True) -> EnergyCBM:
         """Train on embeddings ``Z (n, dim_in)``, binary concepts ``C (n, n_concepts)``, classes ``y (n,)``.
 
         Two stages of ``epochs`` each (Adam, cosine learning-rate decay to 0): first the global energy
         on ``(C, y)`` alone (``global_y + global_c``), then, with it fixed, the embedding's energies
         (``class + lambda_c concept``). Fitting the concept-to-class energy first means the residual
         class energy only learns what the true concepts leave unexplained (see :meth:`losses`).
+        ``concept_data=(Zc, Cc)``: learn the concept energy from this concept-annotation set instead
+        (PCBM's setting: concept detectors trained where concepts vary independently do not learn to read
+        a concept that only correlates with another in the training data); each step then takes one
+        batch of it next to the batch of ``(Z, C, y)``.
         Sets ``loss_history_`` (``{"global": [...], "embedding": [...]}``, mean loss per epoch) and
         ``n_samples_seen_``.
         """
@@ -404,14 +449,21 @@ class EnergyCBM(nn.Module):
         with torch.no_grad():
             self.z_mean.copy_(Z.mean(0))
             self.z_scale.copy_(Z.std(0, unbiased=False).clamp_min(1e-6) if n > 1 else torch.ones_like(Z[0]))
+            self.concept_mean.copy_(C.mean(0))
         self.train()
-        history = self._fit_stages(Z, C, y, n, epochs, lr, batch_size, weight_decay, quiet)
+        if concept_data is not None:
+            if not isinstance(concept_data, (tuple, list)) or len(concept_data) != 2:
+                raise TypeError("concept_data: expected a pair (Zc (m, dim_in), Cc (m, n_concepts))")
+            Zc = self._check_Z(concept_data[0])
+            concept_data = (Zc, self._check_C(concept_data[1], Zc.shape[0], Zc))
+        history = self._fit_stages(Z, C, y, n, epochs, lr, batch_size, weight_decay, quiet, concept_data)
         self.eval()
         self.loss_history_ = history
         self.n_samples_seen_ = n
         return self
 
-    def _fit_stages(self, Z, C, y, n, epochs, lr, batch_size, weight_decay, quiet) -> dict[str, list[float]]:
+    def _fit_stages(self, Z, C, y, n, epochs, lr, batch_size, weight_decay, quiet,
+                    concept_data=None) -> dict[str, list[float]]:
         g = torch.Generator().manual_seed(self.seed + 1)
         global_params = [self.prior, self.unary] + [p for m in (self.inter_in, self.inter_out) if m is not None
                                                     for p in m.parameters()]
@@ -424,9 +476,25 @@ class EnergyCBM(nn.Module):
                                                n, epochs, lr, batch_size, weight_decay, g, quiet, "global energy")
         with _threads(b * max(self.dim_in, self.hidden, K, N), self.num_threads):
             embedding_history = self._train_stage(
-                embedding_params, lambda idx: self._embedding_loss(Z[idx], C[idx], y[idx]),
+                embedding_params, self._embedding_batches(Z, C, y, concept_data, batch_size, g),
                 n, epochs, lr, batch_size, weight_decay, g, quiet, "class/concept energy")
         return {"global": global_history, "embedding": embedding_history}
+
+    def _embedding_batches(self, Z, C, y, concept_data, batch_size: int, g: torch.Generator):
+        """``idx -> loss`` of the embedding stage; with a concept set, its batches cycle through seeded permutations."""
+        if concept_data is None:
+            return lambda idx: self._embedding_loss(Z[idx], C[idx], y[idx])
+        Zc, Cc = concept_data
+        m, state = Zc.shape[0], {"order": torch.zeros(0, dtype=torch.long), "pos": 0}
+
+        def loss(idx):
+            if state["pos"] >= len(state["order"]):
+                state["order"], state["pos"] = torch.randperm(m, generator=g).to(Zc.device), 0
+            jdx = state["order"][state["pos"]:state["pos"] + batch_size]
+            state["pos"] += batch_size
+            return self._embedding_loss(Z[idx], C[idx], y[idx], Zc[jdx], Cc[jdx])
+
+        return loss
 
     def _train_stage(self, params, batch_loss, n, epochs, lr, batch_size, weight_decay, g, quiet, desc) -> list[float]:
         from tqdm.auto import tqdm
