@@ -29,7 +29,12 @@ exp(a_y + lambda_g g_y(c))``, iterated with damping: the evidence from the image
 likely classes say about each concept. No step thresholds the concepts, so the class prediction is
 differentiable in every energy (``infer(..., differentiable=True)``). Known concepts are clamped to
 their values during the iterations: that is an intervention, and it moves the class through the
-global energy.
+global energy. (The interaction MLP is evaluated at the relaxed concepts, the usual mean-field
+approximation; the rest of the total energy is linear in c, where the approximation is exact.)
+
+Global edits (:meth:`EnergyCBM.edit_concepts`) scale how much a concept counts for a class in the
+global energy; a removed concept is read at its training mean. ``fit(..., concept_data=(Zc, Cc))``
+learns the concept energy on a separate concept-annotation set, as PCBM learns its concept vectors.
 """
 
 from __future__ import annotations
