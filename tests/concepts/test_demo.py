@@ -6,12 +6,14 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from bottlenecks.concepts.demo import run_concepts_demo
 from bottlenecks.report.concept_plots import save_concept_weights, save_intervention_curve
 
 
-def test_small_demo_writes_report_metrics_and_pngs(tmp_path):
+def test_small_demo_writes_report_metrics_and_pngs_and_ignores_thread_count(tmp_path):
+    before = torch.get_num_threads()
     m = run_concepts_demo(tmp_path, n_train=300, n_test=120, encoder="pixels", compare=False, quiet=True)
     for name in ("report.md", "metrics.json", "intervention_curve.png", "concept_weights.png", "samples.png",
                  "model/model.safetensors", "model/config.json"):
@@ -24,6 +26,15 @@ def test_small_demo_writes_report_metrics_and_pngs(tmp_path):
     assert np.all(np.asarray(m["edited_weights"])[:, -1] == 0)
     report = (tmp_path / "report.md").read_text()
     assert "concept accuracy >= 95%" in report and "intervention_curve.png" in report
+    assert m["config"]["glm_selection"] == "1se" and "rule '1se'" in report
+    assert m["config"]["glm_val_accuracy"] >= m["config"]["glm_best_val_accuracy"] - 0.1
+    # the same seed at another thread count: the same numbers (without pinning the solvers to one
+    # thread, the CAVs and the chosen lambda moved here, measured)
+    m2 = run_concepts_demo(tmp_path / "threads2", n_train=300, n_test=120, encoder="pixels", compare=False,
+                           quiet=True, threads=2)
+    assert torch.get_num_threads() == before
+    m.pop("seconds"), m2.pop("seconds")
+    assert m2 == m
 
 
 def test_plots_check_their_inputs(tmp_path):

@@ -65,11 +65,59 @@ def test_lambda_max_gives_zero_weights_and_path_gets_denser():
     assert path[-1]["val_accuracy"] > 0.6
 
 
+def _path(counts, n, key="val"):
+    return [{"nnz_per_class": float(i), f"{key}_accuracy": c / n, f"{key}_size": n} for i, c in enumerate(counts)]
+
+
 def test_select_lambda_by_target_and_by_validation():
-    path = [{"nnz_per_class": z, "val_accuracy": a} for z, a in [(0, 0.3), (1, 0.7), (2, 0.9), (3, 0.9), (4, 0.85)]]
+    path = _path([30, 70, 90, 90, 85], 100)
     assert select_lambda(path, target_per_class=2.5) == 2
     assert select_lambda(path, target_per_class=0.5) == 0
-    assert select_lambda(path) == 2  # the sparsest of the best
-    assert select_lambda(path, tolerance=0.21) == 1
+    assert select_lambda(path, rule="best") == 2  # the sparsest of the best
+    assert select_lambda(path, rule="best", tolerance=0.21) == 1
+    assert select_lambda(_path([30, 70, 90, 90, 85], 100, key="train"), rule="best") == 2  # no validation data
     with pytest.raises(ValueError, match="empty"):
         select_lambda([])
+    with pytest.raises(ValueError, match="rule"):
+        select_lambda(path, rule="max")
+    with pytest.raises(ValueError, match="val_size"):
+        select_lambda([{"nnz_per_class": 0.0, "val_accuracy": 0.5}])
+
+
+def test_one_standard_error_rule_on_a_handcrafted_curve():
+    # best 90/100: one binomial standard error is sqrt(0.9 * 0.1 / 100) = 3 points, so 87 is in, 86 out
+    assert select_lambda(_path([50, 86, 87, 90, 89], 100)) == 2
+    assert select_lambda(_path([50, 86, 86, 90, 89], 100)) == 3
+    assert select_lambda(_path([50, 86, 86, 90, 89], 100), tolerance=0.01) == 1  # widens the band by 1 point
+    # a perfect best has no standard error: the rule reduces to 'best'
+    assert select_lambda(_path([50, 99, 100, 100], 100)) == 2
+    # the band scales with 1/sqrt(n): 87% of 10000 rows is far outside one SE (0.3 points) of 90%
+    assert select_lambda(_path([5000, 8700, 8990, 9000], 10000)) == 2
+
+
+def test_one_standard_error_rule_ignores_one_row_flips_on_a_flat_curve():
+    # a flat stretch of the path, as in the concept demo: the entries differ by one or two held-out rows
+    n, counts = 200, [60, 140, 180, 185, 186, 185, 186, 186]
+    chosen = {"1se": set(), "best": set()}
+    for j in range(len(counts)):
+        for delta in (-1, 0, 1):  # any one entry moved by one row (a float-noise-sized change)
+            c = list(counts)
+            c[j] += delta
+            for rule in chosen:
+                chosen[rule].add(select_lambda(_path(c, n), rule=rule))
+    assert chosen["1se"] == {3}
+    assert len(chosen["best"]) > 1  # the argmax jumps along the plateau
+
+
+def test_path_records_sizes_and_chosen_lambda_survives_tiny_perturbations():
+    X, y = _data(n=300, d=6, seed=3)
+    Xv, yv = _data(n=200, d=6, seed=4)
+    path = elastic_net_path(X, y, alpha=0.99, n_lambdas=10, X_val=Xv, y_val=yv)
+    assert all(e["val_size"] == 200 and e["train_size"] == 300 for e in path)
+    chosen = select_lambda(path)
+    assert path[chosen]["val_accuracy"] >= max(e["val_accuracy"] for e in path) - 0.04
+    assert path[chosen]["nnz_per_class"] <= path[select_lambda(path, rule="best")]["nnz_per_class"]
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        Xp = X * (1 + 1e-9 * rng.normal(size=X.shape))
+        assert select_lambda(elastic_net_path(Xp, y, alpha=0.99, n_lambdas=10, X_val=Xv, y_val=yv)) == chosen

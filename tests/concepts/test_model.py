@@ -147,3 +147,22 @@ def test_text_scorer_embeds_names_with_any_encode_text_and_submodular_selection_
     assert len(names) == 2
     sub = ConceptBottleneckModel(names, head="linear").fit(Z, y, C[:, sorted(keep)])
     assert sub.concept_scores(Zt).shape == (len(Zt), 2)
+
+
+def test_fit_and_scoring_run_on_pinned_threads_and_restore_the_callers(problem, monkeypatch):
+    (Z, C, y), (Zt, Ct, yt) = problem
+    seen = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (seen.append(n), real(n))[1])
+    before = torch.get_num_threads()
+    m = ConceptBottleneckModel(NAMES, scorer="cav", head="glm").fit(Z, y, C)
+    assert seen and seen[0] == 1 and torch.get_num_threads() == before
+    seen.clear()
+    m.predict(Zt)
+    assert seen[0] == 1 and torch.get_num_threads() == before
+    seen.clear()
+    two = ConceptBottleneckModel(NAMES, scorer="cav", head="glm", num_threads=2).fit(Z, y, C)
+    assert seen[0] == 2 and torch.get_num_threads() == before
+    assert np.array_equal(two.predict(Zt), m.predict(Zt))
+    with pytest.raises(ValueError, match="num_threads"):
+        ConceptBottleneckModel(NAMES, num_threads=0)

@@ -23,6 +23,7 @@ import torch
 from ..data.concept_shapes import make_concept_shapes
 from ..encoders import get_encoder
 from ..validation import check_choice, check_positive_int
+from .glm import fixed_threads
 from .heads import LinearHead
 from .interventions import intervention_curve
 from .model import ConceptBottleneckModel
@@ -50,7 +51,13 @@ def _encode(encoder: str, images: np.ndarray, quiet: bool) -> torch.Tensor:
 
 
 def _black_box(Z, y, Zs: dict, seed: int, l2_grid=(1e-4, 1e-3, 1e-2, 1e-1)) -> dict:
-    """Linear probe on standardised embeddings, l2 chosen on a 20% validation split, refitted on all."""
+    """Linear probe on standardised embeddings, l2 chosen on a 20% validation split, refitted on all.
+    One thread, like the concept models, so its numbers do not depend on the caller's thread count."""
+    with fixed_threads(1):
+        return _black_box_fit(Z, y, Zs, seed, l2_grid)
+
+
+def _black_box_fit(Z, y, Zs: dict, seed: int, l2_grid) -> dict:
     Z = torch.as_tensor(Z, dtype=torch.float64)
     mean, std = Z.mean(0), Z.std(0).clamp_min(1e-8)
     X = (Z - mean) / std
@@ -99,7 +106,8 @@ def run_concepts_demo(out, seed: int = 0, n_train: int = 2000, encoder: str = "s
     ``n_test`` for each of the test and shifted splits. ``compare`` also fits the other sources
     and heads. ``threads``: torch intra-op threads during the run (restored after; None keeps
     the current setting). The default 1 is on purpose: the work is many small ops, and on a busy
-    2-core machine more threads made the scattering encoding 10-20x slower (measured).
+    2-core machine more threads made the scattering encoding 10-20x slower (measured). The
+    metrics do not depend on it: the models and the probe fit and score on one thread whatever it is.
     """
     before = torch.get_num_threads()
     if threads is not None:
@@ -158,7 +166,11 @@ def _run(out, seed, n_train, encoder, n_test, image_size, compare, quiet) -> dic
         "config": {"seed": seed, "n_train": n_train, "n_test": n_test, "encoder": encoder, "image_size": image_size,
                    "embedding_dim": int(Z["train"].shape[1]), "scorer": "cav", "head": "glm",
                    "glm_lambda": cbm.head_.path_[cbm.head_.chosen_]["lam"],
-                   "glm_nnz_per_class": cbm.head_.path_[cbm.head_.chosen_]["nnz_per_class"]},
+                   "glm_nnz_per_class": cbm.head_.path_[cbm.head_.chosen_]["nnz_per_class"],
+                   "glm_selection": cbm.head_.selection,
+                   "glm_val_accuracy": cbm.head_.path_[cbm.head_.chosen_]["val_accuracy"],
+                   "glm_best_val_accuracy": max(e["val_accuracy"] for e in cbm.head_.path_),
+                   "glm_val_size": cbm.head_.path_[0]["val_size"]},
         **main,
         "black_box": bb,
         "gap_to_black_box": bb["test"] - main["test_accuracy"],
@@ -215,8 +227,9 @@ def _report(m: dict) -> str:
         f"Encoder `{c['encoder']}` ({c['embedding_dim']}-d), {c['n_train']} concept-annotation + {c['n_train']} "
         f"training images, {c['n_test']} test and {c['n_test']} shifted images, {c['image_size']}x{c['image_size']}, "
         f"seed {c['seed']}. Main model: CAVs (linear-SVM margins) learned on the concept split, sparse GLM head "
-        f"(GLM-SAGA path, lambda {c['glm_lambda']:.4g} by validation accuracy, {c['glm_nnz_per_class']:.1f} "
-        "concepts per class).", "",
+        f"(GLM-SAGA path, lambda {c['glm_lambda']:.4g} by validation accuracy, rule '{c['glm_selection']}': "
+        f"{_pct(c['glm_val_accuracy'])} on {c['glm_val_size']} held-out rows, best on the path "
+        f"{_pct(c['glm_best_val_accuracy'])}; {c['glm_nnz_per_class']:.1f} concepts per class).", "",
         "| target | measured | |", "|---|---|---|",
         *[f"| {TARGETS[k][1]} | {values[k]} | {ok[m['targets'][k]]} |" for k in TARGETS], "",
         "Class accuracy of the edited model on the i.i.d. test split: "

@@ -24,7 +24,30 @@ import torch
 
 from ..validation import check_positive_int
 
-__all__ = ["elastic_net_path", "glm_saga", "lambda_max", "select_lambda", "small_op_threads"]
+__all__ = ["SELECTION_RULES", "elastic_net_path", "fixed_threads", "glm_saga", "lambda_max", "select_lambda",
+           "small_op_threads"]
+
+#: rules of :func:`select_lambda` when no sparsity target is given
+SELECTION_RULES = ("1se", "best")
+
+
+@contextlib.contextmanager
+def fixed_threads(n: int | None):
+    """Run with exactly ``n`` intra-op threads (None: leave the setting alone), restored afterwards.
+
+    Multi-threaded reductions split sums differently for different thread counts, so the last bits
+    of a result depend on the count; iterative solvers (L-BFGS, the GLM path) amplify those bits
+    into visibly different weights. Pinning the count makes a fit depend on its inputs only.
+    """
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @contextlib.contextmanager
@@ -178,7 +201,8 @@ def elastic_net_path(
     """Fit the whole path: X (n, d), y (n,) -> list of dicts, from the sparsest solution down.
 
     Each entry: ``lam``, ``weight`` (K, d), ``bias`` (K,), ``nnz_per_class`` (mean non-zeros per
-    row of W), ``train_accuracy`` and, when validation data are given, ``val_accuracy``.
+    row of W), ``train_accuracy`` and ``train_size`` and, when validation data are given,
+    ``val_accuracy`` and ``val_size`` (the sizes let :func:`select_lambda` compute standard errors).
     """
     from tqdm.auto import tqdm
 
@@ -201,25 +225,51 @@ def elastic_net_path(
                                 max_epochs=max_epochs, tol=tol, generator=gen)
         entry = {"lam": lam, "weight": W.clone(), "bias": b.clone(), "epochs": epochs,
                  "nnz_per_class": float((W != 0).sum(1).double().mean()),
-                 "train_accuracy": float(((X @ W.T + b).argmax(1) == y).double().mean())}
+                 "train_accuracy": float(((X @ W.T + b).argmax(1) == y).double().mean()), "train_size": len(y)}
         if Xv is not None:
             entry["val_accuracy"] = float(((Xv @ W.T + b).argmax(1) == yv).double().mean())
+            entry["val_size"] = len(yv)
         path.append(entry)
     return path
 
 
-def select_lambda(path: list[dict], *, target_per_class: float | None = None, tolerance: float = 0.0) -> int:
-    """Index of the chosen path entry.
+def select_lambda(path: list[dict], *, rule: str = "1se", target_per_class: float | None = None,
+                  tolerance: float = 0.0) -> int:
+    """Index of the chosen path entry (entries ordered from the sparsest, as :func:`elastic_net_path` gives).
 
     With ``target_per_class``: the densest entry whose mean non-zeros per class is at most the
-    target. Otherwise: the sparsest entry whose validation accuracy (training accuracy when no
-    validation data were given) is within ``tolerance`` of the best.
+    target. Otherwise by validation accuracy (training accuracy when the path has none), with
+
+    - ``rule='1se'`` (default): the one-standard-error rule (Breiman et al., 1984; Hastie,
+      Tibshirani and Friedman, *Elements of Statistical Learning*, 7.10; glmnet's ``lambda.1se``):
+      the sparsest entry whose accuracy is within one standard error of the best, the standard
+      error being the binomial one of the best accuracy on the ``val_size`` held-out rows,
+      ``sqrt(a (1 - a) / n)``. Accuracies along a path are often flat to within a few held-out
+      rows, and which rows land on which side of a boundary then decides the "best" entry; the rule
+      only moves when the accuracies move by about a standard error.
+    - ``rule='best'``: the sparsest entry with the highest accuracy.
+
+    ``tolerance`` widens either band by that much accuracy more. Accuracies are compared as counts of
+    correct rows (``round(accuracy * n)``), so float noise in them cannot break a tie.
     """
     if not path:
         raise ValueError("path: expected at least one entry, got an empty path")
     if target_per_class is not None:
         ok = [i for i, e in enumerate(path) if e["nnz_per_class"] <= target_per_class + 1e-9]
         return ok[-1] if ok else 0
-    key = "val_accuracy" if "val_accuracy" in path[0] else "train_accuracy"
-    best = max(e[key] for e in path)
-    return next(i for i, e in enumerate(path) if e[key] >= best - tolerance - 1e-12)
+    if rule not in SELECTION_RULES:
+        raise ValueError(f"rule: expected one of {list(SELECTION_RULES)}, got {rule!r}")
+    if not tolerance >= 0:
+        raise ValueError(f"tolerance: expected an accuracy margin >= 0, got {tolerance!r}")
+    key = "val" if "val_accuracy" in path[0] else "train"
+    n = path[0].get(f"{key}_size")
+    if n is None:
+        raise ValueError(f"path entries: expected '{key}_size' (the number of rows behind '{key}_accuracy', "
+                         "as elastic_net_path records it) to compare accuracies")
+    correct = [round(e[f"{key}_accuracy"] * n) for e in path]
+    best = max(correct)
+    margin = tolerance * n
+    if rule == "1se":
+        a = best / n
+        margin += math.sqrt(a * (1.0 - a) * n)  # n * sqrt(a (1 - a) / n): one standard error, in rows
+    return next(i for i, c in enumerate(correct) if c >= best - margin - 1e-9)

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .glm import elastic_net_path, select_lambda, small_op_threads
+from .glm import SELECTION_RULES, elastic_net_path, select_lambda, small_op_threads
 
 __all__ = ["GLMHead", "LaBoHead", "LinearHead", "ResidualHead", "SparseGumbelHead", "make_head"]
 
@@ -119,14 +119,19 @@ class LinearHead(_Head):
 
 
 class GLMHead(_Head):
-    """Sparse elastic-net GLM (GLM-SAGA path). ``target_per_class`` picks lambda by sparsity,
-    else the sparsest lambda within ``tolerance`` of the best validation accuracy. The solver,
-    not autograd, fits it, so ``weight_``/``bias_`` are buffers; ``path_`` summarises the path."""
+    """Sparse elastic-net GLM (GLM-SAGA path). ``target_per_class`` picks lambda by sparsity, else
+    ``selection`` by validation accuracy: ``'1se'`` (default) the sparsest lambda within one binomial
+    standard error of the best, ``'best'`` the sparsest best (see :func:`.glm.select_lambda`), either
+    widened by ``tolerance``. The solver, not autograd, fits it, so ``weight_``/``bias_`` are
+    buffers; ``path_`` summarises the path."""
 
     def __init__(self, n_concepts: int, n_classes: int, alpha: float = 0.99, n_lambdas: int = 20,
                  lambda_min_ratio: float = 1e-3, target_per_class: float | None = None, tolerance: float = 0.0,
-                 batch_size: int | None = None, max_epochs: int = 1000):
+                 batch_size: int | None = None, max_epochs: int = 1000, selection: str = "1se"):
         super().__init__(n_concepts, n_classes)
+        if selection not in SELECTION_RULES:
+            raise ValueError(f"selection: expected one of {list(SELECTION_RULES)}, got {selection!r}")
+        self.selection = selection
         self.alpha, self.n_lambdas, self.lambda_min_ratio = float(alpha), int(n_lambdas), float(lambda_min_ratio)
         self.target_per_class, self.tolerance = target_per_class, float(tolerance)
         self.batch_size, self.max_epochs = batch_size, int(max_epochs)
@@ -146,7 +151,8 @@ class GLMHead(_Head):
                                 lambda_min_ratio=self.lambda_min_ratio, n_classes=self.n_classes, X_val=S_val,
                                 y_val=y_val, batch_size=self.batch_size, max_epochs=self.max_epochs, seed=seed,
                                 quiet=quiet)
-        i = select_lambda(path, target_per_class=self.target_per_class, tolerance=self.tolerance)
+        i = select_lambda(path, rule=self.selection, target_per_class=self.target_per_class,
+                          tolerance=self.tolerance)
         self.weight_.copy_(path[i]["weight"])
         self.bias_.copy_(path[i]["bias"])
         self.chosen_ = i
@@ -156,7 +162,8 @@ class GLMHead(_Head):
     def config(self) -> dict:
         return {**super().config(), "alpha": self.alpha, "n_lambdas": self.n_lambdas,
                 "lambda_min_ratio": self.lambda_min_ratio, "target_per_class": self.target_per_class,
-                "tolerance": self.tolerance, "batch_size": self.batch_size, "max_epochs": self.max_epochs}
+                "tolerance": self.tolerance, "batch_size": self.batch_size, "max_epochs": self.max_epochs,
+                "selection": self.selection}
 
 
 class LaBoHead(_Head):

@@ -23,6 +23,11 @@ Concept scores used for interventions are calibrated from training percentiles: 
 "present" gets the ``percentiles[1]``-th percentile of its training scores, "absent" the
 ``percentiles[0]``-th. The scorer may be fitted on separate concept-annotation data
 (``concept_data=(Z_c, C_c)``, as PCBM learns its concept vectors from a concept bank).
+
+Fitting and scoring run on ``num_threads`` intra-op threads (default 1, restored afterwards): the
+scorers and heads are iterative solvers that turn the thread count's rounding differences into
+different weights (and, through a flat validation curve, a different lambda), so pinning it makes
+the same seed give the same numbers whatever the caller's thread setting.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import torch.nn.functional as F
 
 from ..validation import as_tensor, check_choice, check_ndim
 from .edits import apply_edit, describe_edit
+from .glm import fixed_threads
 from .heads import ResidualHead, make_head
 from .sources import CAVScorer, LabelScorer, TextScorer, as_concept_labels, as_embeddings, make_scorer
 
@@ -78,6 +84,8 @@ class ConceptBottleneckModel:
         val_fraction: share of the training rows held out to choose the head's lambda (GLM).
         percentiles: (off, on) percentiles of the training scores for interventions.
         seed: every random choice (validation split, mini-batches, Gumbel noise, energy init).
+        num_threads: intra-op threads while fitting and scoring (not the energy head, which picks its
+            own); the default 1 makes results independent of the caller's thread count, None keeps it.
         quiet: hide progress bars.
     """
 
@@ -86,7 +94,7 @@ class ConceptBottleneckModel:
                  scorer_params: dict | None = None, head_params: dict | None = None,
                  residual_params: dict | None = None, joint_weight: float = 1.0, joint_epochs: int = 200,
                  val_fraction: float = 0.2, percentiles: tuple[float, float] = (5.0, 95.0), seed: int = 0,
-                 quiet: bool = True):
+                 num_threads: int | None = 1, quiet: bool = True):
         self.concepts = _check_names(concepts)
         if isinstance(scorer, str):
             check_choice(scorer, "scorer", SCORERS)
@@ -117,6 +125,10 @@ class ConceptBottleneckModel:
         if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
             raise TypeError(f"seed: expected an int, got {seed!r}")
         self.seed, self.quiet = int(seed), bool(quiet)
+        if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral)
+                                        or num_threads < 1):
+            raise ValueError(f"num_threads: expected an int >= 1 or None, got {num_threads!r}")
+        self.num_threads = None if num_threads is None else int(num_threads)
 
     # -- names -------------------------------------------------------------------------------
     @property
@@ -202,7 +214,10 @@ class ConceptBottleneckModel:
         self._undo: list[torch.Tensor] = []
         if self.head == "energy":
             return self._fit_energy(Z, y_idx, C_true)
+        with fixed_threads(self.num_threads):
+            return self._fit_concept_head(Z, y_idx, C_true, concept_data)
 
+    def _fit_concept_head(self, Z, y_idx, C_true, concept_data) -> ConceptBottleneckModel:
         # 1. scorer
         scorer = self._build_scorer(Z)
         if not hasattr(scorer, "threshold_"):
@@ -334,7 +349,8 @@ class ConceptBottleneckModel:
         if self.head == "energy":
             with torch.no_grad():
                 return self.energy_.concept_proba(self._z(Z).float()).double()
-        return self.scorer_.scores(Z)
+        with fixed_threads(self.num_threads):
+            return self.scorer_.scores(Z)
 
     @property
     def threshold_(self) -> torch.Tensor:
@@ -423,8 +439,8 @@ class ConceptBottleneckModel:
             with torch.no_grad():
                 p = self.energy_.predict_proba(self._z(Z).float(), concept_mask=mask, concept_values=values_t)
             return p.double().clamp_min(1e-30).log()
-        S = self.scorer_.scores(Z) if concepts is None else self.intervened_scores(Z, concepts, values)
-        with torch.no_grad():
+        S = self.concept_scores(Z) if concepts is None else self.intervened_scores(Z, concepts, values)
+        with torch.no_grad(), fixed_threads(self.num_threads):
             return self._logits_from_scores(S, Z)
 
     def intervene(self, Z, concepts, values) -> torch.Tensor:
@@ -501,7 +517,7 @@ class ConceptBottleneckModel:
     def _config(self) -> dict:
         return {"format": FORMAT, "concepts": self.concepts, "head": self.head, "residual": self.residual,
                 "training": self.training, "groups": self.groups, "percentiles": list(self.percentiles),
-                "seed": self.seed, "val_fraction": self.val_fraction,
+                "seed": self.seed, "val_fraction": self.val_fraction, "num_threads": self.num_threads,
                 "head_params": self.head_.config() if self.head_ is not None else dict(self.head_params),
                 "scorer": self.scorer_.config() if self.scorer_ is not None else None,
                 "classes": self.classes_.tolist(),
@@ -559,7 +575,8 @@ class ConceptBottleneckModel:
         hp = {k: v for k, v in cfg["head_params"].items() if k not in ("n_concepts", "n_classes")}
         model = cls(cfg["concepts"], scorer=scorer, head=cfg["head"], residual=cfg["residual"],
                     training=cfg["training"], groups=cfg["groups"], head_params=hp,
-                    percentiles=tuple(cfg["percentiles"]), seed=cfg["seed"], val_fraction=cfg["val_fraction"])
+                    percentiles=tuple(cfg["percentiles"]), seed=cfg["seed"], val_fraction=cfg["val_fraction"],
+                    num_threads=cfg.get("num_threads", 1))
         model._restore_common(cfg, t)
         model.scorer_ = scorer
         model.head_ = make_head(cfg["head"], len(cfg["concepts"]), len(cfg["classes"]), **hp)
