@@ -177,8 +177,10 @@ def _finish(fn, n: int, units: str, ci, n_resamples: int, seed: int, method: str
     """Evaluate ``fn(indices)`` on all ``n`` samples; with ``ci``, also on resamples.
 
     ``'bootstrap'``: ``n`` draws with replacement. ``'subsample'`` (k-NN estimators, for which
-    repeated points would be exact ties): ``m = n // 2`` draws without replacement, deviations
-    scaled by ``sqrt(m / n)`` (root-n rate, Politis & Romano 1994). Both give the *basic* interval
+    repeated points would be exact ties): half-sampling, ``m = n // 2`` draws without replacement.
+    Given the data, a size-``m`` subsample estimate varies around the full one with variance
+    ``sigma^2 (1/m - 1/n)`` (for root-n statistics), so deviations are scaled by
+    ``sqrt(m / (n - m))`` to ``sigma^2 / n`` (a factor 1 for half-samples). Both give the *basic* interval
     ``[T - s q_hi, T - s q_lo]`` with ``q`` the quantiles of the resample estimates minus their mean:
     it measures sampling variability around the estimate, not the estimator's bias."""
     full = torch.arange(n)
@@ -199,7 +201,7 @@ def _finish(fn, n: int, units: str, ci, n_resamples: int, seed: int, method: str
                else torch.randperm(n, generator=g)[:m])
         stats.append(_convert(fn(idx), units))
     dev = np.asarray(stats) - float(np.mean(stats))
-    scale = math.sqrt(m / n)
+    scale = 1.0 if resample == "bootstrap" else math.sqrt(m / (n - m))
     q_lo, q_hi = np.quantile(dev, [(1 - ci) / 2, (1 + ci) / 2])
     return Estimate(value, value - scale * float(q_hi), value - scale * float(q_lo), float(ci), units, method,
                     resample, n_resamples)
@@ -299,8 +301,9 @@ def mutual_information(x, y, method: str = "ksg1", k: int = 3, units: str = "nat
     ``ci`` (e.g. 0.95): also compute a confidence interval from ``n_resamples`` resamples drawn
     with ``seed`` and return an :class:`Estimate` ``(value, low, high, ...)`` instead of a float.
     Plug-in, Gaussian and mixed use the bootstrap; KSG uses half-size subsamples without
-    replacement (bootstrap duplicates would be ties), rescaled by ``sqrt(1/2)``. The interval
-    covers sampling variability only, not the bias described above.
+    replacement (bootstrap duplicates would be ties), whose spread around their mean has the
+    full-sample variance. The interval covers sampling variability only, not the bias described
+    above (nor the bias difference between ``n/2`` and ``n`` samples).
     """
     check_choice(method, "method", ("ksg1", "ksg2", "mixed", "plugin", "gaussian"))
     check_choice(units, "units", UNITS)
