@@ -8,6 +8,7 @@ import torch
 from cbm_problem import NAMES
 
 from bottlenecks.concepts import ConceptBottleneckModel
+from bottlenecks.concepts.edits import apply_edit
 
 
 @pytest.fixture(scope="module")
@@ -30,16 +31,38 @@ def test_remove_for_one_class_and_for_all(fitted):
     assert torch.equal(m.effective_weight(), W0) and m.edit_log_ == []
 
 
-def test_renormalise_keeps_each_edited_rows_l1_mass(fitted):
+def test_apply_edit_renormalise_keeps_the_l1_mass_when_down_weighting():
+    w = torch.ones(1, 4, dtype=torch.float64)
+    s = apply_edit(torch.ones(1, 4, dtype=torch.float64), w, [0], [0], 0.5, renormalize=True)
+    W = s * w
+    assert W[0, 0] == 0.5 and torch.allclose(W.abs().sum(), torch.tensor(4.0, dtype=torch.float64))
+    assert torch.allclose(W[0, 1:], torch.full((3,), 3.5 / 3, dtype=torch.float64))
+    # signed weights: the L1 mass (not the sum) is kept, signs stay
+    w = torch.tensor([[2.0, -1.0, 0.5, -0.5]], dtype=torch.float64)
+    W = apply_edit(torch.ones_like(w), w, [0, 2], [0], 0.25, renormalize=True) * w
+    assert torch.allclose(W.abs().sum(), w.abs().sum()) and torch.equal(W.sign(), w.sign())
+
+
+@pytest.mark.parametrize("scale", [0.0, 0.5])
+@pytest.mark.parametrize("classes", [[3], None])
+def test_renormalise_keeps_each_edited_rows_l1_mass(fitted, scale, classes):
     m = fitted
     W0 = m.effective_weight().clone()
-    m.edit("c1")
+    rows = [3] if classes else [0, 1, 2, 3]
+    m.edit("c1", classes=classes, scale=scale)
     W = m.effective_weight()
-    assert (W[:, 1] == 0).all()
+    assert torch.equal(W[:, 1][rows], scale * W0[:, 1][rows])
     assert torch.allclose(W.abs().sum(1), W0.abs().sum(1))
-    ratio = W[:, [0, 2, 3]] / W0[:, [0, 2, 3]]
+    ratio = W[rows][:, [0, 2, 3]] / W0[rows][:, [0, 2, 3]]
     assert torch.allclose(ratio, ratio[:, :1].expand(-1, 3))  # one factor per class
-    m.undo()
+    assert bool((ratio > 1).all())
+    untouched = [k for k in range(4) if k not in rows]
+    assert torch.equal(W[untouched], W0[untouched])
+    # a second edit on the edited model keeps the mass again; two undos restore bit-identically
+    m.edit(["c0", "c2"], classes=classes, scale=scale)
+    assert torch.allclose(m.effective_weight().abs().sum(1), W0.abs().sum(1))
+    m.undo().undo()
+    assert torch.equal(m.effective_weight(), W0)
 
 
 def test_edit_changes_predictions_and_undo_restores_them_bit_identically(fitted, problem):

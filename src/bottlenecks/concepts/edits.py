@@ -5,9 +5,12 @@ An edit never touches the fitted head: it changes a (K, C) multiplier ``edit_sca
 head's class-concept weights, so ``undo`` restores the previous multiplier object exactly
 (bit-identical) and the fitted weights stay available for comparison.
 
-Renormalising keeps each edited class's L1 weight mass: the concepts left untouched in that row are
-scaled up by ``|row before|_1 / |row after|_1``, as PCBM's "prune and normalise" edit does, so the
-class does not lose evidence overall when one concept's weight goes.
+Renormalising keeps each edited class's L1 weight mass, as PCBM's "prune and normalise" edit does,
+so the class does not lose evidence overall when a concept's weight goes or shrinks: the concepts
+left untouched in that row are scaled by ``(|row before|_1 - |edited part after|_1) / |untouched part|_1``,
+so that edited part plus rescaled rest add up to the mass before. A row whose untouched part is all
+zero, or whose edited part alone already carries at least the mass before (scale > 1), is left as
+the scale made it.
 """
 
 from __future__ import annotations
@@ -32,10 +35,10 @@ def apply_edit(edit_scale: torch.Tensor, weight: torch.Tensor, concepts: list[in
         others[cols] = False
         for k in classes:
             before = (edit_scale[k] * weight[k]).abs().sum()
-            after = (new[k] * weight[k]).abs().sum()
+            edited = (new[k, cols] * weight[k, cols]).abs().sum()
             rest = (new[k, others] * weight[k, others]).abs().sum()
-            if after > 0 and rest > 0:
-                new[k, others] *= before / after
+            if rest > 0 and before > edited:
+                new[k, others] *= (before - edited) / rest
     return new
 
 
