@@ -8,6 +8,7 @@ import torch
 from cbm_problem import NAMES, make_problem
 
 from bottlenecks.concepts import ConceptBottleneckModel, intervention_curve, intervention_order
+from bottlenecks.concepts.interventions import masked_predictor
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +68,59 @@ def test_uncertain_order_puts_the_most_ambiguous_concept_first(noisy):
     assert torch.equal(r.sort(1).values, torch.arange(4).expand(50, 4))
     with pytest.raises(ValueError, match="policy"):
         intervention_order(m, Zt, "greedy")
+
+
+def _curve_one_call_per_pattern(model, Z, y, C, order, units):
+    """The former path, as a reference: one ``intervene`` call per distinct mask pattern per step."""
+    C = torch.as_tensor(C).double()
+    mask = torch.zeros(len(y), model.n_concepts, dtype=torch.bool)
+    acc = [model.score(Z, y)]
+    for step in range(order.shape[1]):
+        for i, u in enumerate(order[:, step].tolist()):
+            mask[i, units[u]] = True
+        pred = np.empty(len(y), dtype=model.classes_.dtype)
+        patterns, inverse = torch.unique(mask, dim=0, return_inverse=True)
+        for p, pattern in enumerate(patterns):
+            rows = (inverse == p).nonzero().flatten()
+            cols = pattern.nonzero().flatten().tolist()
+            proba = model.intervene(Z[rows], cols, C[rows][:, cols]) if cols else model.predict_proba(Z[rows])
+            pred[rows.numpy()] = model.classes_[proba.argmax(1).numpy()]
+        acc.append(float((pred == y).mean()))
+    return acc
+
+
+@pytest.mark.parametrize("head,residual,groups", [("glm", False, None), ("linear", True, None),
+                                                  ("linear", False, {"a": ["c0", "c3"], "b": ["c1"], "c": ["c2"]}),
+                                                  ("energy", False, None)])
+def test_batched_curve_equals_one_intervene_call_per_mask_pattern(noisy, head, residual, groups):
+    (Z, C, y), (Zt, Ct, yt) = noisy
+    params = {"epochs": 40, "hidden": 16, "num_threads": 1} if head == "energy" else None
+    m = ConceptBottleneckModel(NAMES, head=head, residual=residual, head_params=params).fit(Z, y.astype(str), C)
+    Zt, Ct, yt = torch.as_tensor(Zt[:120]), Ct[:120], yt[:120].astype(str)
+    units = [[j] for j in range(4)] if groups is None else [m.concept_indices(g) for g in groups.values()]
+    for policy in ("random", "uncertain"):
+        curve = intervention_curve(m, Zt, yt, Ct, policy=policy, groups=groups, seed=2)
+        order = intervention_order(m, Zt, policy, groups=groups, seed=2)
+        assert curve["accuracy"] == _curve_one_call_per_pattern(m, Zt, yt, Ct, order, units)
+    # the per-sample masks are really per sample: with all concepts known, each sample is decided by its concepts
+    predict = masked_predictor(m, Zt, torch.as_tensor(Ct).double())
+    half = torch.zeros(len(yt), 4, dtype=torch.bool)
+    half[::2] = True
+    mixed = m.classes_[predict(half).numpy()]
+    assert np.array_equal(mixed[1::2], m.predict(Zt[1::2]))
+    assert np.array_equal(mixed[::2], m.classes_[m.intervene(Zt[::2], NAMES, Ct[::2]).argmax(1).numpy()])
+
+
+def test_curve_makes_one_batched_head_call_per_step(noisy):
+    (Z, C, y), (Zt, Ct, yt) = noisy
+    m = ConceptBottleneckModel(NAMES, head="linear").fit(Z, y, C)
+    calls, forward = [], m._logits_from_scores
+
+    def counting(S, Z):
+        calls.append(len(S))
+        return forward(S, Z)
+
+    m._logits_from_scores = counting  # instance attribute: shadows the method for this model only
+    curve = intervention_curve(m, Zt, yt, Ct, policy="random", seed=0)
+    assert calls == [len(yt)] * 5  # the un-intervened score, then one call over all samples per step
+    assert curve["accuracy"][-1] == 1.0

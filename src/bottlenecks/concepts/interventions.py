@@ -4,6 +4,9 @@ time, in an order chosen by a policy, and record class accuracy after each step.
 Policies: ``'random'`` (a fresh random order per sample, from ``seed``) and ``'uncertain'`` (most
 uncertain first: the concept whose score lies nearest the middle of its calibrated off/on values,
 per sample; for groups, the group's largest uncertainty).
+
+Each step of a curve is one batched prediction over all samples, with a per-sample (n, C) mask of
+the concepts intervened so far, however many distinct orders the policy produced.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ import numpy as np
 import torch
 
 from ..validation import as_tensor, check_choice
+from .glm import fixed_threads
 
-__all__ = ["intervention_curve", "intervention_order"]
+__all__ = ["intervention_curve", "intervention_order", "masked_predictor"]
 
 POLICIES = ("random", "uncertain")
 
@@ -44,6 +48,7 @@ def intervention_curve(model, Z, y, true_concepts, *, policy: str = "random", gr
                        seed: int = 0) -> dict:
     """Accuracy vs number of intervened units (0..U): Z (n, d), y (n,), true_concepts (n, C) in {0, 1}.
 
+    One batched prediction per step, whatever the per-sample orders (see :func:`masked_predictor`).
     Returns ``{"policy", "n_intervened": [0, 1, ...], "accuracy": [...], "units": [[names], ...]}``.
     """
     y = np.asarray(y)
@@ -54,28 +59,41 @@ def intervention_curve(model, Z, y, true_concepts, *, policy: str = "random", gr
     units = _units(model, groups)
     order = intervention_order(model, Z, policy, groups=groups, seed=seed)
     steps = len(units) if max_steps is None else min(int(max_steps), len(units))
+    predict = masked_predictor(model, Z, C_true)
+    # unit_mask[u]: the concept columns of unit u, so a step's per-sample mask is one gather
+    unit_mask = torch.zeros(len(units), model.n_concepts, dtype=torch.bool)
+    for u, cols in enumerate(units):
+        unit_mask[u, cols] = True
     mask = torch.zeros(len(y), model.n_concepts, dtype=torch.bool)
     acc = [model.score(Z, y)]
     for step in range(steps):
-        for i, u in enumerate(order[:, step].tolist()):
-            mask[i, units[u]] = True
-        acc.append(_accuracy_with_mask(model, Z, y, C_true, mask))
+        mask |= unit_mask[order[:, step]]
+        acc.append(float((model.classes_[predict(mask).numpy()] == y).mean()))
     return {"policy": policy, "n_intervened": list(range(steps + 1)), "accuracy": acc,
             "units": [[model.concepts[j] for j in cols] for cols in units]}
 
 
-def _accuracy_with_mask(model, Z, y, C_true, mask) -> float:
-    """Accuracy when each sample's masked concepts are set to their true values.
+def masked_predictor(model, Z, C_true):
+    """A function ``mask (n, C) bool -> (n,) predicted class indices`` with each sample's masked
+    concepts set to their true values ``C_true`` (n, C): one batched call per mask.
 
-    Samples share one intervention call per distinct mask pattern (few patterns per step)."""
-    pred = np.empty(len(y), dtype=model.classes_.dtype)
-    patterns, inverse = torch.unique(mask, dim=0, return_inverse=True)
-    for p, pattern in enumerate(patterns):
-        rows = (inverse == p).nonzero().flatten()
-        cols = pattern.nonzero().flatten().tolist()
-        if cols:
-            proba = model.intervene(Z[rows], cols, C_true[rows][:, cols])
-        else:
-            proba = model.predict_proba(Z[rows])
-        pred[rows.numpy()] = model.classes_[proba.argmax(1).numpy()]
-    return float((pred == y).mean())
+    Concept-score heads: the scores are computed once and the masked entries replaced by the
+    calibrated on/off values (``torch.where``), exactly what :meth:`intervene` does per concept set.
+    Energy head: ``EnergyCBM.predict_proba`` takes the per-sample mask and values directly.
+    """
+    Z = model._input(Z)
+    if model.head == "energy":
+        Zs, values = model._z(Z).float(), C_true.float()
+
+        def predict(mask: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return model.energy_.predict_proba(Zs, concept_mask=mask, concept_values=values).argmax(1)
+        return predict
+
+    S = model.concept_scores(Z)
+    S_true = (1 - C_true) * model.off_ + C_true * model.on_  # exactly on / off at 1 / 0, as intervened_scores
+
+    def predict(mask: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), fixed_threads(model.num_threads):
+            return model._logits_from_scores(torch.where(mask, S_true, S), Z).argmax(1)
+    return predict
