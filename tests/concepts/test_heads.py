@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
+from cbm_problem import NAMES, make_problem
 
+from bottlenecks.concepts import ConceptBottleneckModel
 from bottlenecks.concepts.heads import GLMHead, LaBoHead, LinearHead, ResidualHead, SparseGumbelHead
 
 
@@ -52,11 +55,12 @@ def test_labo_head_weights_are_a_scaled_softmax_and_the_prior_initialises_them()
     assert _acc(head, S, y) == 1.0
 
 
-def test_sparse_gumbel_head_trains_every_parameter_group_and_is_deterministic_at_inference():
+@pytest.mark.parametrize("layer,concept_params", [("diagonal", {"concept_scale"}), ("full", {"concept_map"})])
+def test_sparse_gumbel_head_trains_every_parameter_group_and_is_deterministic_at_inference(layer, concept_params):
     S, y = _binary_concepts()
-    head = SparseGumbelHead(4, 4, epochs=150)
+    head = SparseGumbelHead(4, 4, epochs=150, concept_layer=layer)
     before = {k: v.detach().clone() for k, v in head.named_parameters()}
-    assert set(before) == {"concept_scale", "concept_shift", "log_temperature", "class_weight", "class_bias"}
+    assert set(before) == concept_params | {"concept_shift", "log_temperature", "class_weight", "class_bias"}
     head.fit(S, y, seed=3)
     for name, p in head.named_parameters():
         assert not torch.equal(p.detach(), before[name]), f"{name} was not optimised"
@@ -65,8 +69,38 @@ def test_sparse_gumbel_head_trains_every_parameter_group_and_is_deterministic_at
         assert torch.equal(head(S), head(S))  # no Gumbel noise outside fit
         f = head.features(S)
     assert torch.allclose(f.sum(1), torch.ones(len(S), dtype=torch.float64))
-    again = SparseGumbelHead(4, 4, epochs=150).fit(S, y, seed=3)
+    again = SparseGumbelHead(4, 4, epochs=150, concept_layer=layer).fit(S, y, seed=3)
     assert torch.equal(again.class_weight, head.class_weight)
+
+
+def test_sparse_gumbel_head_initialises_from_the_callers_seed():
+    S, y = _binary_concepts()
+    init = {seed: SparseGumbelHead(4, 4, epochs=0).fit(S, y, seed=seed).class_weight.detach() for seed in (1, 2)}
+    assert not torch.equal(init[1], init[2]) and bool((init[1] != 0).all())
+    expected = torch.randn(4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 0.01
+    assert torch.equal(init[1], expected)  # the first draws of the caller-seeded generator
+    # through the model: its seed reaches the head's initialisation
+    Z, C, yy = make_problem(120, 0)
+    w = [ConceptBottleneckModel(NAMES, head="sparse", head_params={"epochs": 0}, seed=s).fit(Z, yy, C).head_
+         .class_weight.detach() for s in (1, 2, 1)]
+    assert not torch.equal(w[0], w[1]) and torch.equal(w[0], w[2])
+
+
+def test_sparse_gumbel_full_concept_layer_starts_at_the_diagonal_form_and_round_trips(tmp_path):
+    S, y = _binary_concepts()
+    full, diag = SparseGumbelHead(4, 4, concept_layer="full"), SparseGumbelHead(4, 4)
+    with torch.no_grad():
+        assert torch.equal(full.features(S), diag.features(S))  # M = I, a = 1 before fitting
+    full.fit(S, y, seed=0)
+    M = full.concept_map.detach()
+    assert bool((M - torch.diag(M.diagonal()) != 0).any())  # off-diagonal entries were learned
+    with pytest.raises(ValueError, match="concept_layer"):
+        SparseGumbelHead(4, 4, concept_layer="dense")
+    Z, C, yy = make_problem(200, 0)
+    m = ConceptBottleneckModel(NAMES, head="sparse", head_params={"epochs": 40, "concept_layer": "full"}).fit(Z, yy, C)
+    m.save(tmp_path / "m")
+    r = ConceptBottleneckModel.load(tmp_path / "m")
+    assert r.head_.concept_layer == "full" and torch.equal(r.predict_proba(Z), m.predict_proba(Z))
 
 
 def test_residual_recovers_what_the_concepts_miss():

@@ -10,9 +10,9 @@ same way for every head.
   chosen by validation accuracy or by a target number of concepts per class.
 - :class:`LaBoHead`: LaBo's class-concept association: ``weight = scale * softmax(A, dim=1)``,
   initialised from a class-of-concept prior.
-- :class:`SparseGumbelHead`: Sparse-CBM's concept layer: a per-concept affine map, then a
-  Gumbel-softmax over concepts (noisy while training, plain softmax at inference), then a
-  linear class layer; the temperature is learned too.
+- :class:`SparseGumbelHead`: Sparse-CBM: a concept layer (per-concept scale, or a full C x C map),
+  then a Gumbel-softmax over concepts (noisy while training, plain softmax at inference), then a
+  linear class layer; the temperature is learned too. Its docstring states how it differs from the paper.
 - :class:`ResidualHead`: PCBM-h: a linear map Z (n, d) -> (n, K) added to the frozen concept head's
   logits and fitted on what the concepts leave unexplained.
 """
@@ -213,18 +213,47 @@ class LaBoHead(_Head):
 
 
 class SparseGumbelHead(_Head):
-    """Sparse-CBM concept layer: ``h = softmax((a * s + c + g) / tau)`` over concepts, with Gumbel
-    noise g while training only, then ``logits = h @ W^T + b``.
+    """Sparse-CBM head: a trained concept layer, a Gumbel-softmax over concepts, a linear class layer:
 
-    Parameter groups, all trained: the concept layer (``concept_scale`` a, ``concept_shift`` c:
-    (C,)), the class layer (``class_weight`` (K, C), ``class_bias`` (K,)) and ``log_temperature``.
+        h = softmax((u(s) + c + g) / tau)        logits = h @ W^T + b
+
+    with Gumbel(0, 1) noise g while training only (plain softmax at inference) and ``tau`` learned.
+    ``concept_layer`` picks u (C) -> (C):
+
+    - ``'diagonal'`` (default): ``u(s) = a * s``, one scale per concept (``concept_scale`` (C,)),
+      so feature j stays concept j's own score.
+    - ``'full'``: ``u(s) = s @ M^T``, a full linear map (``concept_map`` (C, C), initialised to the
+      identity) -- the form of Sparse-CBM's concept bottleneck layer, which the authors' public code
+      applies (bias-free, C -> C) to CLIP's image-concept similarities, i.e. to concept scores as here.
+
+    How this differs from Semenov et al. (2024), precisely: (1) the head sees concept scores (n, C),
+    not the embedding; a map from the embedding Z (n, d) trained end to end with this head is
+    ``ConceptBottleneckModel(training='joint', head='sparse')``, whose label scorer's (C, d) map is
+    optimised together with the head (the composition is the paper's linear CBL on Z, plus the
+    concept-label loss). (2) The paper uses the Gumbel-softmax in the concept layer's contrastive
+    training objective, with the class layer reading the layer's outputs; here the Gumbel-softmax is
+    in the forward path during training and the class layer reads the softmax, trained by
+    cross-entropy only. (3) No L1 penalty on the concept layer (``l2`` acts on the class weights).
+
+    Parameter groups, all trained: the concept layer (``concept_scale`` or ``concept_map``,
+    ``concept_shift`` c (C,)), the class layer (``class_weight`` W (K, C), ``class_bias`` b (K,)) and
+    ``log_temperature``. ``fit(seed=...)`` re-initialises them with a generator seeded from ``seed``
+    (the class weights' random init) and draws the Gumbel noise from that generator.
     """
 
+    CONCEPT_LAYERS = ("diagonal", "full")
+
     def __init__(self, n_concepts: int, n_classes: int, temperature: float = 1.0, epochs: int = 300,
-                 lr: float = 0.05, l2: float = 1e-4):
+                 lr: float = 0.05, l2: float = 1e-4, concept_layer: str = "diagonal"):
         super().__init__(n_concepts, n_classes)
+        if concept_layer not in self.CONCEPT_LAYERS:
+            raise ValueError(f"concept_layer: expected one of {list(self.CONCEPT_LAYERS)}, got {concept_layer!r}")
         self.temperature, self.epochs, self.lr, self.l2 = float(temperature), int(epochs), float(lr), float(l2)
-        self.concept_scale = nn.Parameter(torch.empty(n_concepts, dtype=torch.float64))
+        self.concept_layer = concept_layer
+        if concept_layer == "full":
+            self.concept_map = nn.Parameter(torch.empty(n_concepts, n_concepts, dtype=torch.float64))
+        else:
+            self.concept_scale = nn.Parameter(torch.empty(n_concepts, dtype=torch.float64))
         self.concept_shift = nn.Parameter(torch.empty(n_concepts, dtype=torch.float64))
         self.log_temperature = nn.Parameter(torch.empty((), dtype=torch.float64))
         self.class_weight = nn.Parameter(torch.empty(n_classes, n_concepts, dtype=torch.float64))
@@ -232,21 +261,30 @@ class SparseGumbelHead(_Head):
         self._noise: torch.Generator | None = None  # set during fit: training draws Gumbel noise
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Concept layer at the identity, no shift, ``tau = temperature``, zero class bias; class
+        weights ~ N(0, 0.01^2) from ``generator`` (zeros without one: no hidden seed)."""
         with torch.no_grad():
-            self.concept_scale.fill_(1.0)
+            if self.concept_layer == "full":
+                self.concept_map.copy_(torch.eye(self.n_concepts, dtype=torch.float64))
+            else:
+                self.concept_scale.fill_(1.0)
             self.concept_shift.zero_()
             self.log_temperature.fill_(math.log(self.temperature))
-            g = torch.Generator().manual_seed(0)
-            self.class_weight.copy_(torch.randn(self.n_classes, self.n_concepts, generator=g,
-                                                dtype=torch.float64) * 0.01)
+            if generator is None:
+                self.class_weight.zero_()
+            else:
+                self.class_weight.copy_(torch.randn(self.n_classes, self.n_concepts, generator=generator,
+                                                    dtype=torch.float64) * 0.01)
             self.class_bias.zero_()
 
     def features(self, s: torch.Tensor) -> torch.Tensor:
-        logits = self.concept_scale * s + self.concept_shift
+        """s (n, C) -> h (n, C), rows on the simplex."""
+        u = s @ self.concept_map.T if self.concept_layer == "full" else self.concept_scale * s
+        logits = u + self.concept_shift
         if self._noise is not None:  # Gumbel(0, 1) noise, from our own generator (F.gumbel_softmax has none)
-            u = torch.rand(logits.shape, generator=self._noise, dtype=logits.dtype).clamp(1e-12, 1 - 1e-12)
-            logits = logits - torch.log(-torch.log(u))
+            g = torch.rand(logits.shape, generator=self._noise, dtype=logits.dtype).clamp(1e-12, 1 - 1e-12)
+            logits = logits - torch.log(-torch.log(g))
         return torch.softmax(logits / self.log_temperature.exp(), dim=1)
 
     @property
@@ -258,7 +296,9 @@ class SparseGumbelHead(_Head):
         return self.class_bias
 
     def fit(self, S, y, *, S_val=None, y_val=None, seed: int = 0, quiet: bool = True) -> SparseGumbelHead:
-        self._noise = torch.Generator().manual_seed(int(seed))
+        g = torch.Generator().manual_seed(int(seed))
+        self.reset_parameters(g)  # the caller's seed, not a fixed one, draws the initial class weights
+        self._noise = g
         try:
             self.fit_losses_ = _adam(self.parameters(), lambda: F.cross_entropy(self(S), y)
                                      + self.l2 * (self.class_weight ** 2).sum(), self.epochs, self.lr, quiet,
@@ -269,7 +309,10 @@ class SparseGumbelHead(_Head):
 
     def config(self) -> dict:
         return {**super().config(), "temperature": self.temperature, "epochs": self.epochs, "lr": self.lr,
-                "l2": self.l2}
+                "l2": self.l2, "concept_layer": self.concept_layer}
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, concept_layer={self.concept_layer!r}"
 
 
 class ResidualHead(nn.Module):
