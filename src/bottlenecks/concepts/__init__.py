@@ -12,14 +12,26 @@ Modules: ``sources`` (label probes, CAVs, text scores), ``glm`` (GLM-SAGA elasti
 embeddings), ``model`` (:class:`ConceptBottleneckModel`), ``interventions``, ``edits``, ``demo``.
 """
 
+from .demo import run_concepts_demo
 from .edits import apply_edit
+from .energy import EnergyCBM
 from .glm import elastic_net_path, glm_saga, lambda_max, select_lambda
 from .heads import GLMHead, LaBoHead, LinearHead, ResidualHead, SparseGumbelHead, make_head
-from .interventions import intervention_curve, intervention_order
+from .interventions import intervention_curve, intervention_order, masked_predictor
 from .model import ConceptBottleneckModel
+from .selection import labelfree_filter, run_concept_selection, submodular_select
 from .sources import CAVScorer, LabelScorer, TextScorer, text_scorer
+from .text import default_text_encoder, embed_concepts
 
 __all__ = [
+    "EnergyCBM",
+    "default_text_encoder",
+    "embed_concepts",
+    "labelfree_filter",
+    "masked_predictor",
+    "run_concept_selection",
+    "run_concepts_demo",
+    "submodular_select",
     "CAVScorer",
     "ConceptBottleneckModel",
     "GLMHead",
