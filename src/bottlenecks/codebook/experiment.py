@@ -335,7 +335,7 @@ def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, eval_sequ
     metrics: dict = {"config": {"seed": seed, "steps": steps, "batch_size": batch_size, "lr": lr,
                                 "num_codes": num_codes, "k": k, "mlp_k": mlp_k, "eval_sequences": eval_sequences,
                                 "analysis_sequences": analysis_sequences, "device": device,
-                                "threads": torch.get_num_threads(),
+                                "threads": torch.get_num_threads(), "scale": "running",
                                 "model": "GPT-NeoX hidden 128, intermediate 512, 4 layers, 4 heads"},
                      "models": {}}
     for name in models:
@@ -423,11 +423,14 @@ def _report(m: dict) -> str:
     orig = models["original"]["transition_accuracy"]
     lines = ["# TokFSM reproduction (Codebook Features)", "",
              f"GPT-NeoX (hidden 128, intermediate 512, 4 layers, 4 heads) trained from scratch, {c['steps']} steps "
-             f"of {c['batch_size']} sequences (lr {c['lr']}), seed {c['seed']}, device {c['device']}; every model "
+             f"of {c['batch_size']} sequences (lr {c['lr']}; the paper: 20,000 steps of 512), seed {c['seed']}, "
+             f"device {c['device']} ({c.get('threads', '?')} thread(s), a shared machine); every model "
              f"starts from the same weights and sees the same sequences. Codebooks: one per attention head "
              f"(input of the attention output projection), k={c['k']}, {c['num_codes']} codes, cosine "
-             f"similarity, learned output scale. Held-out: {c['eval_sequences']} sequences for accuracy, "
-             f"{c['analysis_sequences']} for codes. Total time {m['seconds']:.0f} s.", "",
+             f"similarity, {c.get('scale', 'running')} output scale (matched to the activations' mean norm), "
+             "dead codes re-seeded every 50 steps except in `codebook_attn_raw`. Held-out: "
+             f"{c['eval_sequences']} sequences for accuracy, {c['analysis_sequences']} for codes. "
+             f"Total time {m['seconds']:.0f} s.", "",
              "| model | transition accuracy | vs original | dead codes (held-out) | code perplexity | train loss |",
              "|---|---|---|---|---|---|"]
     for name, r in models.items():
@@ -461,7 +464,8 @@ def _report(m: dict) -> str:
                          f"the target state | {_fmt(s['mean_success'])} (unsteered {_fmt(s['baseline_mean'])}) |")
             lines.append(f"| steering ({mode}): states steered in more than half of the prompts | "
                          f"{_fmt(s['states_steered'])} |")
-        lines.append(f"| output/input norm ratio, learned scale | {a['norm_ratio_learned_scale']:.3f} |")
+        lines.append(f"| output/input norm ratio, our {c.get('scale', 'running')} scale (held-out) | "
+                     f"{a['norm_ratio_learned_scale']:.3f} |")
         lines.append(f"| output/input norm ratio with the public code's unscaled output | "
                      f"{a['norm_ratio_without_scale']:.3f} |")
         lines += ["", "## Targets", ""] + _targets(m)
