@@ -9,7 +9,7 @@ end to end. We then read which code each head picks after each state (``record_c
 activate the codes of a chosen state (``steer``): the generated next state becomes a successor
 of the chosen state instead of the actual one. Prints the model's transition accuracy and, per
 target state, the share of generations that follow the target with and without steering.
-Runs in well under a minute on one CPU core.
+Runs in about a minute on one busy CPU core.
 """
 
 from __future__ import annotations
