@@ -156,6 +156,8 @@ def _run(out, seed, n_train, encoder, n_test, image_size, compare, quiet) -> dic
     # the same data through other sources / heads, for comparison (not tuned)
     variants = {}
     for label, kw in () if not compare else (("labels + glm", {"scorer": "labels", "head": "glm"}),
+                      ("cav + glm, lambda rule 'best'", {"scorer": "cav", "head": "glm",
+                                                         "head_params": {"selection": "best"}}),
                       ("cav + linear", {"scorer": "cav", "head": "linear"}),
                       ("cav + glm + residual (PCBM-h)", {"scorer": "cav", "head": "glm", "residual": True})):
         m = ConceptBottleneckModel(names, seed=seed, quiet=True, **kw).fit(
