@@ -413,8 +413,7 @@ def _concepts_parser(sub) -> None:
     d.add_argument("--n-test", type=int, default=1000, help="images in each of the test and shifted splits")
     d.add_argument("--image-size", type=int, default=16, help="side of the generated images (default 16)")
     d.add_argument("--threads", type=int, default=1,
-                   help="torch threads during the run (default 1: many small ops; the chosen lambda, and so the "
-                        "numbers, can differ with the thread count)")
+                   help="torch threads during the run (default 1: many small ops; the numbers do not depend on it)")
     d.add_argument("--no-compare", action="store_true", help="skip the other sources and heads")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--out", default="runs/concepts-demo")
