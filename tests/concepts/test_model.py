@@ -118,12 +118,28 @@ def test_energy_head_delegates_to_energy_cbm(problem, tmp_path):
     pcy = m.class_concept_proba()
     assert pcy.shape == (4, 4)
     assert float(pcy[3, 0]) > 0.8 > 0.2 > float(pcy[0, 0])  # class 3 = c0 and c1; class 0 = neither
-    with pytest.raises(NotImplementedError, match="energy"):
-        m.edit("c0")
+    before = m.predict_proba(Zt)
+    m.edit("c0", classes=[3])  # global edit: class 3 no longer reads concept c0 in the global energy
+    edited = m.predict_proba(Zt)
+    assert not torch.equal(edited, before)
+    assert float(m.energy_.concept_scale[3, 0]) == 0.0 and float(m.energy_.concept_scale.sum()) == 15.0
+    assert m.edit_log_[-1]["concepts"] == ["c0"]
     m.save(tmp_path / "ecbm")
     r = ConceptBottleneckModel.load(tmp_path / "ecbm")
-    assert torch.equal(r.predict_proba(Zt), m.predict_proba(Zt))
+    assert torch.equal(r.predict_proba(Zt), edited)
     assert torch.equal(r.intervene(Zt, ["c0"], Ct), m.intervene(Zt, ["c0"], Ct))
+    m.undo()
+    assert torch.equal(m.predict_proba(Zt), before)  # undo is exact
+
+
+def test_energy_head_takes_fit_options_and_a_concept_annotation_set(problem):
+    (Z, C, y), (Zt, Ct, yt) = problem
+    params = {"epochs": 30, "hidden": 16, "weight_decay": 1e-4}
+    m = ConceptBottleneckModel(NAMES, head="energy", head_params=params).fit(Z[:100], y[:100], C[:100],
+                                                                              concept_data=(Z[100:], C[100:]))
+    assert _concept_acc(m, Zt, Ct) > 0.8
+    with pytest.raises(ValueError, match="concept_data"):
+        ConceptBottleneckModel(NAMES, head="energy", head_params=params).fit(Z, y, C, concept_data=(Z[:, :3], C))
 
 
 def test_text_scorer_embeds_names_with_any_encode_text_and_submodular_selection_feeds_the_model(problem):

@@ -213,7 +213,7 @@ class ConceptBottleneckModel:
         self.edit_log_: list[dict] = []
         self._undo: list[torch.Tensor] = []
         if self.head == "energy":
-            return self._fit_energy(Z, y_idx, C_true)
+            return self._fit_energy(Z, y_idx, C_true, concept_data)
         with fixed_threads(self.num_threads):
             return self._fit_concept_head(Z, y_idx, C_true, concept_data)
 
@@ -314,7 +314,8 @@ class ConceptBottleneckModel:
         self._calibrate(S)
         self.score_mean_, self.score_std_ = mean, std  # the head was trained on this standardisation
 
-    def _fit_energy(self, Z: torch.Tensor, y: torch.Tensor, C_true: torch.Tensor | None) -> ConceptBottleneckModel:
+    def _fit_energy(self, Z: torch.Tensor, y: torch.Tensor, C_true: torch.Tensor | None,
+                    concept_data=None) -> ConceptBottleneckModel:
         try:
             from .energy import EnergyCBM
         except ImportError as err:  # pragma: no cover - the module ships with the package
@@ -323,7 +324,13 @@ class ConceptBottleneckModel:
             raise ValueError("head='energy' learns concepts from labels: pass concept_labels (n, C)")
         self.z_mean_, self.z_std_ = Z.mean(0), Z.std(0).clamp_min(1e-8)
         params = dict(self.head_params)
-        fit_kw = {k: params.pop(k) for k in ("epochs", "lr", "batch_size") if k in params}
+        # head_params holds both constructor and fit() options of EnergyCBM; route each to its place
+        fit_kw = {k: params.pop(k) for k in ("epochs", "lr", "batch_size", "weight_decay") if k in params}
+        if concept_data is not None:  # PCBM's setting: concept energy learnt on a concept-annotation set
+            Zc, Cc = concept_data
+            Zc = as_embeddings(Zc, "concept_data Z", dim=Z.shape[1])
+            Cc = as_concept_labels(Cc, Zc.shape[0], self.n_concepts, "concept_data labels")
+            fit_kw["concept_data"] = (self._z(Zc).float(), Cc.float())
         self.energy_ = EnergyCBM(Z.shape[1], self.n_concepts, len(self.classes_), seed=self.seed, **params)
         self.energy_.fit(self._z(Z).float(), C_true.float(), y, quiet=self.quiet, **fit_kw)
         self.scorer_, self.head_, self.residual_ = None, None, None
@@ -489,14 +496,17 @@ class ConceptBottleneckModel:
         in ``edit_log_``; :meth:`undo` reverts the last edit exactly.
         """
         self._check_fitted()
-        if self.head == "energy":
-            raise NotImplementedError("global edits scale class-concept weights; the energy head has none "
-                                      "(intervene on the concept instead)")
         if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or scale < 0:
             raise ValueError(f"scale: expected a number >= 0 (0 removes the concept), got {scale!r}")
         idx = self.concept_indices(concepts)
         rows = list(range(len(self.classes_))) if classes is None else self.class_indices(classes)
-        new = apply_edit(self.edit_scale_, self.head_.weight.detach(), idx, rows, float(scale), renormalize)
+        if self.head == "energy":  # the scale multiplies each concept's term in the global energy
+            new = self.edit_scale_.clone()
+            new[np.ix_(rows, idx)] = float(scale)
+            renormalize = False  # no weight mass to keep: a removed concept reads its training mean
+            self.energy_.edit_concepts(new)
+        else:
+            new = apply_edit(self.edit_scale_, self.head_.weight.detach(), idx, rows, float(scale), renormalize)
         self._undo.append(self.edit_scale_)
         self.edit_scale_ = new
         self.edit_log_.append(describe_edit([self.concepts[j] for j in idx],
@@ -511,6 +521,8 @@ class ConceptBottleneckModel:
             raise RuntimeError("undo: there is no edit to undo (edit_log_ is empty)")
         self.edit_scale_ = self._undo.pop()
         self.edit_log_.pop()
+        if self.head == "energy":
+            self.energy_.edit_concepts(self.edit_scale_)
         return self
 
     # -- persistence -------------------------------------------------------------------------
