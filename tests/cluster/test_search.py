@@ -106,3 +106,16 @@ def test_prepared_codes_are_never_stale():
     codes.mul_(-1)  # in place: the version changes
     _, idx = nearest(x, codes)
     assert torch.equal(idx[:, 1], brute(x[:, 1], codes[1], 1, "l2")[1])
+
+
+@pytest.mark.parametrize("K", [37, 1000, 1003, 4096, 4111])
+@pytest.mark.parametrize("k", [1, 3, 8, 16])
+def test_topk_rows_block_prefilter_equals_topk(K, k):
+    from bottlenecks.cluster.search import topk_rows
+
+    g = torch.Generator().manual_seed(K + k)
+    scores = torch.randn(64, K, generator=g)
+    scores[:, -1] = -10.0 - torch.arange(64.0)  # winners in the ragged tail block too
+    v, i = topk_rows(scores, k)
+    rv, ri = scores.topk(k, dim=1, largest=False, sorted=True)
+    assert torch.equal(v, rv) and torch.equal(i, ri)

@@ -50,6 +50,39 @@ def argmin_rows(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return val, idx
 
 
+def topk_rows(scores: torch.Tensor, k: int, group: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row-wise ``k`` smallest values and their indices of ``scores: (n, K)``, sorted ascending.
+
+    ``topk`` over all K columns costs as much as the GEMM that made them on CPU. Exact shortcut:
+    split the columns into ``B = K // group`` blocks (block ``b`` = columns ``b, b + B, b + 2B, ...``,
+    so that the block minima are one vectorised ``amin`` over a leading axis); the k smallest
+    entries of a row lie in the k blocks with the smallest minima (a block outside them has k
+    blocks below its minimum, hence k smaller entries). Then a ``topk`` over the B block minima and
+    one over the ``k * group`` gathered candidates. Exact ties may come back in another order
+    than ``torch.topk``'s.
+    """
+    n, K = scores.shape
+    B = K // group
+    if k > 16 or B < 8 * k:  # too few blocks for the prefilter to pay
+        return scores.topk(k, dim=1, largest=False, sorted=True)
+    block_min = scores[:, : B * group].unflatten(1, (group, B)).amin(dim=1)  # (n, B)
+    if B * group < K:  # the ragged tail is one more (narrower) block
+        block_min = torch.cat([block_min, scores[:, B * group:].amin(dim=1, keepdim=True)], 1)
+    best = block_min.topk(k, dim=1, largest=False, sorted=False).indices  # (n, k)
+    tail = best == B
+    cols = best.unsqueeze(2) + B * torch.arange(group, device=scores.device)  # (n, k, group)
+    if bool(tail.any()):  # the tail block's columns are B*group, B*group + 1, ...
+        tail_cols = B * group + torch.arange(group, device=scores.device)
+        cols = torch.where(tail.unsqueeze(2), tail_cols, cols)
+    cols = cols.flatten(1)
+    inside = cols < K
+    cand = scores.gather(1, cols.clamp(max=K - 1))
+    if not bool(inside.all()):
+        cand.masked_fill_(~inside, float("inf"))
+    v, j = cand.topk(k, dim=1, largest=False, sorted=True)
+    return v, cols.gather(1, j)
+
+
 def top2_blocks(scores: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Winner, its index, runner-up and per-block minima of ``scores: (n, G * block)``.
 
@@ -218,7 +251,8 @@ def nearest(x: torch.Tensor, codes: torch.Tensor, k: int = 1, metric: str = "l2"
             v, i = argmin_rows(scores.view(-1, K))
             v, i = v.view(C, -1, 1), i.view(C, -1, 1)
         else:
-            v, i = scores.topk(k, dim=2, largest=False, sorted=True)
+            v, i = topk_rows(scores.view(-1, K), k)
+            v, i = v.view(C, -1, k), i.view(C, -1, k)
         if metric == "l2":
             v = (v + (xb * xb).sum(-1, keepdim=True)).clamp_min_(0)
         elif metric == "cosine":
