@@ -280,7 +280,7 @@ def mutual_information(x, y, method: str = "ksg1", k: int = 3, units: str = "nat
       samples (k-th neighbour at distance 0) are an error.
       ``algorithm``: ``'tree'`` (KD-tree search and range counts, near ``O(n log n)`` in low
       dimensions), ``'brute'`` (chunked torch search, ``O(n^2 d)`` time, about ``max_memory``
-      bytes (default 64 MiB), never an ``n x n`` matrix) or ``'auto'`` (tree up to 32 joint
+      bytes (default 64 MiB), never an ``n x n`` matrix) or ``'auto'`` (tree up to 24 joint
       dimensions). Both give the same counts, hence the same estimate.
     - ``'mixed'``: Gao et al. (2017) for discrete, continuous or mixed data (ties allowed; see
       :func:`bottlenecks.info.knn.mixed_ksg`). Equals KSG1 on continuous data; consistent for

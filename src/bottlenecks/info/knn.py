@@ -7,7 +7,7 @@ Two interchangeable ways to get the same neighbour statistics (max-norm everywhe
   (whole nodes counted at once) otherwise. Near ``O(n log n)`` for small ``d``.
 - ``'brute'`` (high dimensions): query rows in chunks against all points in torch, bounded memory
   (about ``max_memory`` bytes), never an ``n x n`` matrix. ``O(n^2 d)`` but with no per-node
-  overhead, which wins once the joint space has about 40 dimensions or more.
+  overhead, which wins once the joint space has about 30 dimensions or more.
 
 Both compute distances as ``max_c |a_c - b_c|`` in float64, an exactly rounded expression, so both
 give identical counts (strict ``<`` is counted as ``<= nextafter(r, 0)``). The one exception: with
@@ -26,8 +26,9 @@ __all__ = ["TREE_MAX_DIM", "ksg", "mixed_ksg"]
 
 # joint dimension up to which 'auto' uses the KD-tree path. Measured on n = 10,000 Gaussian pairs, one
 # thread, loaded shared 2-core machine: tree / brute 0.7 / 3.2 s at 5+5, 4.3 / 16.4 s at 8+8, 14.7 / 27.6 s
-# at 15+15, 17.0 / 18.3 s at 20+20 (the crossover is near 40 joint dimensions; brute scales better beyond)
-TREE_MAX_DIM = 32
+# at 15+15, 17.0 / 18.3 s at 20+20 with the earlier column-loop brute force; torch.cdist(p=inf) then made
+# brute force about 2x faster (8.5 vs 14-20 s at 20+20), which moves the crossover to about 30 joint dims
+TREE_MAX_DIM = 24
 _DEFAULT_MEMORY = 64 * 2**20
 
 
@@ -120,11 +121,10 @@ def _chunk_rows(n: int, max_memory: int | None, n_buffers: int = 4) -> int:
 
 
 def _cheb(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Max-norm distances ``a: (m, d)``, ``b: (n, d)`` -> ``(m, n)``, one column at a time."""
-    out = (a[:, :1] - b[:, 0].unsqueeze(0)).abs_()
-    for j in range(1, a.shape[1]):
-        out = torch.maximum(out, (a[:, j:j + 1] - b[:, j].unsqueeze(0)).abs_(), out=out)
-    return out
+    """Max-norm distances ``a: (m, d)``, ``b: (n, d)`` -> ``(m, n)``. ``torch.cdist`` with ``p=inf``
+    computes ``max_c |a_c - b_c|`` directly (no matrix-product expansion, which it uses only for
+    ``p=2``), so it is exact; it was 7x faster than a column-by-column loop at d=20."""
+    return torch.cdist(a, b, p=math.inf)
 
 
 def _ksg_brute(x: np.ndarray, y: np.ndarray, k: int, variant: int, max_memory: int | None):
