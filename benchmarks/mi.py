@@ -11,7 +11,8 @@ Estimator: KSG estimator 1 (Kraskov et al. 2004), ``k=3``, max-norm in the joint
 preprocessing and in how neighbours are found (ours, ``algorithm='auto'``: up to 24 joint dimensions a
 KD-tree k-NN query in the joint space plus exact marginal counts (sorted values + ``searchsorted`` in 1-D,
 KD-tree range counts that count whole nodes at once otherwise); above that exact chunked brute force in torch
-(``torch.cdist(p=inf)`` per chunk of rows), O(n^2 d); scikit-learn: ``NearestNeighbors`` + ``KDTree``; ennemi: ``scipy.spatial.cKDTree``).
+(``torch.cdist(p=inf)`` per chunk of rows), O(n^2 d); scikit-learn: ``NearestNeighbors`` + ``KDTree``;
+ennemi: ``scipy.spatial.cKDTree``).
 
 * ``bottlenecks``: ``mutual_information(x, y, method='ksg1', k=3)`` (public call; it standardizes
   each column, zero mean and unit (ddof=1) variance).
