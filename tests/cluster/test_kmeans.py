@@ -135,3 +135,18 @@ def test_group_bounds_with_many_centres_keep_lloyd_labels(precision):
     assert np.array_equal(res.labels.numpy(), lab)
     assert abs(res.inertia - inertia) <= 1e-5 * inertia
     assert max(res.info["pruned_fraction"][1:]) > 0.3
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "bfloat16x3", "float16"])
+def test_duplicate_centres_and_more_clusters_than_distinct_rows(precision):
+    # regression: padding codes got NaN scores in float16 and "won", returning label k
+    from bottlenecks.cluster.exact import CentroidTable, assign_exact
+
+    x = torch.randn(300, 32, generator=torch.Generator().manual_seed(0))
+    x[::4] = x[0]  # 226 distinct rows
+    c = x[:250].double()
+    a = assign_exact(x, CentroidTable(c, precision, x.double().mean(0)))
+    assert int(a.labels.max()) < 250
+    assert torch.allclose(a.sq_dist, torch.cdist(x.double(), c).amin(1) ** 2, atol=1e-9)
+    res = kmeans(x, 250, init="random", max_iter=5, seed=0, precision=precision)
+    assert int(res.labels.max()) < 250 and res.inertia < 1e-6

@@ -130,12 +130,17 @@ class CentroidTable:
             self.u_out = 1.25 * 1.01 * u
             self.a, self.b = 1.25 * a, 1.25 * b
             return
-        elif terms == 1:
-            cols = [-2 * cc, ones, ones, *_hi_lo(csq, dtype)]
+        # a padding norm that is finite in the search dtype with a zero low part: 1e30 overflows
+        # float16, and inf - inf in the hi/lo split would make NaN scores that win every amin
+        pad_sq = (csq.new_full((pad, 1), torch.finfo(dtype).max / 4), csq.new_zeros(pad, 1))
+        sq_hi, sq_lo = _hi_lo(csq[:K], dtype)
+        sq_hi, sq_lo = torch.cat([sq_hi, pad_sq[0].to(dtype)]), torch.cat([sq_lo, pad_sq[1].to(dtype)])
+        if terms == 1:
+            cols = [-2 * cc, ones, ones, sq_hi, sq_lo]
             a, b = 4 * u + 2 * u * u, u * u + (2 * d + 12) * _U32
         else:
             c_hi, c_lo = _hi_lo(cc, dtype)
-            cols = [-2 * c_hi, -2 * c_hi, -2 * c_lo, ones, ones, *_hi_lo(csq, dtype)]
+            cols = [-2 * c_hi, -2 * c_hi, -2 * c_lo, ones, ones, sq_hi, sq_lo]
             a, b = 0.0, 8 * u * u + (4 * d + 12) * _U32
         self.mat_t = torch.cat([col.to(dtype) for col in cols], 1).t().contiguous()  # (width, K)
         self.adds_xsq = True  # the GEMM yields squared distances directly
@@ -349,6 +354,7 @@ def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
                 lower = lower.view(len(lower), G, -1).amin(dim=2)
             glb[start:stop] = lower
         up1 = (s1 + table.u_out * s1.abs() + e_in).clamp_min(0)  # winner's distance is at most this
+        up1 = up1.masked_fill(i1 == K, float("inf"))  # a padding code "won" (scores out of range): re-score
         lo2 = (s2 - table.u_out * s2.abs() - e_in).clamp_min(0)  # every other code's at least this
         lab, d1, sec = i1, up1, lo2
         und = (lo2 <= up1).nonzero().squeeze(1)
@@ -365,7 +371,9 @@ def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
             x64 = xr[und].double()
             if 0 <= n_cand <= _MAX_CANDIDATES * len(und):
                 r, c = mask.nonzero(as_tuple=True)
-                best_lab, best, runner = _rescore_candidates(x64, table, r, table.order[c], len(und))
+                c = table.order[c]
+                real = c < K  # padding columns are never candidates
+                best_lab, best, runner = _rescore_candidates(x64, table, r[real], c[real], len(und))
                 runner = torch.minimum(runner, up1[und])  # non-candidates are at least up1 away
             else:
                 best_lab, best, runner = _rescore_rows(x64, table)
