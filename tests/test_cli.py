@@ -137,3 +137,16 @@ def test_concepts_cub_command(tmp_path, capsys):
     assert "attributes kept" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no_such"):
         main(["concepts", "cub", str(tmp_path / "no_such")])
+
+
+def test_codebook_tokfsm_command(tmp_path, capsys):
+    argv = ["codebook", "tokfsm", "--steps", "3", "--batch-size", "2", "--num-codes", "16", "--models",
+            "original,codebook_attn", "--eval-sequences", "4", "--analysis-sequences", "8",
+            "--prompts-per-state", "1", "--quiet", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"original", "codebook_attn"}
+    assert 0.0 <= metrics["models"]["codebook_attn"]["transition_accuracy"] <= 1.0
+    assert "transition accuracy" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="models"):
+        main(argv[:-2] + ["--models", "codebook_attn", "--out", str(tmp_path)])

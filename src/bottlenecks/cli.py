@@ -345,12 +345,22 @@ def _codebook_parser(sub) -> None:
                                     "codebooks; transition accuracy, code/state precision and recall against the "
                                     "best neurons, dead codes, steering success. CPU defaults take minutes; the "
                                     "paper's size is --steps 20000 --batch-size 512 on a GPU.")
-    t.add_argument("--steps", type=int, default=300, help="training steps per model (default 300; paper 20000)")
-    t.add_argument("--batch-size", type=int, default=16, help="sequences per step (default 16; paper 512)")
+    t.add_argument("--steps", type=int, default=None, help="training steps per model (default 600; paper 20000)")
+    t.add_argument("--batch-size", type=int, default=None, help="sequences per step (default 8; paper 512)")
+    t.add_argument("--paper-size", action="store_true", help="the paper's budget: 20000 steps of 512 (a GPU job)")
     t.add_argument("--lr", type=float, default=3e-3)
     t.add_argument("--num-codes", type=int, default=1000, help="codes per codebook (default 1000, as the paper)")
-    t.add_argument("-k", type=int, default=1, help="codes summed per head (default 1)")
+    t.add_argument("-k", type=int, default=1, help="codes summed per attention head (default 1)")
+    t.add_argument("--mlp-k", type=int, default=1, help="codes summed per MLP codebook (default 1)")
+    t.add_argument("--models", default="original,codebook_attn,codebook_attn_raw,codebook_attn_mlp",
+                   help="comma list from original (required), codebook_attn, codebook_attn_raw (no dead-code "
+                        "re-seeding), codebook_attn_mlp")
+    t.add_argument("--eval-sequences", type=int, default=256, help="held-out sequences for transition accuracy")
+    t.add_argument("--analysis-sequences", type=int, default=512, help="held-out sequences for code analysis")
+    t.add_argument("--prompts-per-state", type=int, default=10, help="steering prompts per FSM state")
     t.add_argument("--device", default="cpu")
+    t.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: 1 on CPU, where small ops run faster on one thread)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default="runs/codebook-tokfsm")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -358,11 +368,20 @@ def _codebook_parser(sub) -> None:
 
 
 def run_codebook_tokfsm(args) -> int:
-    from .codebook.experiment import run_tokfsm
+    from .codebook.experiment import PAPER_SIZE, run_tokfsm
 
+    size = dict(PAPER_SIZE) if args.paper_size else {}
+    if args.steps is not None:
+        size["steps"] = args.steps
+    if args.batch_size is not None:
+        size["batch_size"] = args.batch_size
+    threads = args.threads if args.threads is not None else (1 if args.device == "cpu" else None)
     try:
-        result = run_tokfsm(args.out, seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                            num_codes=args.num_codes, k=args.k, device=args.device, quiet=args.quiet)
+        result = run_tokfsm(args.out, seed=args.seed, lr=args.lr, num_codes=args.num_codes, k=args.k,
+                            mlp_k=args.mlp_k, eval_sequences=args.eval_sequences,
+                            analysis_sequences=args.analysis_sequences, prompts_per_state=args.prompts_per_state,
+                            models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
+                            device=args.device, num_threads=threads, quiet=args.quiet, **size)
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
     for name, m in result.get("models", {}).items():
