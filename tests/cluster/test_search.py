@@ -119,3 +119,20 @@ def test_topk_rows_block_prefilter_equals_topk(K, k):
     v, i = topk_rows(scores, k)
     rv, ri = scores.topk(k, dim=1, largest=False, sorted=True)
     assert torch.equal(v, rv) and torch.equal(i, ri)
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine", "dot"])
+def test_prepared_codes_are_reused_and_refreshed_after_in_place_updates(metric):
+    g = torch.Generator().manual_seed(0)
+    x, codes = torch.randn(50, 8, generator=g), torch.randn(30, 8, generator=g)
+    first = nearest(x, codes, k=3, metric=metric)
+    again = nearest(x, codes, k=3, metric=metric)  # served from the prepared-codes cache
+    assert torch.equal(first[1], again[1]) and torch.equal(first[0], again[0])
+    with torch.no_grad():
+        codes[first[1][0, 0]] += 100.0  # in place: the cache must notice
+    fresh = nearest(x, codes.clone(), k=3, metric=metric)
+    cached = nearest(x, codes, k=3, metric=metric)
+    assert torch.equal(fresh[1], cached[1]) and torch.equal(fresh[0], cached[0])
+    assert not torch.equal(cached[1], first[1])
+    half = nearest(x.double(), codes.double(), k=3, metric=metric)  # another dtype: another table
+    assert torch.equal(half[1], cached[1])

@@ -170,21 +170,24 @@ def _buffer(numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tenso
 _PREPARED: dict = {}
 
 
-def _prepared(codes: torch.Tensor, bias, alpha: float, metric: str, mask: torch.Tensor | None) -> torch.Tensor:
-    """``[alpha c, bias]^T`` per codebook, ``(C, d + 1, K)``. Remembered for the last codes seen,
-    so frozen codebooks are prepared once: the cache holds the very tensors (so their memory
-    cannot be reused by others) and their in-place versions."""
+def _prepared(key: torch.Tensor, codes, alpha: float, metric: str, mask: torch.Tensor | None,
+              dtype: torch.dtype) -> torch.Tensor:
+    """``[alpha c, bias]^T`` per codebook, ``(C, d + 1, K)``, from ``codes()`` (a callable giving the
+    ``(C, K, d)`` codes in the search dtype, normalised for cosine). Remembered for the last
+    caller tensor ``key`` seen, so frozen codebooks are prepared once: the cache holds the very
+    tensors (so their memory cannot be reused by others) and their in-place versions."""
     entry = _PREPARED.get("entry")
-    if (entry is not None and entry["codes"] is codes and entry["version"] == codes._version
-            and entry["metric"] == metric and entry["mask"] is mask
+    if (entry is not None and entry["codes"] is key and entry["version"] == key._version
+            and entry["metric"] == metric and entry["dtype"] == dtype and entry["mask"] is mask
             and entry["mask_version"] == (None if mask is None else mask._version)):
         return entry["table"]
+    codes = codes()
     C, K = codes.shape[0], codes.shape[1]
     bias = (codes * codes).sum(-1) if metric == "l2" else codes.new_zeros(C, K)
     if mask is not None:
         bias = bias.masked_fill(~mask.expand(C, K).to(codes.device), float("inf"))
     table = torch.cat([alpha * codes, bias.unsqueeze(2)], 2).transpose(1, 2).contiguous()
-    _PREPARED["entry"] = {"codes": codes, "version": codes._version, "metric": metric, "mask": mask,
+    _PREPARED["entry"] = {"codes": key, "version": key._version, "metric": metric, "dtype": dtype, "mask": mask,
                           "mask_version": None if mask is None else mask._version, "table": table}
     return table
 
@@ -219,24 +222,27 @@ def nearest(x: torch.Tensor, codes: torch.Tensor, k: int = 1, metric: str = "l2"
         batched = _check_pair(x, codes, k)
     else:
         batched = codes.dim() == 3
+    key = codes  # the caller's tensor identifies the prepared table in the cache
     if not batched:
         x, codes = x.unsqueeze(1), codes.unsqueeze(0)
     n, C, d = x.shape
     K = codes.shape[1]
     dtype = torch.promote_types(x.dtype, codes.dtype)
-    x, codes = x.to(dtype), codes.to(dtype)
+    x = x.to(dtype)
     if metric == "cosine":
         x = torch.nn.functional.normalize(x, dim=-1)
-        codes = torch.nn.functional.normalize(codes, dim=-1)
+
+    def search_codes() -> torch.Tensor:
+        c = codes.to(dtype)
+        return torch.nn.functional.normalize(c, dim=-1) if metric == "cosine" else c
     # scores = [x, 1] @ [alpha c, bias]: the norms (l2) and the mask ride in the bias row, so one
     # bmm yields them (a broadcast bias would cost one more pass over the scores)
-    bias = None
     if mask is not None:
         mask = mask.to(torch.bool)
         if mask.shape not in ((K,), (C, K)):
             raise ValueError(f"mask: expected shape ({K},) or ({C}, {K}), got {tuple(mask.shape)}")
     alpha = -2.0 if metric == "l2" else -1.0
-    codes_aug = _prepared(codes, bias, alpha, metric, mask)  # (C, d+1, K)
+    codes_aug = _prepared(key, search_codes, alpha, metric, mask, dtype)  # (C, d+1, K)
 
     out_d = torch.empty(n, C, k, dtype=dtype, device=x.device)
     out_i = torch.empty(n, C, k, dtype=torch.long, device=x.device)
