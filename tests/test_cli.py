@@ -150,3 +150,18 @@ def test_codebook_tokfsm_command(tmp_path, capsys):
     assert "transition accuracy" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="models"):
         main(argv[:-2] + ["--models", "codebook_attn", "--out", str(tmp_path)])
+
+
+def test_info_mi_command(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2000, 2))
+    y = 0.8 * x + 0.6 * rng.standard_normal((2000, 2))
+    np.savez(tmp_path / "xy.npz", x=x, y=y)
+    assert main(["info", "mi", str(tmp_path / "xy.npz"), "--method", "gaussian"]) == 0
+    value = float(capsys.readouterr().out.split("=")[1].split()[0])
+    assert abs(value - (-np.log(1 - 0.64))) < 0.05  # 2 * -0.5 log(1 - rho^2), rho = 0.8
+    assert main(["info", "mi", str(tmp_path / "xy.npz"), "--units", "bits", "--ci", "0.9", "--n-resamples",
+                 "20"]) == 0
+    assert "90% interval" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="expected 'z'"):
+        main(["info", "mi", str(tmp_path / "xy.npz"), "--y-key", "z"])

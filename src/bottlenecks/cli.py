@@ -406,6 +406,20 @@ def _info_parser(sub) -> None:
     t.add_argument("--out", default="runs/info-plane")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=run_info_plane_cmd)
+    m = cmds.add_parser("mi", help="estimate I(X;Y) from arrays x and y in an .npz file",
+                        description="Mutual information between the arrays 'x' and 'y' of an .npz file "
+                                    "(rows are samples; 1-D arrays are one column).")
+    m.add_argument("data", help=".npz with arrays x (n, dx) and y (n, dy)")
+    m.add_argument("--x-key", default="x")
+    m.add_argument("--y-key", default="y")
+    m.add_argument("--method", default="ksg1", help="ksg1 (default), ksg2, mixed, plugin, gaussian")
+    m.add_argument("-k", type=int, default=3, help="neighbours for the k-NN estimators (default 3)")
+    m.add_argument("--bins", type=int, default=None, help="bins per column for the plug-in estimator")
+    m.add_argument("--units", default="nats", choices=["nats", "bits"])
+    m.add_argument("--ci", type=float, default=None, help="confidence level of an interval, e.g. 0.95")
+    m.add_argument("--n-resamples", type=int, default=200)
+    m.add_argument("--seed", type=int, default=0)
+    m.set_defaults(func=run_info_mi_cmd)
 
 
 def run_info_plane_cmd(args) -> int:
@@ -502,6 +516,31 @@ def run_concepts_cub_cmd(args) -> int:
     print(f"CUB at {summary['root']}: {summary['n_train']} train / {summary['n_test']} test images, "
           f"{summary['n_classes']} classes, {summary['n_attributes']} of {summary['n_attributes_total']} "
           f"attributes kept")
+    return 0
+
+
+def run_info_mi_cmd(args) -> int:
+    from .info import mutual_information
+
+    path = Path(args.data)
+    if not path.exists():
+        raise SystemExit(f"error: {path}: no such file; expected an .npz with arrays '{args.x_key}' and "
+                         f"'{args.y_key}'")
+    with np.load(path) as f:
+        missing = [key for key in (args.x_key, args.y_key) if key not in f]
+        if missing:
+            raise SystemExit(f"error: {path} has arrays {sorted(f.files)}; expected {missing[0]!r}")
+        x, y = f[args.x_key], f[args.y_key]
+    try:
+        est = mutual_information(x, y, method=args.method, k=args.k, units=args.units, bins=args.bins,
+                                 ci=args.ci, n_resamples=args.n_resamples, seed=args.seed)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    if args.ci is None:
+        print(f"I(X;Y) = {est:.6f} {args.units} ({args.method}, n={len(x)})")
+    else:
+        print(f"I(X;Y) = {est.value:.6f} {args.units} ({args.method}, n={len(x)}), {100 * args.ci:g}% interval "
+              f"[{est.low:.6f}, {est.high:.6f}]")
     return 0
 
 
