@@ -60,6 +60,25 @@ def test_straight_through_gradient_reaches_the_input_and_loss_trains_codes():
     assert layer.scale.grad is not None
 
 
+def test_code_gradient_gives_the_chosen_codes_the_downstream_gradient():
+    torch.manual_seed(0)
+    x = torch.randn(32, 8)
+    w = torch.randn(32, 8)
+    grads = {}
+    for flag in (False, True):
+        layer = CodebookLayer(8, 16, k=2, metric="l2", scale="none", reconstruction=0.0, code_gradient=flag).train()
+        xi = x.clone().requires_grad_(True)
+        out, ids = layer(xi)
+        (out * w).sum().backward()
+        torch.testing.assert_close(xi.grad, w)  # the input gets the downstream gradient either way
+        grads[flag] = (layer.codes.grad, ids)
+    assert grads[False][0] is None or grads[False][0].abs().sum() == 0
+    # with code_gradient each chosen code gets w / k summed over the tokens that chose it
+    g, ids = grads[True]
+    want = torch.zeros(16, 8).index_add_(0, ids.reshape(-1), w.repeat_interleave(2, 0) / 2)
+    torch.testing.assert_close(g[0], want)
+
+
 def test_kmeans_initialisation_and_learned_scale_match_the_activation_norm():
     torch.manual_seed(0)
     centres = torch.randn(4, 6) * 5
@@ -98,6 +117,26 @@ def test_running_scale_follows_growing_activations():
     assert abs(layers["running"].norm_ratio() - 1) < 0.1
     assert layers["learned"].norm_ratio() < 0.5  # gradient steps of ~lr cannot follow a 4x growth
     assert layers["none"].norm_ratio() < 0.15
+
+
+def test_code_scale_keeps_a_norm_per_code():
+    # two directions with very different norms: one shared scale cannot fit both, a norm per code can
+    torch.manual_seed(0)
+    u, v = F.normalize(torch.randn(2, 6), dim=-1)
+    x = torch.stack([u * 1.0, v * 10.0]).repeat(128, 1) + 0.01 * torch.randn(256, 6)
+    err = {}
+    for mode in ("code", "running"):
+        layer = CodebookLayer(6, 2, k=1, metric="cosine", scale=mode, replace_dead=False).train()
+        opt = torch.optim.Adam(layer.parameters(), lr=0.05)
+        for _ in range(100):
+            layer(x)
+            opt.zero_grad()
+            layer.loss.backward()
+            opt.step()
+        out, _ = layer.eval()(x)
+        err[mode] = float(((out - x) ** 2).sum() / (x ** 2).sum())
+    assert err["code"] < 0.01
+    assert err["running"] > 0.1
 
 
 def test_statistics_usage_perplexity_dead_fraction():

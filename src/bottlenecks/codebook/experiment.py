@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..validation import check_positive_int
+from ..validation import check_choice, check_positive_int
 from .analysis import best_codes, code_label_counts, neuron_precision_at_recall, precision_recall
+from .layer import SCALES
 from .tokfsm import EOT, VOCAB_SIZE, TokFSM
 from .wrap import codebook_loss, codebook_sites, record_codes, steer, wrap_codebook
 
@@ -297,7 +298,8 @@ def _usage(model: nn.Module) -> torch.Tensor:
 
 
 def run_tokfsm(out, seed: int = 0, steps: int = 600, batch_size: int = 8, lr: float = 3e-3, num_codes: int = 1000,
-               k: int = 1, mlp_k: int = 1, eval_sequences: int = 256, analysis_sequences: int = 512,
+               k: int = 1, mlp_k: int = 1, scale: str = "running", eval_sequences: int = 256,
+               analysis_sequences: int = 512,
                prompts_per_state: int = 10, models: tuple[str, ...] = MODELS, device: str = "cpu",
                num_threads: int | None = None, quiet: bool = False) -> dict:
     """Train the TokFSM models, compute every metric, write ``report.md``, ``metrics.json`` and
@@ -307,21 +309,24 @@ def run_tokfsm(out, seed: int = 0, steps: int = 600, batch_size: int = 8, lr: fl
     from convergence; the paper trains 20,000 steps of 512
     (``PAPER_SIZE``) on a GPU. Every model sees the same initial weights and the same sequences.
     ``num_threads``: torch CPU threads for the run (restored after); 1 is fastest on a busy machine.
+    ``scale``: the codebooks' output scale (``CodebookLayer``): ``'running'`` (default) or ``'code'``
+    (a learned norm per code, as the public code's raw codes; better on TokFSM in one-seed checks).
     """
     threads = torch.get_num_threads()
     if num_threads is not None:
         torch.set_num_threads(check_positive_int(num_threads, "num_threads"))
     try:
-        return _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, eval_sequences,
+        return _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, scale, eval_sequences,
                            analysis_sequences, prompts_per_state, models, device, quiet)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, eval_sequences, analysis_sequences,
+def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, scale, eval_sequences, analysis_sequences,
                 prompts_per_state, models, device, quiet) -> dict:
     check_positive_int(steps, "steps")
     check_positive_int(batch_size, "batch_size")
+    check_choice(scale, "scale", SCALES)
     unknown = [m for m in models if m not in MODELS]
     if unknown or "original" not in models:
         raise ValueError(f"models: expected 'original' and any of {list(MODELS)}, got {list(models)}")
@@ -335,14 +340,14 @@ def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, eval_sequ
     metrics: dict = {"config": {"seed": seed, "steps": steps, "batch_size": batch_size, "lr": lr,
                                 "num_codes": num_codes, "k": k, "mlp_k": mlp_k, "eval_sequences": eval_sequences,
                                 "analysis_sequences": analysis_sequences, "device": device,
-                                "threads": torch.get_num_threads(), "scale": "running",
+                                "threads": torch.get_num_threads(), "scale": scale,
                                 "model": "GPT-NeoX hidden 128, intermediate 512, 4 layers, 4 heads"},
                      "models": {}}
     for name in models:
         t = time.time()
         model = tokfsm_model(seed)
         if name != "original":
-            cb = dict(num_codes=num_codes, k=k, seed=seed, replace_dead=name != "codebook_attn_raw")
+            cb = dict(num_codes=num_codes, k=k, seed=seed, scale=scale, replace_dead=name != "codebook_attn_raw")
             wrap_codebook(model, "attn_heads", **cb)
             if name == "codebook_attn_mlp":
                 wrap_codebook(model, "mlp", **dict(cb, k=mlp_k, seed=seed + 100))
@@ -409,6 +414,11 @@ def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, eval_sequ
     return metrics
 
 
+_SCALE_WORDS = {"running": "one running scalar per codebook, matched to the activations' mean norm",
+                "code": "a learned norm per code", "learned": "one learned scalar per codebook",
+                "match": "each output rescaled to its input's norm", "none": "unit codes"}
+
+
 def _fmt(x, pct=True) -> str:
     return "n/a" if x is None else (f"{100 * x:.1f}%" if pct else f"{x:.3f}")
 
@@ -427,7 +437,8 @@ def _report(m: dict) -> str:
              f"device {c['device']} ({c.get('threads', '?')} thread(s), a shared machine); every model "
              f"starts from the same weights and sees the same sequences. Codebooks: one per attention head "
              f"(input of the attention output projection), k={c['k']}, {c['num_codes']} codes, cosine "
-             f"similarity, {c.get('scale', 'running')} output scale (matched to the activations' mean norm), "
+             f"similarity, {c.get('scale', 'running')} output scale "
+             f"({_SCALE_WORDS.get(c.get('scale', 'running'), '')}), "
              "dead codes re-seeded every 50 steps except in `codebook_attn_raw`. Held-out: "
              f"{c['eval_sequences']} sequences for accuracy, {c['analysis_sequences']} for codes. "
              f"Total time {m['seconds']:.0f} s.", "",
@@ -466,7 +477,7 @@ def _report(m: dict) -> str:
                          f"{_fmt(s['states_steered'])} |")
         lines.append(f"| output/input norm ratio, our {c.get('scale', 'running')} scale (held-out) | "
                      f"{a['norm_ratio_learned_scale']:.3f} |")
-        lines.append(f"| output/input norm ratio with the public code's unscaled output | "
+        lines.append(f"| output/input norm ratio with unit codes and no scale (`scale='none'`) | "
                      f"{a['norm_ratio_without_scale']:.3f} |")
         lines += ["", "## Targets", ""] + _targets(m)
     for p in m.get("plots", []):

@@ -7,8 +7,10 @@
       -> straight-through                        out = z + (q - z).detach()   value q, gradient 1 to z
 
 The downstream gradient passes straight through to the input; the codes learn from a
-reconstruction loss ``|q - sg(z)|^2`` (the paper's default, left in ``layer.loss``), or from EMA
-updates. An optional commitment loss ``|sg(q) - z|^2`` pulls the input towards its codes.
+reconstruction loss ``|q - sg(z)|^2`` (left in ``layer.loss``), or from EMA updates. With
+``code_gradient=True`` the chosen codes also receive the downstream gradient (``out = q + z - sg(z)``),
+as the public code's ``aeloss`` does. An optional commitment loss ``|sg(q) - z|^2`` pulls the input
+towards its codes.
 
 Output scale: with ``metric='cosine'`` the public implementation averages unit-norm codes and
 never rescales them, so the layer's output has norm <= 1 whatever the size of the activation it
@@ -19,7 +21,10 @@ codebook shares the same scale (the output stays a function of the code ids alon
 ``'learned'`` makes that scalar a parameter trained by the reconstruction loss, initialised
 to the matched value (it follows fast-growing activations slowly: Adam moves it by ~lr a step);
 ``'match'`` rescales every output to its own input's norm (exact, but one continuous number per
-token leaks through the bottleneck); ``'none'`` is the public behaviour.
+token leaks through the bottleneck); ``'code'`` searches by cosine but outputs each chosen code
+with its own learned norm (codes are raw vectors, initialised at the rows' mean norm and trained by
+the reconstruction loss: the public code's ``inner_product`` snapping, which ranks by
+``x . c / |c|`` and outputs raw codes); ``'none'`` outputs unit codes unscaled.
 
 Codes never chosen die: the layer counts hits per code over a window of training steps and
 re-seeds codes with no hit from the batch rows farthest from their codes (``replace_dead``).
@@ -41,7 +46,7 @@ from ..cluster import kmeans, nearest
 from ..validation import check_choice, check_finite, check_float, check_positive_int
 
 METRICS = ("cosine", "dot", "l2")
-SCALES = ("running", "learned", "match", "none")
+SCALES = ("running", "learned", "match", "code", "none")
 AGGREGATES = ("mean", "sum")
 
 __all__ = ["AGGREGATES", "METRICS", "SCALES", "CodebookLayer", "GroupCodebookLayer"]
@@ -55,7 +60,8 @@ class _Codebooks(nn.Module):
 
     def __init__(self, dim: int, num_codes: int, k: int = 1, metric: str = "cosine", *, num_codebooks: int = 1,
                  aggregate: str = "mean", scale: str = "running", reconstruction: float = 1.0,
-                 commitment: float = 0.0, ema: bool = False, ema_decay: float = 0.99, replace_dead: bool = True,
+                 commitment: float = 0.0, code_gradient: bool = False, ema: bool = False, ema_decay: float = 0.99,
+                 replace_dead: bool = True,
                  replace_every: int = 50, kmeans_init: bool = True, kmeans_iter: int = 10, seed: int = 0,
                  max_memory: int | None = None):
         super().__init__()
@@ -82,6 +88,7 @@ class _Codebooks(nn.Module):
         self.num_codebooks, self.group_dim = num_codebooks, dim // num_codebooks
         self.aggregate, self.scale_mode = aggregate, scale
         self.reconstruction, self.commitment = float(reconstruction), float(commitment)
+        self.code_gradient = bool(code_gradient)
         self.ema, self.ema_decay = bool(ema), float(ema_decay)
         self.replace_dead, self.replace_every = bool(replace_dead), replace_every
         self.kmeans_init, self.kmeans_iter = bool(kmeans_init), kmeans_iter
@@ -133,7 +140,8 @@ class _Codebooks(nn.Module):
     def config(self) -> dict:
         return {"dim": self.dim, "num_codes": self.num_codes, "k": self.k, "metric": self.metric,
                 "num_codebooks": self.num_codebooks, "aggregate": self.aggregate, "scale": self.scale_mode,
-                "reconstruction": self.reconstruction, "commitment": self.commitment, "ema": self.ema,
+                "reconstruction": self.reconstruction, "commitment": self.commitment,
+                "code_gradient": self.code_gradient, "ema": self.ema,
                 "ema_decay": self.ema_decay, "replace_dead": self.replace_dead, "replace_every": self.replace_every,
                 "kmeans_init": self.kmeans_init, "kmeans_iter": self.kmeans_iter, "seed": self.seed,
                 "max_memory": self.max_memory}
@@ -177,6 +185,15 @@ class _Codebooks(nn.Module):
     def _unit(self, v: torch.Tensor) -> torch.Tensor:
         return F.normalize(v, dim=-1) if self.metric == "cosine" else v
 
+    def _output_codes(self, v: torch.Tensor) -> torch.Tensor:
+        """What a chosen code contributes to the output: unit-normalised for ``'cosine'``, except
+        with ``scale='code'``, where each code keeps its own (learned) norm."""
+        return v if self.scale_mode == "code" else self._unit(v)
+
+    def _code_space(self, z: torch.Tensor) -> torch.Tensor:
+        """Rows in the space the codes live in (re-seeding, EMA): raw for ``scale='code'``."""
+        return z if self.scale_mode == "code" else self._unit(z)
+
     @torch.no_grad()
     def init_codes(self, x: torch.Tensor) -> None:
         """Codes from k-means (k-means++, or random rows above 256 codes; ``kmeans_iter`` Lloyd steps) over activations
@@ -205,6 +222,8 @@ class _Codebooks(nn.Module):
             if cent is None:
                 idx = torch.randint(0, n, (K,), generator=self._generator)
                 cent = zc[idx] + 1e-3 * zc.std() * torch.randn(K, zc.shape[1], generator=self._generator)
+            if self.scale_mode == "code" and self.metric == "cosine":
+                cent = self._centre_norms(F.normalize(cent, dim=-1), self._groups(x)[:, c].detach().float())
             self.codes[c].copy_(cent.to(self.codes))
         if self.scale is not None:
             self.scale.fill_(1.0)
@@ -215,6 +234,16 @@ class _Codebooks(nn.Module):
         self.ema_sums.copy_(self.codes.detach())
         self.ema_counts.fill_(1.0)
         self.initialized.fill_(True)
+
+    def _centre_norms(self, cent: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Unit centres ``(K, d)`` scaled to the mean norm of the rows ``(n, d)`` nearest to each (by
+        cosine); centres with no row get the mean norm of all rows."""
+        _, ids = nearest(rows, cent, 1, "cosine", validate=False)
+        norms = rows.norm(dim=-1)
+        sums = torch.zeros(len(cent)).index_add_(0, ids[:, 0].cpu(), norms.cpu())
+        hits = torch.bincount(ids[:, 0].cpu(), minlength=len(cent)).float()
+        mean = torch.where(hits > 0, sums / hits.clamp_min(1), norms.mean().cpu())
+        return cent * mean.to(cent).unsqueeze(1)
 
     def _groups(self, x: torch.Tensor) -> torch.Tensor:
         """``(..., dim) -> (n, C, d)``; an ``(n, C, d)`` input is returned as is."""
@@ -233,7 +262,7 @@ class _Codebooks(nn.Module):
         C, K = self.num_codebooks, self.num_codes
         offset = torch.arange(C, device=ids.device).view(*([1] * (ids.dim() - 2)), C, 1) * K
         flat = self.codes.reshape(C * K, self.group_dim)
-        return self._unit(F.embedding(ids + offset, flat))
+        return self._output_codes(F.embedding(ids + offset, flat))
 
     def _lookup(self, z: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """Aggregated, rescaled codes ``(n, C, d)`` for inputs ``z: (n, C, d)`` and ``ids: (n, C, k)``."""
@@ -274,8 +303,14 @@ class _Codebooks(nn.Module):
             if self.commitment > 0:
                 loss = loss + self.commitment * F.mse_loss(z, q.detach())
             self.loss = loss
-        # straight-through: the value of q, the gradient of z (codes learn from the loss above)
-        out = z + (q - z).detach() if z.requires_grad and torch.is_grad_enabled() else q.detach()
+        # straight-through: the value of q, the downstream gradient passed unchanged to z; with
+        # code_gradient the chosen codes receive that gradient too (the public code's 'aeloss')
+        if not torch.is_grad_enabled():
+            out = q.detach()
+        elif self.code_gradient and not self.ema:
+            out = q + (z - z.detach())
+        else:
+            out = z + (q - z).detach()
         self._after_forward(z, ids, q)
         self.last_ids = ids.reshape(*lead, self.num_codebooks, self.k)
         return out.reshape(*lead, self.dim), self.last_ids
@@ -297,7 +332,7 @@ class _Codebooks(nn.Module):
             ratio = z.detach().float().norm(dim=-1).mean(0) / unscaled.clamp_min(1e-12)
             self.scale.mul_(0.9).add_(0.1 * ratio.to(self.scale))
         if self.ema:
-            self._ema_update(self._unit(z.detach().float()), flat, hits)
+            self._ema_update(self._code_space(z.detach().float()), flat, hits)
         if self.replace_dead and int(self.steps) % self.replace_every == 0:
             self._replace_dead(z.detach())
         if int(self.steps) % self.replace_every == 0:
@@ -327,7 +362,7 @@ class _Codebooks(nn.Module):
             w = w.cpu().double() + 1e-12
             m = len(idx_dead)
             pick = torch.multinomial(w, m, replacement=m > len(w), generator=self._generator)
-            new = zu[pick.to(zu.device), c]
+            new = self._code_space(z.float())[pick.to(zu.device), c]
             new = new + 1e-3 * new.std() * torch.randn(new.shape, generator=self._generator).to(new)
             self.codes[c, idx_dead] = new.to(self.codes)
             self.ema_sums[c, idx_dead] = new.to(self.ema_sums)
@@ -356,7 +391,7 @@ class _Codebooks(nn.Module):
         with torch.no_grad():
             for c, ids in code_ids.items():
                 ids = torch.as_tensor(list(ids), dtype=torch.long, device=self.codes.device)
-                v = self._unit(self.codes[c, ids].float())
+                v = self._output_codes(self.codes[c, ids].float())
                 v = v.mean(0) if self.aggregate == "mean" else v.sum(0)
                 if self.scale_mode in ("learned", "running"):
                     v = v * self.scale[c].float()
@@ -437,9 +472,12 @@ class CodebookLayer(_Codebooks):
         metric: similarity of the top-k search: ``'cosine'`` (codes are unit-normalised),
             ``'dot'`` or ``'l2'``.
         aggregate: ``'mean'`` (as the public code) or ``'sum'`` of the chosen codes.
-        scale: ``'running'``, ``'learned'``, ``'match'`` or ``'none'`` (see the module docstring).
+        scale: ``'running'``, ``'learned'``, ``'match'``, ``'code'`` or ``'none'`` (see the module
+            docstring).
         reconstruction: weight of the codebook loss ``|q - sg(x)|^2`` (``layer.loss``).
         commitment: weight of the commitment loss ``|sg(q) - x|^2`` (0 = off, the paper's default).
+        code_gradient: the chosen codes also receive the downstream gradient (the public code's
+            ``aeloss``); off by default (no gain measured on TokFSM at CPU budgets, see the report).
         ema: update the codes as running means of their inputs instead of by gradient.
         replace_dead, replace_every: re-seed codes not chosen in ``replace_every`` training steps.
         kmeans_init, kmeans_iter: codes from k-means over the first training batch (or call
