@@ -21,29 +21,14 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from fresh_process import peak_kib, reset_peak, rss_kib, run_worker
+
 SIZES = {"full": dict(tokens=16384, codes=10000, dim=128, k=8), "quick": dict(tokens=2048, codes=1000, dim=128, k=8)}
 METRICS = ("cosine", "dot")
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field):
-                return int(line.split()[1])
-    return 0
-
-
-def reset_peak() -> None:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
 
 
 def reference(x, codes, k: int, metric: str):
@@ -71,7 +56,7 @@ def worker(spec: dict) -> dict:
     x = torch.randn(s["tokens"], s["dim"], generator=g)
     codes = torch.randn(s["codes"], s["dim"], generator=g)
     fn = ours if spec["method"] == "ours" else reference
-    base = _status_kib("VmRSS:")
+    base = rss_kib()
     reset_peak()
     fn(x, codes, s["k"], spec["metric"])  # warm-up
     times = []
@@ -79,7 +64,7 @@ def worker(spec: dict) -> dict:
         t0 = time.perf_counter()
         ids = fn(x, codes, s["k"], spec["metric"])
         times.append(time.perf_counter() - t0)
-    peak = _status_kib("VmHWM:")
+    peak = peak_kib()
     torch.save(ids, spec["out"])
     return {"times_s": times, "extra_peak_mib": (peak - base) / 1024, "threads": torch.get_num_threads()}
 
@@ -87,15 +72,7 @@ def worker(spec: dict) -> dict:
 def run(method: str, metric: str, size: dict, args, tmp: Path) -> dict:
     spec = {"method": method, "metric": metric, "size": size, "seed": args.seed, "repeats": args.repeats,
             "out": str(tmp / f"{metric}-{method}.pt")}
-    path = tmp / f"{metric}-{method}.json"
-    path.write_text(json.dumps(spec))
-    proc = subprocess.run([sys.executable, __file__, "--worker", str(path)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{method} ({metric}) failed:\n{proc.stderr[-2000:]}")
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
-    res["ms"] = [1000 * t for t in res["times_s"]]
-    res["out"] = spec["out"]
-    return res
+    return run_worker(__file__, spec, tmp / f"{metric}-{method}.json", f"{method} ({metric})")
 
 
 def main(argv=None) -> int:

@@ -24,43 +24,17 @@ import datetime as _dt
 import json
 import os
 import platform
-import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from fresh_process import peak_kib, reset_peak, rss_kib, run_worker
 
 SETTINGS = {
     "paper defaults": dict(batch=256, dim_in=2048, heads=256, keys=4096, dim_key=14, classes=10),
     "small": dict(batch=64, dim_in=128, heads=16, keys=512, dim_key=8, classes=10),
 }
-
-
-def rss_kib() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def peak_kib() -> int:
-    """Peak RSS since the last reset (VmHWM; ``ru_maxrss`` of a forked child starts at the
-    parent's RSS)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-def reset_peak() -> None:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
 
 
 def build(setting: dict, seed: int):
@@ -126,15 +100,7 @@ def worker(spec: dict) -> dict:
 def run(method: str, name: str, setting: dict, args, tmp: Path) -> dict:
     spec = {"method": method, "setting": setting, "seed": args.seed, "repeats": args.repeats,
             "out": str(tmp / f"{name}-{method}.pt".replace(" ", "_"))}
-    spec_path = tmp / f"{name}-{method}.json".replace(" ", "_")
-    spec_path.write_text(json.dumps(spec))
-    proc = subprocess.run([sys.executable, __file__, "--worker", str(spec_path)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{method} on {name} failed:\n{proc.stderr[-2000:]}")
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
-    res["ms"] = [1000 * t for t in res["times_s"]]
-    res["out"] = spec["out"]
-    return res
+    return run_worker(__file__, spec, tmp / f"{name}-{method}.json".replace(" ", "_"), f"{method} on {name}")
 
 
 def main(argv=None) -> int:
