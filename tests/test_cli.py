@@ -150,6 +150,20 @@ def test_codebook_tokfsm_command(tmp_path, capsys):
     assert "transition accuracy" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="models"):
         main(argv[:-2] + ["--models", "codebook_attn", "--out", str(tmp_path)])
+    # --reuse: the saved weights come back (same metrics, no training); other settings train again
+    saved = (tmp_path / "models" / "codebook_attn.safetensors").read_bytes()
+    assert main(argv + ["--reuse"]) == 0
+    again = json.loads((tmp_path / "metrics.json").read_text())
+    for name in ("original", "codebook_attn"):
+        assert again["models"][name]["train_loss"] == metrics["models"][name]["train_loss"]
+        assert again["models"][name]["transition_accuracy"] == metrics["models"][name]["transition_accuracy"]
+    assert again["analysis"]["state"] == metrics["analysis"]["state"]
+    assert set(again["analysis"]["steering"]) == {"codebook_attn: replace, precise codes",
+                                                  "codebook_attn: add, precise codes",
+                                                  "codebook_attn: replace, frequent codes",
+                                                  "codebook_attn: add, frequent codes"}
+    assert main(argv[:3] + ["4"] + argv[4:] + ["--reuse"]) == 0  # --steps 4: trained afresh
+    assert (tmp_path / "models" / "codebook_attn.safetensors").read_bytes() != saved
 
 
 def test_info_mi_command(tmp_path, capsys):

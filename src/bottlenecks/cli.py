@@ -365,6 +365,9 @@ def _codebook_parser(sub) -> None:
                    help="torch threads (default: 1 on CPU, where small ops run faster on one thread)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default="runs/codebook-tokfsm")
+    t.add_argument("--reuse", action="store_true",
+                   help="load the models saved in OUT/models by an earlier run with the same training settings "
+                        "instead of training again (re-run the analysis only)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=run_codebook_tokfsm)
 
@@ -383,7 +386,7 @@ def run_codebook_tokfsm(args) -> int:
                             mlp_k=args.mlp_k, scale=args.scale, eval_sequences=args.eval_sequences,
                             analysis_sequences=args.analysis_sequences, prompts_per_state=args.prompts_per_state,
                             models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
-                            device=args.device, num_threads=threads, quiet=args.quiet, **size)
+                            device=args.device, num_threads=threads, reuse=args.reuse, quiet=args.quiet, **size)
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
     for name, m in result.get("models", {}).items():

@@ -196,18 +196,28 @@ def _state_codes(codes: dict[str, torch.Tensor], states: torch.Tensor, num_state
             "best_codebook": which}
 
 
-def _spec(per_cb: list[dict], s: int, min_precision: float) -> dict[str, dict[int, list[int]]]:
-    """``{site: {head: [code]}}``: in every codebook, the best code for state ``s`` if precise enough."""
+STEERING_CODES = ("precise", "frequent")
+
+
+def _spec(per_cb: list[dict], s: int, min_precision: float, select: str = "precise") -> dict[str, dict[int, list[int]]]:
+    """``{site: {head: [code]}}``, the codes that stand for state ``s``: ``'precise'``: in every
+    codebook, its best code for ``s`` if its precision is >= ``min_precision``; ``'frequent'``: in
+    every codebook, the code chosen most often on ``s`` (what the model itself writes there when it
+    reads ``s``; the public code steers by copying these ids from a run on ``s``)."""
     spec: dict[str, dict[int, list[int]]] = {}
     for cb in per_cb:
-        if int(cb["code"][s]) >= 0 and float(cb["precision"][s]) >= min_precision:
+        if select == "frequent":
+            column = cb["counts"][:, s]
+            if int(column.sum()) > 0:
+                spec.setdefault(cb["site"], {})[cb["group"]] = [int(column.argmax())]
+        elif int(cb["code"][s]) >= 0 and float(cb["precision"][s]) >= min_precision:
             spec.setdefault(cb["site"], {})[cb["group"]] = [int(cb["code"][s])]
     return spec
 
 
 def _steering(model: nn.Module, fsm: TokFSM, at_state: list[dict], at_next: list[dict], tokens: torch.Tensor,
               states: torch.Tensor, *, prompts_per_state: int, prompt_states: int, min_precision: float, mode: str,
-              strength: float, seed: int) -> dict:
+              strength: float, seed: int, select: str = "precise") -> dict:
     """Steer toward each state ``s`` and count generated next states that are valid successors of
     ``s``, with and without steering. Prompts end with a state other than ``s``; the codes of ``s``
     (per codebook, its best code if precision >= ``min_precision``) are activated where they were
@@ -221,7 +231,8 @@ def _steering(model: nn.Module, fsm: TokFSM, at_state: list[dict], at_next: list
         cand = torch.nonzero(states[:, prompt_states - 1] != s).flatten()
         rows = cand[torch.randperm(len(cand), generator=g)[:prompts_per_state]]
         prompts = tokens[rows, :P].to(device)
-        spec_state, spec_next = _spec(at_state, s, min_precision), _spec(at_next, s, min_precision)
+        spec_state = _spec(at_state, s, min_precision, select)
+        spec_next = _spec(at_next, s, min_precision, select)
         codes_used.append(sum(len(v) for sp in (spec_state, spec_next) for v in sp.values()))
         base = next_states(model, prompts).cpu()
         base_fractions.append(float(fsm.is_valid(torch.full_like(base, s), base).float().mean()))
@@ -233,7 +244,7 @@ def _steering(model: nn.Module, fsm: TokFSM, at_state: list[dict], at_next: list
             got = next_states(model, prompts).cpu()
         fractions.append(float(fsm.is_valid(torch.full_like(got, s), got).float().mean()))
     f = torch.tensor(fractions)
-    return {"mode": mode, "strength": strength, "mean_success": float(f.mean()),
+    return {"mode": mode, "codes": select, "strength": strength, "mean_success": float(f.mean()),
             "states_steered": float((f > 0.5).double().mean()),
             "baseline_mean": float(torch.tensor(base_fractions).mean()),
             "mean_codes_used": float(torch.tensor(codes_used, dtype=torch.float).mean()), "per_state": fractions}
@@ -301,7 +312,7 @@ def run_tokfsm(out, seed: int = 0, steps: int = 600, batch_size: int = 8, lr: fl
                k: int = 1, mlp_k: int = 1, scale: str = "code", eval_sequences: int = 256,
                analysis_sequences: int = 512,
                prompts_per_state: int = 10, models: tuple[str, ...] = MODELS, device: str = "cpu",
-               num_threads: int | None = None, quiet: bool = False) -> dict:
+               num_threads: int | None = None, reuse: bool = False, quiet: bool = False) -> dict:
     """Train the TokFSM models, compute every metric, write ``report.md``, ``metrics.json`` and
     PNGs into ``out``; return the metrics.
 
@@ -309,6 +320,9 @@ def run_tokfsm(out, seed: int = 0, steps: int = 600, batch_size: int = 8, lr: fl
     from convergence; the paper trains 20,000 steps of 512
     (``PAPER_SIZE``) on a GPU. Every model sees the same initial weights and the same sequences.
     ``num_threads``: torch CPU threads for the run (restored after); 1 is fastest on a busy machine.
+    Trained weights are saved to ``out/models/<model>.safetensors`` (with the training loss and
+    the training config in ``<model>.json``); ``reuse=True`` loads them instead of training again
+    when the saved config equals this run's (to redo the analysis only).
     ``scale``: the codebooks' output scale (``CodebookLayer``): ``'code'`` (default: a learned norm
     per code, as the public code's raw codes; +3 and +9 points of transition accuracy over
     ``'running'`` at 600 steps on seeds 1 and 0, reconstruction error 0.01-0.015 vs 0.32-0.35).
@@ -318,13 +332,40 @@ def run_tokfsm(out, seed: int = 0, steps: int = 600, batch_size: int = 8, lr: fl
         torch.set_num_threads(check_positive_int(num_threads, "num_threads"))
     try:
         return _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, scale, eval_sequences,
-                           analysis_sequences, prompts_per_state, models, device, quiet)
+                           analysis_sequences, prompts_per_state, models, device, reuse, quiet)
     finally:
         torch.set_num_threads(threads)
 
 
+_TRAINING_KEYS = ("seed", "steps", "batch_size", "lr", "num_codes", "k", "mlp_k", "scale")
+
+
+def _save_trained(model: nn.Module, path: Path, config: dict, losses: list[float]) -> None:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(path.with_suffix(".safetensors")))
+    path.with_suffix(".json").write_text(json.dumps(
+        {"training": {k: config[k] for k in _TRAINING_KEYS}, "train_loss": losses}))
+
+
+def _load_trained(model: nn.Module, path: Path, config: dict) -> bool:
+    """Load saved weights into ``model`` if they were trained with this run's training config."""
+    from safetensors.torch import load_file
+
+    meta, weights = path.with_suffix(".json"), path.with_suffix(".safetensors")
+    if not (meta.exists() and weights.exists()):
+        return False
+    if json.loads(meta.read_text())["training"] != {k: config[k] for k in _TRAINING_KEYS}:
+        return False
+    device = next(model.parameters()).device
+    model.load_state_dict({k: v.to(device) for k, v in load_file(str(weights)).items()})
+    return True
+
+
 def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, scale, eval_sequences, analysis_sequences,
-                prompts_per_state, models, device, quiet) -> dict:
+                prompts_per_state, models, device, reuse, quiet) -> dict:
     check_positive_int(steps, "steps")
     check_positive_int(batch_size, "batch_size")
     check_choice(scale, "scale", SCALES)
@@ -340,7 +381,8 @@ def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, scale, ev
     trained: dict[str, nn.Module] = {}
     metrics: dict = {"config": {"seed": seed, "steps": steps, "batch_size": batch_size, "lr": lr,
                                 "num_codes": num_codes, "k": k, "mlp_k": mlp_k, "eval_sequences": eval_sequences,
-                                "analysis_sequences": analysis_sequences, "device": device,
+                                "analysis_sequences": analysis_sequences, "prompts_per_state": prompts_per_state,
+                                "device": device,
                                 "threads": torch.get_num_threads(), "scale": scale,
                                 "model": "GPT-NeoX hidden 128, intermediate 512, 4 layers, 4 heads"},
                      "models": {}}
@@ -352,12 +394,21 @@ def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, scale, ev
             wrap_codebook(model, "attn_heads", **cb)
             if name == "codebook_attn_mlp":
                 wrap_codebook(model, "mlp", **dict(cb, k=mlp_k, seed=seed + 100))
-        losses = train_lm(model, fsm, steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                          quiet=quiet, desc=name)
+        ckpt = out / "models" / name
+        reused = reuse and _load_trained(model, ckpt, metrics["config"])
+        if reused:
+            losses = json.loads(ckpt.with_suffix(".json").read_text())["train_loss"]
+            if not quiet:
+                print(f"{name}: reusing the trained weights in {ckpt}.safetensors")
+        else:
+            losses = train_lm(model, fsm, steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                              quiet=quiet, desc=name)
+            _save_trained(model, ckpt, metrics["config"], losses)
+        model.to(device).eval()
         acc = transition_accuracy(model, fsm, held_tokens[:eval_sequences], held_states[:eval_sequences], seed)
         m = {"transition_accuracy": acc, "train_loss": losses,
              "final_train_loss": sum(losses[-20:]) / len(losses[-20:]),
-             "train_seconds": time.time() - t}
+             "train_seconds": time.time() - t, "reused": reused}
         if name != "original":
             m["dead_codes"] = _dead_fraction(model, held_tokens)
             m["replaced_codes"] = int(sum(int(layer.replaced) for layer in codebook_sites(model).values()))
@@ -398,11 +449,20 @@ def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, scale, ev
                                "best_code_precision": sc[where]["best_precision"].tolist(),
                                "best_neuron_precision": neuron_p[where].tolist(),
                                "best_code_recall": sc[where]["best_recall"].tolist()}
+        # steering: through every codebook of each codebook model (the MLP codes too where trained)
         steering = {}
-        for mode in ("replace", "add"):
-            steering[mode] = _steering(cbm, fsm, sc["state"]["codebooks"], sc["next"]["codebooks"], held_tokens,
-                                       held_states, prompts_per_state=prompts_per_state, prompt_states=16,
-                                       min_precision=0.5, mode=mode, strength=1.0, seed=seed)
+        for sname in [n for n in ("codebook_attn", "codebook_attn_mlp") if n in trained] or [cb_name]:
+            smodel = trained[sname]
+            scodes = sc if sname == cb_name and not any(s.endswith("mlp") for s in codebook_sites(smodel)) else {
+                where: _state_codes(_codes_at(smodel, a_tokens, pos), a_states, fsm.num_states, num_codes,
+                                    min_recall=0.05, min_count=10)
+                for where, pos in (("state", pos_state), ("next", pos_next))}
+            for select in STEERING_CODES:
+                for mode in ("replace", "add"):
+                    r = _steering(smodel, fsm, scodes["state"]["codebooks"], scodes["next"]["codebooks"], held_tokens,
+                                  held_states, prompts_per_state=prompts_per_state, prompt_states=16,
+                                  min_precision=0.5, mode=mode, strength=1.0, seed=seed, select=select)
+                    steering[f"{sname}: {mode}, {select} codes"] = dict(r, model=sname)
         analysis["steering"] = steering
         analysis["norm_ratio_learned_scale"] = metrics["models"][cb_name]["dead_codes"]["norm_ratio"]
         analysis["norm_ratio_without_scale"] = _norm_ratio_without_scale(cbm, held_tokens[:64])
@@ -442,7 +502,10 @@ def _report(m: dict) -> str:
              f"({_SCALE_WORDS.get(c.get('scale', 'running'), '')}), "
              "dead codes re-seeded every 50 steps except in `codebook_attn_raw`. Held-out: "
              f"{c['eval_sequences']} sequences for accuracy, {c['analysis_sequences']} for codes. "
-             f"Total time {m['seconds']:.0f} s.", "",
+             f"Total time {m['seconds']:.0f} s" + (
+                 " (the weights of " + ", ".join(f"`{n}`" for n, r in models.items() if r.get("reused")) +
+                 " were reloaded from `models/`, trained by an earlier run with the same settings: the time "
+                 "excludes their training)." if any(r.get("reused") for r in models.values()) else "."), "",
              "| model | transition accuracy | vs original | dead codes (held-out) | code perplexity | train loss |",
              "|---|---|---|---|---|---|"]
     for name, r in models.items():
@@ -468,14 +531,21 @@ def _report(m: dict) -> str:
             lines.append(f"| {label} | {_fmt(a['state'][key])} | {_fmt(a['next'][key])} |")
         lines.append(f"| states with a qualifying code | {a['state']['states_with_a_code']} / 100 | "
                      f"{a['next']['states_with_a_code']} / 100 |")
-        lines += ["", "Steering toward state s (10 prompts per state ending in another state; best codes of s with "
-                  "precision >= 50% activated on the prompt's last token (state-token codes) and on the generated "
-                  "first digit (next-token codes)):", "", "| metric | value |", "|---|---|"]
-        for mode, s in st.items():
-            lines.append(f"| steering ({mode}, strength {s['strength']}): mean share of next states that follow "
-                         f"the target state | {_fmt(s['mean_success'])} (unsteered {_fmt(s['baseline_mean'])}) |")
-            lines.append(f"| steering ({mode}): states steered in more than half of the prompts | "
-                         f"{_fmt(s['states_steered'])} |")
+        lines += ["", f"Steering toward state s ({c.get('prompts_per_state', 10)} prompts per state, each ending in "
+                  "another state): the codes of s are activated on the prompt's last token (codes read at the state "
+                  "token) and on the generated first digit (codes read at the next token). **Precise codes**: in "
+                  "each codebook of the model (attention heads, and MLPs where it has them), its best code for s if "
+                  "its precision is >= 50%; **frequent codes**: in every codebook, the code the model chooses most "
+                  "often on s. `replace` overwrites the "
+                  "chosen codes' output, `add` adds the steering codes' output. Success for a state: more than half "
+                  "of its prompts continue with a successor of s.", "",
+                  "| steering | codes activated per state (mean) | next states that follow s | unsteered | "
+                  "states steered |", "|---|---|---|---|---|"]
+        for s in st.values():
+            lines.append(f"| `{s.get('model', a['model'])}`: {s['mode']}, {s.get('codes', 'precise')} codes "
+                         f"(strength {s['strength']}) | {s['mean_codes_used']:.1f} | "
+                         f"{_fmt(s['mean_success'])} | {_fmt(s['baseline_mean'])} | {_fmt(s['states_steered'])} |")
+        lines += ["", "| metric | value |", "|---|---|"]
         lines.append(f"| output/input norm ratio, our {c.get('scale', 'running')} scale (held-out) | "
                      f"{a['norm_ratio_learned_scale']:.3f} |")
         lines.append(f"| output/input norm ratio with unit codes and no scale (`scale='none'`) | "
@@ -503,6 +573,7 @@ def _targets(m: dict) -> list[str]:
             met = ("yes" if d < 0.5 else "no") if name == "codebook_attn" else "(reported: no dead-code handling)"
             rows.append(f"| dead codes < 50% ({name}) | {_fmt(d)} | {met} |")
     best = max(a["steering"].values(), key=lambda s: s["states_steered"])
-    rows.append(f"| steering succeeds for >= 80% of states (best mode: {best['mode']}) | "
+    rows.append(f"| steering succeeds for >= 80% of states (best: `{best.get('model', a['model'])}`, {best['mode']}, "
+                f"{best.get('codes', 'precise')} codes) | "
                 f"{_fmt(best['states_steered'])} | {'yes' if best['states_steered'] >= 0.8 else 'no'} |")
     return rows
