@@ -220,7 +220,7 @@ def _steering(model: nn.Module, fsm: TokFSM, at_state: list[dict], at_next: list
               strength: float, seed: int, select: str = "precise") -> dict:
     """Steer toward each state ``s`` and count generated next states that are valid successors of
     ``s``, with and without steering. Prompts end with a state other than ``s``; the codes of ``s``
-    (per codebook, its best code if precision >= ``min_precision``) are activated where they were
+    (chosen per codebook by ``select``, see ``_spec``) are activated where they were
     read: ``at_state`` codes (read at the second digit of ``s``) on the prompt's last token, and
     ``at_next`` codes (read at the first digit after ``s``) on the generated first digit."""
     g = torch.Generator().manual_seed(seed)
