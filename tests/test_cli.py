@@ -164,6 +164,11 @@ def test_codebook_tokfsm_command(tmp_path, capsys):
                                                   "codebook_attn: add, frequent codes"}
     assert main(argv[:3] + ["4"] + argv[4:] + ["--reuse"]) == 0  # --steps 4: trained afresh
     assert (tmp_path / "models" / "codebook_attn.safetensors").read_bytes() != saved
+    saved = (tmp_path / "models" / "codebook_attn.safetensors").read_bytes()
+    assert main(argv[:3] + ["4"] + argv[4:] + ["--reuse", "--code-gradient"]) == 0  # another setting: afresh
+    assert (tmp_path / "models" / "codebook_attn.safetensors").read_bytes() != saved
+    assert json.loads((tmp_path / "metrics.json").read_text())["config"]["code_gradient"] is True
+    assert "public aeloss" in (tmp_path / "report.md").read_text()
 
 
 def test_info_mi_command(tmp_path, capsys):

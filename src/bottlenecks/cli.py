@@ -352,6 +352,8 @@ def _codebook_parser(sub) -> None:
     t.add_argument("--num-codes", type=int, default=1000, help="codes per codebook (default 1000, as the paper)")
     t.add_argument("-k", type=int, default=1, help="codes summed per attention head (default 1)")
     t.add_argument("--mlp-k", type=int, default=1, help="codes summed per MLP codebook (default 1)")
+    t.add_argument("--code-gradient", action="store_true",
+                   help="the chosen codes also get the downstream gradient (the public code's aeloss)")
     t.add_argument("--scale", default="code", choices=["code", "running", "learned", "match", "none"],
                    help="codebook output scale (default code: a learned norm per code, as the public code)")
     t.add_argument("--models", default="original,codebook_attn,codebook_attn_raw,codebook_attn_mlp",
@@ -383,7 +385,8 @@ def run_codebook_tokfsm(args) -> int:
     threads = args.threads if args.threads is not None else (1 if args.device == "cpu" else None)
     try:
         result = run_tokfsm(args.out, seed=args.seed, lr=args.lr, num_codes=args.num_codes, k=args.k,
-                            mlp_k=args.mlp_k, scale=args.scale, eval_sequences=args.eval_sequences,
+                            mlp_k=args.mlp_k, scale=args.scale, code_gradient=args.code_gradient,
+                            eval_sequences=args.eval_sequences,
                             analysis_sequences=args.analysis_sequences, prompts_per_state=args.prompts_per_state,
                             models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
                             device=args.device, num_threads=threads, reuse=args.reuse, quiet=args.quiet, **size)
