@@ -458,10 +458,13 @@ def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, scale, co
         steering = {}
         for sname in [n for n in ("codebook_attn", "codebook_attn_mlp") if n in trained] or [cb_name]:
             smodel = trained[sname]
-            scodes = sc if sname == cb_name and not any(s.endswith("mlp") for s in codebook_sites(smodel)) else {
-                where: _state_codes(_codes_at(smodel, a_tokens, pos), a_states, fsm.num_states, num_codes,
-                                    min_recall=0.05, min_count=10)
-                for where, pos in (("state", pos_state), ("next", pos_next))}
+            has_mlp_codes = any(site.endswith("mlp") for site in codebook_sites(smodel))
+            if sname == cb_name and not has_mlp_codes:
+                scodes = sc  # the analysis above already read every codebook of this model
+            else:
+                scodes = {where: _state_codes(_codes_at(smodel, a_tokens, pos), a_states, fsm.num_states, num_codes,
+                                              min_recall=0.05, min_count=10)
+                          for where, pos in (("state", pos_state), ("next", pos_next))}
             for select in STEERING_CODES:
                 for mode in ("replace", "add"):
                     r = _steering(smodel, fsm, scodes["state"]["codebooks"], scodes["next"]["codebooks"], held_tokens,
