@@ -169,6 +169,17 @@ def test_codebook_tokfsm_command(tmp_path, capsys):
     assert (tmp_path / "models" / "codebook_attn.safetensors").read_bytes() != saved
     assert json.loads((tmp_path / "metrics.json").read_text())["config"]["code_gradient"] is True
     assert "public aeloss" in (tmp_path / "report.md").read_text()
+    # the model without codebooks depends on none of the codebook settings: it is reused
+    original = (tmp_path / "models" / "original.safetensors").read_bytes()
+    saved = (tmp_path / "models" / "codebook_attn.safetensors").read_bytes()
+    assert main(argv[:3] + ["4"] + argv[4:] + ["--reuse", "--code-gradient", "--codebook-warmup", "0.5"]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["models"]["original"]["reused"] and not metrics["models"]["codebook_attn"]["reused"]
+    assert (tmp_path / "models" / "original.safetensors").read_bytes() == original
+    assert (tmp_path / "models" / "codebook_attn.safetensors").read_bytes() != saved
+    assert "bypassed for the first 50% of the steps" in (tmp_path / "report.md").read_text()
+    with pytest.raises(SystemExit, match="codebook_warmup"):
+        main(argv + ["--codebook-warmup", "1.0"])
 
 
 def test_info_mi_command(tmp_path, capsys):

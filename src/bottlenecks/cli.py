@@ -354,6 +354,12 @@ def _codebook_parser(sub) -> None:
     t.add_argument("--mlp-k", type=int, default=1, help="codes summed per MLP codebook (default 1)")
     t.add_argument("--code-gradient", action="store_true",
                    help="the chosen codes also get the downstream gradient (the public code's aeloss)")
+    t.add_argument("--codebook-warmup", type=float, default=0.25,
+                   help="fraction of the steps each codebook model trains with its codebooks bypassed, before "
+                        "k-means fits them to the warmed-up activations (default 0.25; 0 = codebooks from step 0)")
+    t.add_argument("--mlp-commitment", type=float, default=0.25,
+                   help="commitment-loss weight of the MLP codebooks (default 0.25; without it the MLP outputs "
+                        "grow without bound)")
     t.add_argument("--scale", default="code", choices=["code", "running", "learned", "match", "none"],
                    help="codebook output scale (default code: a learned norm per code, as the public code)")
     t.add_argument("--models", default="original,codebook_attn,codebook_attn_raw,codebook_attn_mlp",
@@ -386,6 +392,7 @@ def run_codebook_tokfsm(args) -> int:
     try:
         result = run_tokfsm(args.out, seed=args.seed, lr=args.lr, num_codes=args.num_codes, k=args.k,
                             mlp_k=args.mlp_k, scale=args.scale, code_gradient=args.code_gradient,
+                            codebook_warmup=args.codebook_warmup, mlp_commitment=args.mlp_commitment,
                             eval_sequences=args.eval_sequences,
                             analysis_sequences=args.analysis_sequences, prompts_per_state=args.prompts_per_state,
                             models=tuple(m.strip() for m in args.models.split(",") if m.strip()),

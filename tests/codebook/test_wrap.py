@@ -4,7 +4,16 @@ import pytest
 import torch
 from torch import nn
 
-from bottlenecks.codebook import GroupCodebookLayer, codebook_sites, record_codes, steer, unwrap, wrap_codebook
+from bottlenecks.codebook import (
+    GroupCodebookLayer,
+    bypass_codebooks,
+    codebook_loss,
+    codebook_sites,
+    record_codes,
+    steer,
+    unwrap,
+    wrap_codebook,
+)
 from bottlenecks.codebook.experiment import next_states, tokfsm_model, train_lm
 from bottlenecks.codebook.tokfsm import TokFSM
 
@@ -55,6 +64,45 @@ def test_wrap_trains_records_and_unwrap_restores_bit_identical_outputs(family):
     assert model.state_dict().keys() == before.keys()
     with torch.no_grad():
         assert torch.equal(model(x).logits, ref)
+
+
+def test_bypass_runs_the_plain_model_and_warmup_starts_the_codebooks_late():
+    model = _tiny("gpt_neox")
+    x = torch.randint(0, 10, (3, 12), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = model(x).logits.clone()
+    with pytest.raises(ValueError, match="no codebooks"):
+        with bypass_codebooks(model):
+            pass
+    wrap = wrap_codebook(model, ("attn_heads", "mlp"), num_codes=16, seed=0)
+    layer = wrap.layers["layers.0.mlp"]
+    model.train()
+    with bypass_codebooks(model):
+        out = model(x, labels=x)
+        assert float(codebook_loss(model)) == 0.0
+    assert not bool(layer.initialized) and int(layer.steps) == 0 and int(layer.counts.sum()) == 0
+    model.eval()
+    with torch.no_grad(), bypass_codebooks(model):
+        assert torch.equal(model(x).logits, ref)  # bit-identical to the model without codebooks
+        assert torch.equal(out.logits.detach(), ref)
+    with torch.no_grad():
+        assert not torch.equal(model(x).logits, ref)  # outside the block the codebooks act again
+
+    # train_lm: the first codebook_warmup steps train the bare model, then the codes are fitted
+    fsm = TokFSM(seed=0)
+    net = tokfsm_model(0, hidden=16, intermediate=32, layers=1, heads=2, max_tokens=16)
+    wrap = wrap_codebook(net, "mlp", num_codes=8, seed=0)
+    layer = wrap.layers["layers.0.mlp"]
+    first = net.gpt_neox.layers[0].mlp.dense_h_to_4h.weight.detach().clone()
+    train_lm(net, fsm, steps=3, batch_size=2, length=8, codebook_warmup=3, quiet=True)
+    assert not bool(layer.initialized) and int(layer.steps) == 0
+    assert not torch.equal(net.gpt_neox.layers[0].mlp.dense_h_to_4h.weight, first)  # the model did train
+    codes = layer.codes.detach().clone()
+    train_lm(net, fsm, steps=4, batch_size=2, length=8, codebook_warmup=2, quiet=True)
+    assert bool(layer.initialized) and int(layer.steps) == 2  # two steps with codebooks
+    assert not torch.equal(layer.codes.detach(), codes)  # fitted to the warmed-up activations
+    with pytest.raises(ValueError, match="codebook_warmup"):
+        train_lm(net, fsm, steps=2, batch_size=2, length=8, codebook_warmup=3, quiet=True)
 
 
 def test_attn_heads_codes_are_the_per_head_search_of_the_projection_input():

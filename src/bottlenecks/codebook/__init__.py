@@ -10,9 +10,20 @@ from .analysis import best_codes, code_label_counts, neuron_precision_at_recall,
 from .experiment import PAPER_SIZE, next_states, run_tokfsm, tokfsm_model, train_lm, transition_accuracy
 from .layer import CodebookLayer, GroupCodebookLayer
 from .tokfsm import TokFSM
-from .wrap import SITES, CodebookWrap, codebook_loss, codebook_sites, record_codes, steer, unwrap, wrap_codebook
+from .wrap import (
+                   SITES,
+                   CodebookWrap,
+                   bypass_codebooks,
+                   codebook_loss,
+                   codebook_sites,
+                   record_codes,
+                   steer,
+                   unwrap,
+                   wrap_codebook,
+)
 
 __all__ = ["PAPER_SIZE", "SITES", "CodebookLayer", "CodebookWrap", "GroupCodebookLayer", "TokFSM", "best_codes",
+           "bypass_codebooks",
            "code_label_counts", "codebook_loss", "codebook_sites", "neuron_precision_at_recall", "next_states",
            "precision_recall", "record_codes", "run_tokfsm", "steer", "tokfsm_model", "train_lm",
            "transition_accuracy", "unwrap", "wrap_codebook"]

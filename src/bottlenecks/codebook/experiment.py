@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
 import torch
@@ -27,7 +27,7 @@ from ..validation import check_choice, check_positive_int
 from .analysis import best_codes, code_label_counts, neuron_precision_at_recall, precision_recall
 from .layer import SCALES
 from .tokfsm import EOT, VOCAB_SIZE, TokFSM
-from .wrap import codebook_loss, codebook_sites, record_codes, steer, wrap_codebook
+from .wrap import bypass_codebooks, codebook_loss, codebook_sites, record_codes, steer, wrap_codebook
 
 __all__ = ["run_tokfsm", "tokfsm_model", "train_lm", "transition_accuracy", "next_states"]
 
@@ -50,11 +50,22 @@ def tokfsm_model(seed: int = 0, hidden: int = 128, intermediate: int = 512, laye
 
 
 def train_lm(model: nn.Module, fsm: TokFSM, *, steps: int, batch_size: int, lr: float = 3e-3, seed: int = 0,
-             length: int = 64, device: str = "cpu", quiet: bool = False, desc: str = "train") -> list[float]:
+             length: int = 64, codebook_warmup: int = 0, device: str = "cpu", quiet: bool = False,
+             desc: str = "train") -> list[float]:
     """Next-token training on fresh TokFSM sequences of ``length`` states (``2 * length`` tokens:
     BOS + states, cut; AdamW, linear warm-up then cosine decay, gradient clipping at 1); the
-    codebook losses of a wrapped model are added. Returns the language-model loss of every step."""
+    codebook losses of a wrapped model are added. Returns the language-model loss of every step.
+
+    ``codebook_warmup``: the first steps of the budget run with the codebooks bypassed; the codes
+    are then fitted by k-means on the activations the warmed-up model produces (codes fitted on a
+    random network's activations lag behind them once training moves them, see
+    benchmarks/results/codebook-tokfsm.md)."""
     from tqdm.auto import tqdm
+
+    if not 0 <= codebook_warmup <= steps:
+        raise ValueError(f"codebook_warmup: expected 0 <= steps without codebooks <= steps={steps}, "
+                         f"got {codebook_warmup}")
+    wrapped = bool(codebook_sites(model))
 
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
@@ -63,11 +74,12 @@ def train_lm(model: nn.Module, fsm: TokFSM, *, steps: int, batch_size: int, lr: 
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     g = torch.Generator().manual_seed(seed)
     losses = []
-    for _ in tqdm(range(steps), desc=desc, disable=quiet, leave=False):
+    for step in tqdm(range(steps), desc=desc, disable=quiet, leave=False):
         tokens, _ = fsm.sample(batch_size, length=length, max_tokens=2 * length, generator=g)
         tokens = tokens.to(device)
-        out = model(input_ids=tokens, labels=tokens)
-        loss = out.loss + codebook_loss(model).to(device)
+        with bypass_codebooks(model) if wrapped and step < codebook_warmup else nullcontext():
+            out = model(input_ids=tokens, labels=tokens)
+            loss = out.loss + codebook_loss(model).to(device)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -309,7 +321,8 @@ def _usage(model: nn.Module) -> torch.Tensor:
 
 
 def run_tokfsm(out, seed: int = 0, steps: int = 600, batch_size: int = 8, lr: float = 3e-3, num_codes: int = 1000,
-               k: int = 1, mlp_k: int = 1, scale: str = "code", code_gradient: bool = False, eval_sequences: int = 256,
+               k: int = 1, mlp_k: int = 1, scale: str = "code", code_gradient: bool = False,
+               codebook_warmup: float = 0.25, mlp_commitment: float = 0.25, eval_sequences: int = 256,
                analysis_sequences: int = 512,
                prompts_per_state: int = 10, models: tuple[str, ...] = MODELS, device: str = "cpu",
                num_threads: int | None = None, reuse: bool = False, quiet: bool = False) -> dict:
@@ -323,6 +336,12 @@ def run_tokfsm(out, seed: int = 0, steps: int = 600, batch_size: int = 8, lr: fl
     Trained weights are saved to ``out/models/<model>.safetensors`` (with the training loss and
     the training config in ``<model>.json``); ``reuse=True`` loads them instead of training again
     when the saved config equals this run's (to redo the analysis only).
+    ``codebook_warmup``: the fraction of the steps that every codebook model trains with its
+    codebooks bypassed before they are fitted by k-means and switched on (same total budget).
+    ``mlp_commitment``: the commitment-loss weight of the MLP codebooks (the attention codebooks
+    keep none). Without the two, the attention + MLP model stalls at the unigram loss: its MLP
+    outputs grow without bound under the straight-through gradient (see
+    benchmarks/results/codebook-tokfsm.md).
     ``code_gradient``: the chosen codes also get the downstream gradient (the public code's
     ``aeloss``; +1.2 points at 2,000 x 32 on seed 0, see benchmarks/results/codebook-tokfsm.md).
     ``scale``: the codebooks' output scale (``CodebookLayer``): ``'code'`` (default: a learned norm
@@ -333,14 +352,18 @@ def run_tokfsm(out, seed: int = 0, steps: int = 600, batch_size: int = 8, lr: fl
     if num_threads is not None:
         torch.set_num_threads(check_positive_int(num_threads, "num_threads"))
     try:
-        return _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, scale, code_gradient, eval_sequences,
-                           analysis_sequences, prompts_per_state, models, device, reuse, quiet)
+        return _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, scale, code_gradient,
+                           codebook_warmup, mlp_commitment, eval_sequences, analysis_sequences, prompts_per_state,
+                           models, device, reuse, quiet)
     finally:
         torch.set_num_threads(threads)
 
 
-_TRAINING_KEYS = ("seed", "steps", "batch_size", "lr", "num_codes", "k", "mlp_k", "scale", "code_gradient")
-_TRAINING_DEFAULTS = {"code_gradient": False}  # settings added after some models were saved
+_TRAINING_KEYS = ("seed", "steps", "batch_size", "lr", "num_codes", "k", "mlp_k", "scale", "code_gradient",
+                  "codebook_warmup", "mlp_commitment")
+_ORIGINAL_KEYS = ("seed", "steps", "batch_size", "lr")  # what the model without codebooks depends on
+# settings added after some models were saved, at the values those models were trained with
+_TRAINING_DEFAULTS = {"code_gradient": False, "codebook_warmup": 0.0, "mlp_commitment": 0.0}
 
 
 def _save_trained(model: nn.Module, path: Path, config: dict, losses: list[float]) -> None:
@@ -353,26 +376,32 @@ def _save_trained(model: nn.Module, path: Path, config: dict, losses: list[float
         {"training": {k: config[k] for k in _TRAINING_KEYS}, "train_loss": losses}))
 
 
-def _load_trained(model: nn.Module, path: Path, config: dict) -> bool:
-    """Load saved weights into ``model`` if they were trained with this run's training config."""
+def _load_trained(model: nn.Module, path: Path, config: dict, keys: tuple[str, ...] = _TRAINING_KEYS) -> bool:
+    """Load saved weights into ``model`` if they were trained with this run's training config
+    (compared on ``keys``)."""
     from safetensors.torch import load_file
 
     meta, weights = path.with_suffix(".json"), path.with_suffix(".safetensors")
     if not (meta.exists() and weights.exists()):
         return False
     saved = dict(_TRAINING_DEFAULTS, **json.loads(meta.read_text())["training"])
-    if saved != {k: config[k] for k in _TRAINING_KEYS}:
+    if any(saved.get(k) != config[k] for k in keys):
         return False
     device = next(model.parameters()).device
     model.load_state_dict({k: v.to(device) for k, v in load_file(str(weights)).items()})
     return True
 
 
-def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, scale, code_gradient, eval_sequences,
-                analysis_sequences, prompts_per_state, models, device, reuse, quiet) -> dict:
+def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, scale, code_gradient, codebook_warmup,
+                mlp_commitment, eval_sequences, analysis_sequences, prompts_per_state, models, device, reuse,
+                quiet) -> dict:
     check_positive_int(steps, "steps")
     check_positive_int(batch_size, "batch_size")
     check_choice(scale, "scale", SCALES)
+    if not 0.0 <= codebook_warmup < 1.0:
+        raise ValueError(f"codebook_warmup: expected a fraction of the steps in [0, 1), got {codebook_warmup}")
+    if mlp_commitment < 0:
+        raise ValueError(f"mlp_commitment: expected a weight >= 0, got {mlp_commitment}")
     unknown = [m for m in models if m not in MODELS]
     if unknown or "original" not in models:
         raise ValueError(f"models: expected 'original' and any of {list(MODELS)}, got {list(models)}")
@@ -388,6 +417,7 @@ def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, scale, co
                                 "analysis_sequences": analysis_sequences, "prompts_per_state": prompts_per_state,
                                 "device": device,
                                 "threads": torch.get_num_threads(), "scale": scale, "code_gradient": code_gradient,
+                                "codebook_warmup": codebook_warmup, "mlp_commitment": mlp_commitment,
                                 "model": "GPT-NeoX hidden 128, intermediate 512, 4 layers, 4 heads"},
                      "models": {}}
     for name in models:
@@ -398,16 +428,18 @@ def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, scale, co
                       replace_dead=name != "codebook_attn_raw")
             wrap_codebook(model, "attn_heads", **cb)
             if name == "codebook_attn_mlp":
-                wrap_codebook(model, "mlp", **dict(cb, k=mlp_k, seed=seed + 100))
+                wrap_codebook(model, "mlp", **dict(cb, k=mlp_k, seed=seed + 100, commitment=mlp_commitment))
         ckpt = out / "models" / name
-        reused = reuse and _load_trained(model, ckpt, metrics["config"])
+        keys = _ORIGINAL_KEYS if name == "original" else _TRAINING_KEYS
+        reused = reuse and _load_trained(model, ckpt, metrics["config"], keys)
         if reused:
             losses = json.loads(ckpt.with_suffix(".json").read_text())["train_loss"]
             if not quiet:
                 print(f"{name}: reusing the trained weights in {ckpt}.safetensors")
         else:
+            warm = 0 if name == "original" else int(codebook_warmup * steps)
             losses = train_lm(model, fsm, steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                              quiet=quiet, desc=name)
+                              codebook_warmup=warm, quiet=quiet, desc=name)
             _save_trained(model, ckpt, metrics["config"], losses)
         model.to(device).eval()
         acc = transition_accuracy(model, fsm, held_tokens[:eval_sequences], held_states[:eval_sequences], seed)
@@ -491,6 +523,13 @@ _SCALE_WORDS = {"running": "one running scalar per codebook, matched to the acti
 _AELOSS_WORDS = "codes also trained by the downstream gradient (`code_gradient`, the public aeloss), "
 
 
+def _warmup_words(c: dict) -> str:
+    warm, commit = c.get("codebook_warmup", 0.0), c.get("mlp_commitment", 0.0)
+    words = (f"codebooks bypassed for the first {100 * warm:.0f}% of the steps, then fitted by k-means on the "
+             "warmed-up activations, " if warm else "codebooks fitted by k-means at step 0, ")
+    return words + (f"MLP codebooks with commitment loss {commit:g}, " if commit else "")
+
+
 def _fmt(x, pct=True) -> str:
     return "n/a" if x is None else (f"{100 * x:.1f}%" if pct else f"{x:.3f}")
 
@@ -512,6 +551,7 @@ def _report(m: dict) -> str:
              f"similarity, {c.get('scale', 'running')} output scale "
              f"({_SCALE_WORDS.get(c.get('scale', 'running'), '')}), "
              f"{_AELOSS_WORDS if c.get('code_gradient') else ''}"
+             f"{_warmup_words(c)}"
              "dead codes re-seeded every 50 steps except in `codebook_attn_raw`. Held-out: "
              f"{c['eval_sequences']} sequences for accuracy, {c['analysis_sequences']} for codes. "
              f"Total time {m['seconds']:.0f} s" + (

@@ -26,8 +26,8 @@ from torch import nn
 
 from .layer import CodebookLayer, GroupCodebookLayer, _Codebooks
 
-__all__ = ["ARCHITECTURES", "CodebookWrap", "SITES", "codebook_loss", "codebook_sites", "record_codes", "steer",
-           "unwrap", "wrap_codebook"]
+__all__ = ["ARCHITECTURES", "CodebookWrap", "SITES", "bypass_codebooks", "codebook_loss", "codebook_sites",
+           "record_codes", "steer", "unwrap", "wrap_codebook"]
 
 SITES = ("attn", "attn_heads", "mlp", "block")
 # where each family keeps its layers, and each site's module relative to a layer
@@ -50,12 +50,15 @@ class CodebookWrap:
         self.layers: dict[str, _Codebooks] = {}
         self._handles: list = []
         self._owners: dict[str, nn.Module] = {}
+        self.bypassed = False  # True inside bypass_codebooks: the hooks pass activations through
 
     def __repr__(self) -> str:
         return f"CodebookWrap({len(self.layers)} sites: {list(self.layers)})"
 
     def loss(self) -> torch.Tensor:
-        """Sum of the codebook losses of the last training forward of every site."""
+        """Sum of the codebook losses of the last training forward of every site (0 when bypassed)."""
+        if self.bypassed:
+            return torch.zeros(())
         losses = [layer.loss for layer in self.layers.values() if layer.loss is not None]
         return torch.stack(losses).sum() if losses else torch.zeros(())
 
@@ -135,15 +138,19 @@ def _first(output) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output[0]
 
 
-def _output_hook(layer: _Codebooks):
+def _output_hook(layer: _Codebooks, wrap: CodebookWrap):
     def hook(module, args, output):
+        if wrap.bypassed:
+            return None
         out, _ = layer(_first(output))
         return _replace_output(output, out)
     return hook
 
 
-def _input_hook(layer: _Codebooks):
+def _input_hook(layer: _Codebooks, wrap: CodebookWrap):
     def hook(module, args):
+        if wrap.bypassed:
+            return None
         out, _ = layer(args[0])
         return (out,) + tuple(args[1:])
     return hook
@@ -227,8 +234,8 @@ def wrap_codebook(model: nn.Module, sites: str | Sequence[str] = ("attn_heads",)
         if param is not None:
             layer.to(device=param.device)
         module.add_module("codebook", layer)
-        handle = (module.register_forward_pre_hook(_input_hook(layer)) if pre
-                  else module.register_forward_hook(_output_hook(layer)))
+        handle = (module.register_forward_pre_hook(_input_hook(layer, wrap)) if pre
+                  else module.register_forward_hook(_output_hook(layer, wrap)))
         wrap.layers[name] = layer
         wrap._owners[name] = module
         wrap._handles.append(handle)
@@ -255,6 +262,23 @@ def codebook_loss(model: nn.Module) -> torch.Tensor:
     """Sum of the codebook losses of the last training forward (0 when not wrapped)."""
     wrap = getattr(model, _ATTR, None)
     return wrap.loss() if wrap is not None else torch.zeros(())
+
+
+@contextmanager
+def bypass_codebooks(model: nn.Module):
+    """Inside the block the wrapped model runs as if it had no codebooks: activations pass through
+    unchanged, no code is chosen, no statistic or codebook loss is updated. Used to warm a model
+    up before its codebooks start (``train_lm(codebook_warmup=...)``); codes not yet initialised
+    are then fitted by k-means on the activations of the first training batch after the block."""
+    wrap = getattr(model, _ATTR, None)
+    if wrap is None:
+        raise ValueError("the model has no codebooks: call wrap_codebook(model, ...) first")
+    before = wrap.bypassed
+    wrap.bypassed = True
+    try:
+        yield model
+    finally:
+        wrap.bypassed = before
 
 
 def unwrap(model: nn.Module) -> nn.Module:
