@@ -11,7 +11,7 @@ One engine and four families (``bottlenecks.<family>`` holds each family's full 
 """
 
 from .cluster import KMeans, KMeansResult, assign, kmeans, nearest
-from .codebook import CodebookLayer, GroupCodebookLayer, record_codes, steer, unwrap, wrap_codebook
+from .codebook import CodebookLayer, GroupCodebookLayer, bypass_codebooks, record_codes, steer, unwrap, wrap_codebook
 from .concepts import ConceptBottleneckModel, intervention_curve
 from .continual import ClassIncrementalStream, ContinualConfig, run_experiment
 from .info import (
@@ -29,7 +29,7 @@ __all__ = [
     "KMeans", "KMeansResult", "assign", "kmeans", "nearest",
     "DiscreteKeyValueBottleneck", "KeyValueClassifier", "train_values",
     "ClassIncrementalStream", "ContinualConfig", "run_experiment",
-    "CodebookLayer", "GroupCodebookLayer", "record_codes", "steer", "unwrap", "wrap_codebook",
+    "CodebookLayer", "GroupCodebookLayer", "bypass_codebooks", "record_codes", "steer", "unwrap", "wrap_codebook",
     "ConceptBottleneckModel", "intervention_curve",
     "InfoPlane", "VariationalIB", "cauchy_schwarz_ib_loss", "conditional_mutual_information", "entropy",
     "mutual_information",

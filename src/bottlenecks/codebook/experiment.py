@@ -459,7 +459,7 @@ def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, scale, co
     cb_name = "codebook_attn" if "codebook_attn" in trained else next((n for n in trained if n != "original"), None)
     if cb_name is not None:
         cbm = trained[cb_name]
-        usage_models = [n for n in ("codebook_attn", "codebook_attn_raw") if n in trained]
+        usage_models = [n for n in trained if n != "original"]
         for n in usage_models:
             _dead_fraction(trained[n], held_tokens)
             plots_usage[n] = _usage(trained[n])
@@ -477,7 +477,9 @@ def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, scale, co
             recalls = {s: float(best_r[s]) for s in range(fsm.num_states) if float(best_r[s]) > 0}
             neuron = neuron_precision_at_recall(acts, a_states, recalls)
             neuron_p[where] = torch.tensor([neuron[s][0] if s in neuron else 0.0 for s in range(fsm.num_states)])
-        analysis = {"model": cb_name}
+        analysis = {"model": cb_name,
+                    "num_codebooks": sum(layer.num_codebooks for site, layer in codebook_sites(cbm).items()
+                                         if site.endswith("attn_heads"))}
         for where in ("state", "next"):
             analysis[where] = {"mean_best_code_precision": float(sc[where]["best_precision"].mean()),
                                "mean_best_code_recall": float(sc[where]["best_recall"].mean()),
@@ -570,12 +572,12 @@ def _report(m: dict) -> str:
     if a:
         st = a["steering"]
         lines += ["", "## Codes vs neurons, steering", "",
-                  f"Analysis model: `{a['model']}` (16 head codebooks). Labels: the FSM state, read at its second "
-                  "digit (**state token**, the primary measure) and at the first digit of the next state (**next "
-                  "token**, where the model carries the state forward). Best code per state: highest precision "
-                  "among codes with recall >= 5% and >= 10 uses, over all codebooks; best neuron: highest "
-                  "precision among the original model's 2,048 MLP neurons (either sign) thresholded to the best "
-                  "code's recall.", "",
+                  f"Analysis model: `{a['model']}` ({a.get('num_codebooks', 16)} head codebooks). Labels: the FSM "
+                  "state, read at its second digit (**state token**, the primary measure) and at the first digit "
+                  "of the next state (**next token**, where the model carries the state forward). Best code per "
+                  "state: highest precision among codes with recall >= 5% and >= 10 uses, over all head "
+                  "codebooks; best neuron: highest precision among the original model's 2,048 MLP neurons (either "
+                  "sign) thresholded to the best code's recall.", "",
                   "| metric | state token | next token |", "|---|---|---|"]
         for key, label in (("mean_best_code_precision", "mean precision of the best code per state"),
                            ("mean_best_code_recall", "mean recall of that code"),
