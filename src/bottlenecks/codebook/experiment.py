@@ -343,7 +343,7 @@ def run_tokfsm(out, seed: int = 0, steps: int = 600, batch_size: int = 8, lr: fl
     outputs grow without bound under the straight-through gradient (see
     benchmarks/results/codebook-tokfsm.md).
     ``code_gradient``: the chosen codes also get the downstream gradient (the public code's
-    ``aeloss``; +1.2 points at 2,000 x 32 on seed 0, see benchmarks/results/codebook-tokfsm.md).
+    ``aeloss``; +1.2 points at 2,000 x 32 on seed 0 before the warm-up existed).
     ``scale``: the codebooks' output scale (``CodebookLayer``): ``'code'`` (default: a learned norm
     per code, as the public code's raw codes; +3 and +9 points of transition accuracy over
     ``'running'`` at 600 steps on seeds 1 and 0, reconstruction error 0.01-0.015 vs 0.32-0.35).
