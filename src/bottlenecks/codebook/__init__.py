@@ -11,15 +11,15 @@ from .experiment import PAPER_SIZE, next_states, run_tokfsm, tokfsm_model, train
 from .layer import CodebookLayer, GroupCodebookLayer
 from .tokfsm import TokFSM
 from .wrap import (
-                   SITES,
-                   CodebookWrap,
-                   bypass_codebooks,
-                   codebook_loss,
-                   codebook_sites,
-                   record_codes,
-                   steer,
-                   unwrap,
-                   wrap_codebook,
+    SITES,
+    CodebookWrap,
+    bypass_codebooks,
+    codebook_loss,
+    codebook_sites,
+    record_codes,
+    steer,
+    unwrap,
+    wrap_codebook,
 )
 
 __all__ = ["PAPER_SIZE", "SITES", "CodebookLayer", "CodebookWrap", "GroupCodebookLayer", "TokFSM", "best_codes",
