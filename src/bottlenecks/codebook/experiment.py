@@ -437,9 +437,8 @@ def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, scale, co
             if not quiet:
                 print(f"{name}: reusing the trained weights in {ckpt}.safetensors")
         else:
-            warm = 0 if name == "original" else int(codebook_warmup * steps)
             losses = train_lm(model, fsm, steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                              codebook_warmup=warm, quiet=quiet, desc=name)
+                              codebook_warmup=int(codebook_warmup * steps), quiet=quiet, desc=name)
             _save_trained(model, ckpt, metrics["config"], losses)
         model.to(device).eval()
         acc = transition_accuracy(model, fsm, held_tokens[:eval_sequences], held_states[:eval_sequences], seed)
