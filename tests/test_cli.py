@@ -161,7 +161,8 @@ def test_codebook_tokfsm_command(tmp_path, capsys):
     assert set(again["analysis"]["steering"]) == {"codebook_attn: replace, precise codes",
                                                   "codebook_attn: add, precise codes",
                                                   "codebook_attn: replace, frequent codes",
-                                                  "codebook_attn: add, frequent codes"}
+                                                  "codebook_attn: add, frequent codes",
+                                                  "codebook_attn: replace, frequent codes, next codes by state only"}
     assert main(argv[:3] + ["4"] + argv[4:] + ["--reuse"]) == 0  # --steps 4: trained afresh
     assert (tmp_path / "models" / "codebook_attn.safetensors").read_bytes() != saved
     saved = (tmp_path / "models" / "codebook_attn.safetensors").read_bytes()

@@ -1,7 +1,10 @@
+import pytest
 import torch
 
 from bottlenecks.codebook.analysis import best_codes, code_label_counts, precision_recall
-from bottlenecks.codebook.experiment import _spec
+from bottlenecks.codebook.experiment import _codes_at, _spec, _state_codes, _steering, tokfsm_model, train_lm
+from bottlenecks.codebook.tokfsm import TokFSM
+from bottlenecks.codebook.wrap import wrap_codebook
 
 
 def _codebook(site, group, ids, states, num_codes=6, num_states=3):
@@ -21,3 +24,31 @@ def test_steering_codes_precise_vs_frequent():
     assert _spec(per_cb, 0, 0.6, "precise") == {"attn": {0: [2]}}
     assert _spec(per_cb, 0, 0.5, "frequent") == {"attn": {0: [1], 1: [5]}}
     assert _spec(per_cb, 2, 0.5, "frequent") == {"attn": {0: [4], 1: [0]}}
+
+
+def test_steering_toward_each_state_with_digit_aware_next_codes(one_thread):
+    # a tiny machine (10 states, 2 successors each) learnt by a one-layer model with head codebooks
+    fsm = TokFSM(num_states=10, num_successors=2, seed=1)
+    model = tokfsm_model(seed=1, hidden=32, intermediate=64, layers=1, heads=2, max_tokens=16)
+    wrap_codebook(model, "attn_heads", num_codes=16, k=1, seed=0)
+    train_lm(model, fsm, steps=300, batch_size=64, lr=1e-2, seed=0, length=8, quiet=True)
+    tokens, states = fsm.sample(300, length=8, max_tokens=16, generator=torch.Generator().manual_seed(9))
+    pos_state = TokFSM.state_positions(16)
+    labels = states[:, : len(pos_state)].reshape(-1)
+    digits = tokens[:, pos_state + 1].reshape(-1)  # the first digit of the next state
+    at_state = _state_codes(_codes_at(model, tokens, pos_state), labels, 10, 16, min_recall=0.05, min_count=5)
+    at_next = _state_codes(_codes_at(model, tokens, pos_state + 1), 10 * labels + digits, 100, 16,
+                           min_recall=0.05, min_count=5)
+    kwargs = dict(prompts_per_state=10, prompt_states=4, min_precision=0.5, mode="replace", strength=1.0, seed=0,
+                  select="frequent")
+    r = _steering(model, fsm, at_state["codebooks"], at_next["codebooks"], tokens, states, **kwargs)
+    assert r["next_codes"] == "digit" and len(r["per_state"]) == 10
+    # unsteered, prompts rarely continue with a successor of s; steered, most states are reached
+    assert r["baseline_mean"] < 0.35 and r["mean_success"] > r["baseline_mean"] + 0.5
+    assert r["states_steered"] >= 0.7
+    assert 2 <= r["mean_codes_used"] <= 4  # one code per head at each of the two positions
+    again = _steering(model, fsm, at_state["codebooks"], at_next["codebooks"], tokens, states, **kwargs)
+    assert again["per_state"] == r["per_state"]  # same seed, same prompts, same result
+    with pytest.raises(ValueError, match="next_codes"):
+        _steering(model, fsm, at_state["codebooks"], at_next["codebooks"], tokens, states,
+                  **dict(kwargs, next_codes="token"))

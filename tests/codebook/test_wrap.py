@@ -161,15 +161,6 @@ def test_clear_errors():
         model.transformer.h[0].mlp.codebook(torch.randn(2, 31))
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models train several times faster on one thread than on two busy ones."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_steering_moves_generations_toward_the_target_state(one_thread):
     # a tiny machine (10 states, 2 successors each), learnt by a one-layer model whose attention
     # heads go through codebooks; sequences of 8 states

@@ -227,14 +227,28 @@ def _spec(per_cb: list[dict], s: int, min_precision: float, select: str = "preci
     return spec
 
 
+NEXT_CODES = ("digit", "state")
+
+
+def _steer_if_any(model: nn.Module, spec: dict, **kwargs):
+    return steer(model, spec, **kwargs) if spec else nullcontext()
+
+
 def _steering(model: nn.Module, fsm: TokFSM, at_state: list[dict], at_next: list[dict], tokens: torch.Tensor,
               states: torch.Tensor, *, prompts_per_state: int, prompt_states: int, min_precision: float, mode: str,
-              strength: float, seed: int, select: str = "precise") -> dict:
+              strength: float, seed: int, select: str = "precise", next_codes: str = "digit") -> dict:
     """Steer toward each state ``s`` and count generated next states that are valid successors of
     ``s``, with and without steering. Prompts end with a state other than ``s``; the codes of ``s``
-    (chosen per codebook by ``select``, see ``_spec``) are activated where they were
-    read: ``at_state`` codes (read at the second digit of ``s``) on the prompt's last token, and
-    ``at_next`` codes (read at the first digit after ``s``) on the generated first digit."""
+    (chosen per codebook by ``select``, see ``_spec``) are activated where they were read:
+    ``at_state`` codes (read at the second digit of ``s``) on the prompt's last token, and
+    ``at_next`` codes (read at the first digit after ``s``) on the generated first digit.
+
+    At that digit the model already carries the next state's first half, so ``next_codes='digit'``
+    takes the codes ``s`` writes there *followed by the digit just generated* (``at_next`` labelled
+    ``10 * s + digit``, as the public code copies codes from a run on ``s`` plus that digit);
+    ``'state'`` takes the codes of ``s`` whatever digit follows (``at_next`` labelled ``s``): they
+    pair ``s`` with its most frequent first digit and fight the generated one."""
+    check_choice(next_codes, "next_codes", NEXT_CODES)
     g = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     P = 1 + 2 * prompt_states
@@ -244,20 +258,28 @@ def _steering(model: nn.Module, fsm: TokFSM, at_state: list[dict], at_next: list
         rows = cand[torch.randperm(len(cand), generator=g)[:prompts_per_state]]
         prompts = tokens[rows, :P].to(device)
         spec_state = _spec(at_state, s, min_precision, select)
-        spec_next = _spec(at_next, s, min_precision, select)
-        codes_used.append(sum(len(v) for sp in (spec_state, spec_next) for v in sp.values()))
         base = next_states(model, prompts).cpu()
         base_fractions.append(float(fsm.is_valid(torch.full_like(base, s), base).float().mean()))
-        with ExitStack() as stack:
-            if spec_state:
-                stack.enter_context(steer(model, spec_state, strength=strength, mode=mode, positions=[P - 1]))
-            if spec_next:
-                stack.enter_context(steer(model, spec_next, strength=strength, mode=mode, positions=[P]))
-            got = next_states(model, prompts).cpu()
+        with _steer_if_any(model, spec_state, strength=strength, mode=mode, positions=[P - 1]):
+            first = model(input_ids=prompts).logits[:, -1].argmax(-1)
+        x = torch.cat([prompts, first[:, None]], 1)
+        second = torch.full_like(first, EOT)
+        used = torch.zeros(len(first))
+        for d in first.unique().tolist():
+            rows_d = first == d
+            label = s if next_codes == "state" else 10 * s + d
+            spec_next = _spec(at_next, label, min_precision, select) if d < 10 else {}
+            used[rows_d.cpu()] = sum(len(v) for v in spec_next.values())
+            with ExitStack() as stack:
+                stack.enter_context(_steer_if_any(model, spec_state, strength=strength, mode=mode, positions=[P - 1]))
+                stack.enter_context(_steer_if_any(model, spec_next, strength=strength, mode=mode, positions=[P]))
+                second[rows_d] = model(input_ids=x[rows_d]).logits[:, -1].argmax(-1)
+        codes_used.append(sum(len(v) for v in spec_state.values()) + float(used.mean()))
+        got = TokFSM.decode(torch.stack([first, second], 1)).cpu()
         fractions.append(float(fsm.is_valid(torch.full_like(got, s), got).float().mean()))
     f = torch.tensor(fractions)
-    return {"mode": mode, "codes": select, "strength": strength, "mean_success": float(f.mean()),
-            "states_steered": float((f > 0.5).double().mean()),
+    return {"mode": mode, "codes": select, "next_codes": next_codes, "strength": strength,
+            "mean_success": float(f.mean()), "states_steered": float((f > 0.5).double().mean()),
             "baseline_mean": float(torch.tensor(base_fractions).mean()),
             "mean_codes_used": float(torch.tensor(codes_used, dtype=torch.float).mean()), "per_state": fractions}
 
@@ -489,21 +511,28 @@ def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, scale, co
                                "best_code_recall": sc[where]["best_recall"].tolist()}
         # steering: through every codebook of each codebook model (the MLP codes too where trained)
         steering = {}
+        next_digits = a_tokens[:, pos_next].reshape(-1)
         for sname in [n for n in ("codebook_attn", "codebook_attn_mlp") if n in trained] or [cb_name]:
             smodel = trained[sname]
             has_mlp_codes = any(site.endswith("mlp") for site in codebook_sites(smodel))
             if sname == cb_name and not has_mlp_codes:
-                scodes = sc  # the analysis above already read every codebook of this model
+                scodes = dict(sc)  # the analysis above already read every codebook of this model
             else:
                 scodes = {where: _state_codes(_codes_at(smodel, a_tokens, pos), a_states, fsm.num_states, num_codes,
                                               min_recall=0.05, min_count=10)
                           for where, pos in (("state", pos_state), ("next", pos_next))}
-            for select in STEERING_CODES:
-                for mode in ("replace", "add"):
-                    r = _steering(smodel, fsm, scodes["state"]["codebooks"], scodes["next"]["codebooks"], held_tokens,
-                                  held_states, prompts_per_state=prompts_per_state, prompt_states=16,
-                                  min_precision=0.5, mode=mode, strength=1.0, seed=seed, select=select)
-                    steering[f"{sname}: {mode}, {select} codes"] = dict(r, model=sname)
+            # the next token's codes labelled by the state and the digit that follows it
+            scodes["next_digit"] = _state_codes(_codes_at(smodel, a_tokens, pos_next), 10 * a_states + next_digits,
+                                                10 * fsm.num_states, num_codes, min_recall=0.05, min_count=10)
+            runs = [(select, mode, "digit") for select in STEERING_CODES for mode in ("replace", "add")]
+            runs.append(("frequent", "replace", "state"))  # the protocol before the digit-aware codes
+            for select, mode, next_codes in runs:
+                at_next = scodes["next_digit" if next_codes == "digit" else "next"]["codebooks"]
+                r = _steering(smodel, fsm, scodes["state"]["codebooks"], at_next, held_tokens, held_states,
+                              prompts_per_state=prompts_per_state, prompt_states=16, min_precision=0.5, mode=mode,
+                              strength=1.0, seed=seed, select=select, next_codes=next_codes)
+                by_state = ", next codes by state only" if next_codes == "state" else ""
+                steering[f"{sname}: {mode}, {select} codes{by_state}"] = dict(r, model=sname)
         analysis["steering"] = steering
         analysis["norm_ratio_learned_scale"] = metrics["models"][cb_name]["dead_codes"]["norm_ratio"]
         analysis["norm_ratio_without_scale"] = _norm_ratio_without_scale(cbm, held_tokens[:64])
@@ -586,7 +615,8 @@ def _report(m: dict) -> str:
                      f"{a['next']['states_with_a_code']} / 100 |")
         lines += ["", f"Steering toward state s ({c.get('prompts_per_state', 10)} prompts per state, each ending in "
                   "another state): the codes of s are activated on the prompt's last token (codes read at the state "
-                  "token) and on the generated first digit (codes read at the next token). **Precise codes**: in "
+                  "token), then on the generated first digit d (codes read at the next token on s followed by d; "
+                  "the last row: on s whatever digit follows, as before). **Precise codes**: in "
                   "each codebook of the model (attention heads, and MLPs where it has them), its best code for s if "
                   "its precision is >= 50%; **frequent codes**: in every codebook, the code the model chooses most "
                   "often on s. `replace` overwrites the "
@@ -595,8 +625,7 @@ def _report(m: dict) -> str:
                   "| steering | codes activated per state (mean) | next states that follow s | unsteered | "
                   "states steered |", "|---|---|---|---|---|"]
         for s in st.values():
-            lines.append(f"| `{s.get('model', a['model'])}`: {s['mode']}, {s.get('codes', 'precise')} codes "
-                         f"(strength {s['strength']}) | {s['mean_codes_used']:.1f} | "
+            lines.append(f"| {_steering_name(s, a)} (strength {s['strength']}) | {s['mean_codes_used']:.1f} | "
                          f"{_fmt(s['mean_success'])} | {_fmt(s['baseline_mean'])} | {_fmt(s['states_steered'])} |")
         lines += ["", "| metric | value |", "|---|---|"]
         lines.append(f"| output/input norm ratio, our {c.get('scale', 'running')} scale (held-out) | "
@@ -607,6 +636,11 @@ def _report(m: dict) -> str:
     for p in m.get("plots", []):
         lines += ["", f"![{p}]({p})"]
     return "\n".join(lines) + "\n"
+
+
+def _steering_name(s: dict, a: dict) -> str:
+    by_state = ", next codes by state only" if s.get("next_codes", "state") == "state" else ""
+    return f"`{s.get('model', a['model'])}`: {s['mode']}, {s.get('codes', 'precise')} codes{by_state}"
 
 
 def _targets(m: dict) -> list[str]:
@@ -626,7 +660,6 @@ def _targets(m: dict) -> list[str]:
             met = ("yes" if d < 0.5 else "no") if name == "codebook_attn" else "(reported: no dead-code handling)"
             rows.append(f"| dead codes < 50% ({name}) | {_fmt(d)} | {met} |")
     best = max(a["steering"].values(), key=lambda s: s["states_steered"])
-    rows.append(f"| steering succeeds for >= 80% of states (best: `{best.get('model', a['model'])}`, {best['mode']}, "
-                f"{best.get('codes', 'precise')} codes) | "
+    rows.append(f"| steering succeeds for >= 80% of states (best: {_steering_name(best, a)}) | "
                 f"{_fmt(best['states_steered'])} | {'yes' if best['states_steered'] >= 0.8 else 'no'} |")
     return rows
