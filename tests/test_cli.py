@@ -158,6 +158,11 @@ def test_codebook_tokfsm_command(tmp_path, capsys):
         assert again["models"][name]["train_loss"] == metrics["models"][name]["train_loss"]
         assert again["models"][name]["transition_accuracy"] == metrics["models"][name]["transition_accuracy"]
     assert again["analysis"]["state"] == metrics["analysis"]["state"]
+    floors = again["analysis"]["recall_floors"]["state"]
+    assert [f["min_recall"] for f in floors] == [0.25, 0.5, 0.75]
+    assert all(0.0 <= f["code_precision"] <= 1.0 and 0 <= f["states"] <= 100 for f in floors)
+    assert all(f["code_recall"] >= f["min_recall"] for f in floors if f["states"])
+    assert "recall floor" in (tmp_path / "report.md").read_text()
     assert set(again["analysis"]["steering"]) == {"codebook_attn: replace, precise codes",
                                                   "codebook_attn: add, precise codes",
                                                   "codebook_attn: replace, frequent codes",

@@ -208,6 +208,20 @@ def _state_codes(codes: dict[str, torch.Tensor], states: torch.Tensor, num_state
             "best_codebook": which}
 
 
+RECALL_FLOORS = (0.25, 0.5, 0.75)
+
+
+def _code_vs_neuron(codes: dict[str, torch.Tensor], acts: torch.Tensor, states: torch.Tensor, num_states: int,
+                    num_codes: int, min_recall: float) -> tuple[dict, torch.Tensor]:
+    """The best code per state (highest precision among codes with recall >= ``min_recall`` and
+    >= 10 uses, see ``_state_codes``) and the best neuron's precision at that code's recall
+    ``(num_states,)`` (0 where the state has no such code)."""
+    best = _state_codes(codes, states, num_states, num_codes, min_recall=min_recall, min_count=10)
+    recalls = {s: float(best["best_recall"][s]) for s in range(num_states) if float(best["best_recall"][s]) > 0}
+    neuron = neuron_precision_at_recall(acts, states, recalls)
+    return best, torch.tensor([neuron[s][0] if s in neuron else 0.0 for s in range(num_states)])
+
+
 STEERING_CODES = ("precise", "frequent")
 
 
@@ -489,16 +503,20 @@ def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, scale, co
         pos_state = TokFSM.state_positions(T)  # second digit of state j (j = 0 .. 62)
         pos_next = pos_state + 1  # first digit of state j + 1: the model carries state j forward
         a_states = held_states[:analysis_sequences, : len(pos_state)].reshape(-1)
-        sc, neuron_p = {}, {}
+        sc, neuron_p, floors = {}, {}, {}
         for where, pos in (("state", pos_state), ("next", pos_next)):
             codes = {s: v for s, v in _codes_at(cbm, a_tokens, pos).items() if s.endswith("attn_heads")}
-            sc[where] = _state_codes(codes, a_states, fsm.num_states, num_codes, min_recall=0.05, min_count=10)
             acts = _neurons_at(trained["original"], a_tokens, pos)
-            best_r = sc[where]["best_recall"]
-            recalls = {s: float(best_r[s]) for s in range(fsm.num_states) if float(best_r[s]) > 0}
-            neuron = neuron_precision_at_recall(acts, a_states, recalls)
-            neuron_p[where] = torch.tensor([neuron[s][0] if s in neuron else 0.0 for s in range(fsm.num_states)])
-        analysis = {"model": cb_name,
+            sc[where], neuron_p[where] = _code_vs_neuron(codes, acts, a_states, fsm.num_states, num_codes, 0.05)
+            floors[where] = []
+            for floor in RECALL_FLOORS:  # the same comparison for codes that cover more of their state
+                best, neuron = _code_vs_neuron(codes, acts, a_states, fsm.num_states, num_codes, floor)
+                has = best["best_precision"] > 0
+                floors[where].append({"min_recall": floor, "states": int(has.sum()),
+                                      "code_precision": float(best["best_precision"][has].mean()) if has.any() else 0.0,
+                                      "code_recall": float(best["best_recall"][has].mean()) if has.any() else 0.0,
+                                      "neuron_precision": float(neuron[has].mean()) if has.any() else 0.0})
+        analysis = {"model": cb_name, "recall_floors": floors,
                     "num_codebooks": sum(layer.num_codebooks for site, layer in codebook_sites(cbm).items()
                                          if site.endswith("attn_heads"))}
         for where in ("state", "next"):
@@ -613,6 +631,17 @@ def _report(m: dict) -> str:
             lines.append(f"| {label} | {_fmt(a['state'][key])} | {_fmt(a['next'][key])} |")
         lines.append(f"| states with a qualifying code | {a['state']['states_with_a_code']} / 100 | "
                      f"{a['next']['states_with_a_code']} / 100 |")
+        if "recall_floors" in a:
+            lines += ["", "The same comparison when the best code must also cover more of its state (recall floor): "
+                      "the means are over the states that have such a code.", "",
+                      "| recall floor | position | states with a code | best code precision | its recall | "
+                      "best neuron at that recall | code - neuron |", "|---|---|---|---|---|---|---|"]
+            for where, label in (("state", "state token"), ("next", "next token")):
+                for f in a["recall_floors"][where]:
+                    lines.append(f"| {100 * f['min_recall']:.0f}% | {label} | {f['states']} / 100 | "
+                                 f"{_fmt(f['code_precision'])} | {_fmt(f['code_recall'])} | "
+                                 f"{_fmt(f['neuron_precision'])} | "
+                                 f"{100 * (f['code_precision'] - f['neuron_precision']):+.1f} pt |")
         lines += ["", f"Steering toward state s ({c.get('prompts_per_state', 10)} prompts per state, each ending in "
                   "another state): the codes of s are activated on the prompt's last token (codes read at the state "
                   "token), then on the generated first digit d (codes read at the next token on s followed by d; "
