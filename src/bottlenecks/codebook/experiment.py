@@ -358,7 +358,7 @@ def _usage(model: nn.Module) -> torch.Tensor:
 
 def run_tokfsm(out, seed: int = 0, steps: int = 600, batch_size: int = 8, lr: float = 3e-3, num_codes: int = 1000,
                k: int = 1, mlp_k: int = 1, scale: str = "code", code_gradient: bool = False,
-               codebook_warmup: float = 0.25, mlp_commitment: float = 0.25, eval_sequences: int = 256,
+               codebook_warmup: float = 0.25, mlp_commitment: float = 0.25, eval_sequences: int = 1024,
                analysis_sequences: int = 512,
                prompts_per_state: int = 10, models: tuple[str, ...] = MODELS, device: str = "cpu",
                num_threads: int | None = None, reuse: bool = False, quiet: bool = False) -> dict:
@@ -482,7 +482,7 @@ def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, scale, co
              "final_train_loss": sum(losses[-20:]) / len(losses[-20:]),
              "train_seconds": time.time() - t, "reused": reused}
         if name != "original":
-            m["dead_codes"] = _dead_fraction(model, held_tokens)
+            m["dead_codes"] = _dead_fraction(model, held_tokens[:analysis_sequences])
             m["replaced_codes"] = int(sum(int(layer.replaced) for layer in codebook_sites(model).values()))
         metrics["models"][name] = m
         trained[name] = model
@@ -496,7 +496,7 @@ def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, scale, co
         cbm = trained[cb_name]
         usage_models = [n for n in trained if n != "original"]
         for n in usage_models:
-            _dead_fraction(trained[n], held_tokens)
+            _dead_fraction(trained[n], held_tokens[:analysis_sequences])
             plots_usage[n] = _usage(trained[n])
         a_tokens = held_tokens[:analysis_sequences]
         T = a_tokens.shape[1]
