@@ -2,9 +2,8 @@ import pytest
 import torch
 
 from bottlenecks.codebook.analysis import best_codes, code_label_counts, precision_recall
-from bottlenecks.codebook.experiment import _codes_at, _spec, _state_codes, _steering, tokfsm_model, train_lm
+from bottlenecks.codebook.experiment import _codes_at, _spec, _state_codes, _steering
 from bottlenecks.codebook.tokfsm import TokFSM
-from bottlenecks.codebook.wrap import wrap_codebook
 
 
 def _codebook(site, group, ids, states, num_codes=6, num_states=3):
@@ -26,13 +25,8 @@ def test_steering_codes_precise_vs_frequent():
     assert _spec(per_cb, 2, 0.5, "frequent") == {"attn": {0: [4], 1: [0]}}
 
 
-def test_steering_toward_each_state_with_digit_aware_next_codes(one_thread):
-    # a tiny machine (10 states, 2 successors each) learnt by a one-layer model with head codebooks
-    fsm = TokFSM(num_states=10, num_successors=2, seed=1)
-    model = tokfsm_model(seed=1, hidden=32, intermediate=64, layers=1, heads=2, max_tokens=16)
-    wrap_codebook(model, "attn_heads", num_codes=16, k=1, seed=0)
-    train_lm(model, fsm, steps=300, batch_size=64, lr=1e-2, seed=0, length=8, quiet=True)
-    tokens, states = fsm.sample(300, length=8, max_tokens=16, generator=torch.Generator().manual_seed(9))
+def test_steering_toward_each_state_with_digit_aware_next_codes(tiny_tokfsm, one_thread):
+    fsm, model, tokens, states = tiny_tokfsm.fsm, tiny_tokfsm.model, tiny_tokfsm.tokens, tiny_tokfsm.states
     pos_state = TokFSM.state_positions(16)
     labels = states[:, : len(pos_state)].reshape(-1)
     digits = tokens[:, pos_state + 1].reshape(-1)  # the first digit of the next state

@@ -161,14 +161,8 @@ def test_clear_errors():
         model.transformer.h[0].mlp.codebook(torch.randn(2, 31))
 
 
-def test_steering_moves_generations_toward_the_target_state(one_thread):
-    # a tiny machine (10 states, 2 successors each), learnt by a one-layer model whose attention
-    # heads go through codebooks; sequences of 8 states
-    fsm = TokFSM(num_states=10, num_successors=2, seed=0)
-    model = tokfsm_model(seed=0, hidden=32, intermediate=64, layers=1, heads=2, max_tokens=16)
-    wrap_codebook(model, "attn_heads", num_codes=16, k=1, seed=0)
-    train_lm(model, fsm, steps=300, batch_size=64, lr=1e-2, seed=0, length=8, quiet=True)
-    tokens, states = fsm.sample(300, length=8, max_tokens=16, generator=torch.Generator().manual_seed(9))
+def test_steering_moves_generations_toward_the_target_state(tiny_tokfsm, one_thread):
+    fsm, model, tokens, states = tiny_tokfsm.fsm, tiny_tokfsm.model, tiny_tokfsm.tokens, tiny_tokfsm.states
     P = 9  # prompts: BOS + 4 states; the next state's second digit is read at position P (its first digit)
     prompts, current = tokens[:, :P], states[:, 3]
     base = next_states(model, prompts)
