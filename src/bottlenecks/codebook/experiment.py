@@ -244,10 +244,6 @@ def _spec(per_cb: list[dict], s: int, min_precision: float, select: str = "preci
 NEXT_CODES = ("digit", "state")
 
 
-def _steer_if_any(model: nn.Module, spec: dict, **kwargs):
-    return steer(model, spec, **kwargs) if spec else nullcontext()
-
-
 def _steering(model: nn.Module, fsm: TokFSM, at_state: list[dict], at_next: list[dict], tokens: torch.Tensor,
               states: torch.Tensor, *, prompts_per_state: int, prompt_states: int, min_precision: float, mode: str,
               strength: float, seed: int, select: str = "precise", next_codes: str = "digit") -> dict:
@@ -274,7 +270,7 @@ def _steering(model: nn.Module, fsm: TokFSM, at_state: list[dict], at_next: list
         spec_state = _spec(at_state, s, min_precision, select)
         base = next_states(model, prompts).cpu()
         base_fractions.append(float(fsm.is_valid(torch.full_like(base, s), base).float().mean()))
-        with _steer_if_any(model, spec_state, strength=strength, mode=mode, positions=[P - 1]):
+        with steer(model, spec_state, strength=strength, mode=mode, positions=[P - 1]):
             first = model(input_ids=prompts).logits[:, -1].argmax(-1)
         x = torch.cat([prompts, first[:, None]], 1)
         second = torch.full_like(first, EOT)
@@ -285,8 +281,8 @@ def _steering(model: nn.Module, fsm: TokFSM, at_state: list[dict], at_next: list
             spec_next = _spec(at_next, label, min_precision, select) if d < 10 else {}
             used[rows_d.cpu()] = sum(len(v) for v in spec_next.values())
             with ExitStack() as stack:
-                stack.enter_context(_steer_if_any(model, spec_state, strength=strength, mode=mode, positions=[P - 1]))
-                stack.enter_context(_steer_if_any(model, spec_next, strength=strength, mode=mode, positions=[P]))
+                stack.enter_context(steer(model, spec_state, strength=strength, mode=mode, positions=[P - 1]))
+                stack.enter_context(steer(model, spec_next, strength=strength, mode=mode, positions=[P]))
                 second[rows_d] = model(input_ids=x[rows_d]).logits[:, -1].argmax(-1)
         codes_used.append(sum(len(v) for v in spec_state.values()) + float(used.mean()))
         got = TokFSM.decode(torch.stack([first, second], 1)).cpu()
@@ -511,11 +507,11 @@ def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, scale, co
             floors[where] = []
             for floor in RECALL_FLOORS:  # the same comparison for codes that cover more of their state
                 best, neuron = _code_vs_neuron(codes, acts, a_states, fsm.num_states, num_codes, floor)
-                has = best["best_precision"] > 0
-                floors[where].append({"min_recall": floor, "states": int(has.sum()),
-                                      "code_precision": float(best["best_precision"][has].mean()) if has.any() else 0.0,
-                                      "code_recall": float(best["best_recall"][has].mean()) if has.any() else 0.0,
-                                      "neuron_precision": float(neuron[has].mean()) if has.any() else 0.0})
+                has = best["best_precision"] > 0  # means over the states that have such a code (0 if none)
+                code_p, code_r, neuron_at_r = (float(x[has].mean()) if has.any() else 0.0
+                                               for x in (best["best_precision"], best["best_recall"], neuron))
+                floors[where].append({"min_recall": floor, "states": int(has.sum()), "code_precision": code_p,
+                                      "code_recall": code_r, "neuron_precision": neuron_at_r})
         analysis = {"model": cb_name, "recall_floors": floors,
                     "num_codebooks": sum(layer.num_codebooks for site, layer in codebook_sites(cbm).items()
                                          if site.endswith("attn_heads"))}
