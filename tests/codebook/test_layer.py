@@ -211,6 +211,55 @@ def test_errors_name_what_was_given():
         layer.set_steering({0: [7]})
 
 
+def _train_steps(layer, xs):
+    """A few training forwards + code updates; returns the outputs and ids of each."""
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+    seen = []
+    for x in xs:
+        out, ids = layer(x)
+        opt.zero_grad()
+        (out.square().mean() + layer.loss).backward()
+        opt.step()
+        seen.append((out.detach(), ids))
+    return seen
+
+
+@pytest.mark.parametrize("cls", ["CodebookLayer", "GroupCodebookLayer"])
+def test_save_load_round_trips_and_training_continues_identically(tmp_path, cls):
+    g = torch.Generator().manual_seed(0)
+    xs = [torch.randn(64, 8, generator=g) + 4 for _ in range(10)]  # all in one orthant
+    make = (lambda: CodebookLayer(8, 6, k=2, scale="code", replace_every=2, seed=3)) if cls == "CodebookLayer" \
+        else (lambda: GroupCodebookLayer(8, 2, 6, k=2, scale="running", replace_every=2, seed=3))
+    layer = make().train()
+    for part in (xs[:4], xs[4:6]):  # k-means init, statistics, dead codes re-seeded (random draws)
+        with torch.no_grad():  # two codes per codebook point away from every row: they die
+            layer.codes[:, :2] = -4.0
+        _train_steps(layer, part)
+    assert int(layer.replaced) > 0
+    with torch.no_grad():
+        layer.codes[:, :2] = -4.0
+    replaced = int(layer.replaced)
+    layer.save(tmp_path / "cb")
+    loaded = type(layer).load(tmp_path / "cb")
+    assert type(loaded) is type(layer) and loaded.config() == layer.config()
+    for name, t in layer.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], t), name
+    # same forward in eval mode, and the same training trajectory from here (dead-code draws included)
+    layer.eval(), loaded.eval()
+    assert all(torch.equal(a, b) for a, b in zip(layer(xs[6]), loaded(xs[6]), strict=True))
+    layer.train(), loaded.train()
+    for (oa, ia), (ob, ib) in zip(_train_steps(layer, xs[6:]), _train_steps(loaded, xs[6:]), strict=True):
+        assert torch.equal(oa, ob) and torch.equal(ia, ib)
+    assert int(layer.replaced) > replaced and int(loaded.replaced) == int(layer.replaced)
+    assert torch.equal(layer.codes, loaded.codes)
+
+
+def test_load_refuses_the_other_class(tmp_path):
+    GroupCodebookLayer(8, 2, 4, seed=1).save(tmp_path / "g")
+    with pytest.raises(ValueError, match="saved class 'GroupCodebookLayer', expected CodebookLayer"):
+        CodebookLayer.load(tmp_path / "g")
+
+
 def test_save_writes_safetensors_and_config(tmp_path):
     from safetensors.torch import load_file
 

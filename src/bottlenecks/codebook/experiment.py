@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..checkpoint import save_module
 from ..validation import check_choice, check_positive_int
 from .analysis import best_codes, code_label_counts, neuron_precision_at_recall, precision_recall
 from .layer import SCALES
@@ -399,13 +400,8 @@ _TRAINING_DEFAULTS = {"code_gradient": False, "codebook_warmup": 0.0, "mlp_commi
 
 
 def _save_trained(model: nn.Module, path: Path, config: dict, losses: list[float]) -> None:
-    from safetensors.torch import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(path.with_suffix(".safetensors")))
-    path.with_suffix(".json").write_text(json.dumps(
-        {"training": {k: config[k] for k in _TRAINING_KEYS}, "train_loss": losses}))
+    save_module(model, path, {"training": {k: config[k] for k in _TRAINING_KEYS}, "train_loss": losses},
+                indent=None)
 
 
 def _load_trained(model: nn.Module, path: Path, config: dict, keys: tuple[str, ...] = _TRAINING_KEYS) -> bool:

@@ -42,12 +42,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import save_module
 from ..cluster import kmeans, nearest
 from ..validation import check_choice, check_finite, check_float, check_positive_int
 
 METRICS = ("cosine", "dot", "l2")
 SCALES = ("running", "learned", "match", "code", "none")
 AGGREGATES = ("mean", "sum")
+_GENERATOR_KEY = "_generator_state"  # saved next to the state dict (a Generator is not a buffer)
 
 __all__ = ["AGGREGATES", "METRICS", "SCALES", "CodebookLayer", "GroupCodebookLayer"]
 
@@ -152,14 +154,32 @@ class _Codebooks(nn.Module):
                 f"ema={self.ema}, replace_dead={self.replace_dead}")
 
     def save(self, path) -> None:
-        """``path.safetensors`` (tensors) + ``path.json`` (config)."""
-        from safetensors.torch import save_file
+        """``path.safetensors`` (tensors, and the state of the generator that re-seeds dead codes) +
+        ``path.json`` (config); :meth:`load` rebuilds the layer exactly."""
+        save_module(self, path, {"class": type(self).__name__, **self.config()},
+                    extra={_GENERATOR_KEY: self._generator.get_state()})
+
+    @classmethod
+    def load(cls, path, device=None) -> _Codebooks:
+        """The layer :meth:`save` wrote to ``path``: same class, config, codes, statistics and
+        random state, so it computes and goes on training exactly as the saved one would.
+        ``CodebookLayer.load`` refuses a saved ``GroupCodebookLayer`` and vice versa."""
+        from safetensors.torch import load_file
 
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()},
-                  str(path.with_suffix(".safetensors")))
-        path.with_suffix(".json").write_text(json.dumps({"class": type(self).__name__, **self.config()}, indent=2))
+        config = json.loads(path.with_suffix(".json").read_text())
+        name = config.pop("class", None)
+        classes = {c.__name__: c for c in (CodebookLayer, GroupCodebookLayer)}
+        if name not in classes or (cls in classes.values() and name != cls.__name__):
+            expected = cls.__name__ if cls in classes.values() else " or ".join(classes)
+            raise ValueError(f"{path.with_suffix('.json')}: saved class {name!r}, expected {expected}")
+        groups = config.pop("num_codebooks")
+        layer = CodebookLayer(**config) if name == "CodebookLayer" else \
+            GroupCodebookLayer(config.pop("dim"), groups, config.pop("num_codes"), **config)
+        state = load_file(str(path.with_suffix(".safetensors")))
+        layer._generator.set_state(state.pop(_GENERATOR_KEY))
+        layer.load_state_dict(state)
+        return layer.to(device) if device is not None else layer
 
     # ------------------------------------------------------------------ statistics
     def usage(self) -> torch.Tensor:

@@ -48,6 +48,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..checkpoint import save_module
 from ..validation import (
     as_tensor,
     check_choice,
@@ -152,13 +153,7 @@ class EnergyCBM(nn.Module):
 
     def save(self, path) -> None:
         """``path.safetensors`` (weights and standardisation buffers) + ``path.json`` (:meth:`config`)."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()},
-                  str(path.with_suffix(".safetensors")))
-        path.with_suffix(".json").write_text(json.dumps({"class": type(self).__name__, **self.config()}, indent=2))
+        save_module(self, path, {"class": type(self).__name__, **self.config()})
 
     @classmethod
     def load(cls, path, device=None) -> EnergyCBM:
