@@ -147,6 +147,11 @@ def test_codebook_tokfsm_command(tmp_path, capsys):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert set(metrics["models"]) == {"original", "codebook_attn"}
     assert 0.0 <= metrics["models"]["codebook_attn"]["transition_accuracy"] <= 1.0
+    gap = metrics["models"]["codebook_attn"]["gap_to_original"]  # paired over the same 4 prompts
+    accs = [metrics["models"][n]["transition_accuracy"] for n in ("original", "codebook_attn")]
+    assert gap["points"] == pytest.approx(100 * (accs[0] - accs[1])) and gap["paired_se"] >= 0
+    assert "gap_to_original" not in metrics["models"]["original"]
+    assert "± paired SE" in (tmp_path / "report.md").read_text()
     assert "transition accuracy" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="models"):
         main(argv[:-2] + ["--models", "codebook_attn", "--out", str(tmp_path)])

@@ -46,3 +46,20 @@ def test_steering_toward_each_state_with_digit_aware_next_codes(tiny_tokfsm, one
     with pytest.raises(ValueError, match="next_codes"):
         _steering(model, fsm, at_state["codebooks"], at_next["codebooks"], tokens, states,
                   **dict(kwargs, next_codes="token"))
+
+
+
+def test_transition_accuracy_per_sequence_pairs_models_on_the_same_prompts(tiny_tokfsm, one_thread):
+    from bottlenecks.codebook.experiment import _cuts, next_states, transition_accuracy
+
+    fsm, model, tokens, states = tiny_tokfsm.fsm, tiny_tokfsm.model, tiny_tokfsm.tokens, tiny_tokfsm.states
+    ok = transition_accuracy(model, fsm, tokens, states, seed=3, per_sequence=True)
+    assert ok.dtype == torch.bool and ok.shape == (len(tokens),)
+    assert transition_accuracy(model, fsm, tokens, states, seed=3) == float(ok.float().mean())
+    assert 0.6 < float(ok.float().mean()) < 1.0  # the tiny model learnt its machine, not perfectly
+    # each entry belongs to its own sequence: redo a few, one prompt at a time, cut where the seed cuts
+    cuts = _cuts(len(tokens), (tokens.shape[1] - 1) // 2, torch.Generator().manual_seed(3))
+    for i in [int(torch.nonzero(ok)[0]), int(torch.nonzero(~ok)[0]), 7, 150]:
+        j = int(cuts[i])
+        nxt = next_states(model, tokens[i: i + 1, : 1 + 2 * j])
+        assert bool(fsm.is_valid(states[i: i + 1, j - 1], nxt)[0]) == bool(ok[i])

@@ -110,19 +110,21 @@ def _cuts(n: int, num_states: int, g: torch.Generator) -> torch.Tensor:
 
 @torch.no_grad()
 def transition_accuracy(model: nn.Module, fsm: TokFSM, tokens: torch.Tensor, states: torch.Tensor,
-                        seed: int = 0) -> float:
+                        seed: int = 0, per_sequence: bool = False) -> float | torch.Tensor:
     """Fraction of greedy next states that are valid successors. Each held-out sequence is cut
-    after a random number ``j`` of complete states (prompt: BOS + 2j tokens)."""
+    after a random number ``j`` of complete states (prompt: BOS + 2j tokens; the cuts depend on
+    ``seed`` only, so two models see the same prompts). ``per_sequence=True`` returns the
+    ``(n,)`` bool tensor of which sequences were continued correctly instead (paired comparisons)."""
     model.eval()
     device = next(model.parameters()).device
     num_complete = (tokens.shape[1] - 1) // 2
     cuts = _cuts(len(tokens), num_complete, torch.Generator().manual_seed(seed))
-    correct = 0
+    correct = torch.zeros(len(tokens), dtype=torch.bool)
     for j in cuts.unique().tolist():
         rows = torch.nonzero(cuts == j).flatten()
         nxt = next_states(model, tokens[rows, : 1 + 2 * j].to(device)).cpu()
-        correct += int(fsm.is_valid(states[rows, j - 1], nxt).sum())
-    return correct / len(tokens)
+        correct[rows] = fsm.is_valid(states[rows, j - 1], nxt)
+    return correct if per_sequence else float(correct.float().mean())
 
 
 @torch.no_grad()
@@ -355,7 +357,7 @@ def _usage(model: nn.Module) -> torch.Tensor:
 
 def run_tokfsm(out, seed: int = 0, steps: int = 600, batch_size: int = 8, lr: float = 3e-3, num_codes: int = 1000,
                k: int = 1, mlp_k: int = 1, scale: str = "code", code_gradient: bool = False,
-               codebook_warmup: float = 0.25, mlp_commitment: float = 0.25, eval_sequences: int = 1024,
+               codebook_warmup: float = 0.25, mlp_commitment: float = 0.25, eval_sequences: int = 4096,
                analysis_sequences: int = 512,
                prompts_per_state: int = 10, models: tuple[str, ...] = MODELS, device: str = "cpu",
                num_threads: int | None = None, reuse: bool = False, quiet: bool = False) -> dict:
@@ -369,6 +371,9 @@ def run_tokfsm(out, seed: int = 0, steps: int = 600, batch_size: int = 8, lr: fl
     Trained weights are saved to ``out/models/<model>.safetensors`` (with the training loss and
     the training config in ``<model>.json``); ``reuse=True`` loads them instead of training again
     when the saved config equals this run's (to redo the analysis only).
+    ``eval_sequences``: held-out sequences for transition accuracy; every model continues the same
+    prompts, so each gap to the original comes with a paired standard error (about 0.3 points at
+    the default 4,096).
     ``codebook_warmup``: the fraction of the steps that every codebook model trains with its
     codebooks bypassed before they are fitted by k-means and switched on (same total budget).
     ``mlp_commitment``: the commitment-loss weight of the MLP codebooks (the attention codebooks
@@ -440,6 +445,7 @@ def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, scale, co
     held_tokens, held_states = fsm.sample(max(eval_sequences, analysis_sequences),
                                           generator=torch.Generator().manual_seed(seed + 10_000))
     trained: dict[str, nn.Module] = {}
+    correct: dict[str, torch.Tensor] = {}  # per held-out sequence: continued with a valid successor
     metrics: dict = {"config": {"seed": seed, "steps": steps, "batch_size": batch_size, "lr": lr,
                                 "num_codes": num_codes, "k": k, "mlp_k": mlp_k, "eval_sequences": eval_sequences,
                                 "analysis_sequences": analysis_sequences, "prompts_per_state": prompts_per_state,
@@ -469,7 +475,9 @@ def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, scale, co
                               codebook_warmup=int(codebook_warmup * steps), quiet=quiet, desc=name)
             _save_trained(model, ckpt, metrics["config"], losses)
         model.to(device).eval()
-        acc = transition_accuracy(model, fsm, held_tokens[:eval_sequences], held_states[:eval_sequences], seed)
+        correct[name] = transition_accuracy(model, fsm, held_tokens[:eval_sequences],
+                                            held_states[:eval_sequences], seed, per_sequence=True)
+        acc = float(correct[name].float().mean())
         m = {"transition_accuracy": acc, "train_loss": losses,
              "final_train_loss": sum(losses[-20:]) / len(losses[-20:]),
              "train_seconds": time.time() - t, "reused": reused}
@@ -480,6 +488,12 @@ def _run_tokfsm(out, seed, steps, batch_size, lr, num_codes, k, mlp_k, scale, co
         trained[name] = model
         if not quiet:
             print(f"{name}: transition accuracy {acc:.3f}, {m['train_seconds']:.0f} s")
+
+    for name, m in metrics["models"].items():
+        if name != "original":  # every model continued the same prompts: a paired standard error
+            diff = correct["original"].double() - correct[name].double()
+            m["gap_to_original"] = {"points": 100 * float(diff.mean()),
+                                    "paired_se": 100 * float(diff.std() / math.sqrt(len(diff)))}
 
     analysis = {}
     plots_usage = {}
@@ -598,12 +612,12 @@ def _report(m: dict) -> str:
                  " (the weights of " + ", ".join(f"`{n}`" for n, r in models.items() if r.get("reused")) +
                  " were reloaded from `models/`, trained by an earlier run with the same settings: the time "
                  "excludes their training)." if any(r.get("reused") for r in models.values()) else "."), "",
-             "| model | transition accuracy | vs original | dead codes (held-out) | code perplexity | train loss |",
+             "| model | transition accuracy | vs original (± paired SE) | dead codes (held-out) | code perplexity | "
+             "train loss |",
              "|---|---|---|---|---|---|"]
     for name, r in models.items():
         dead = r.get("dead_codes")
-        lines.append(f"| {name} | {_fmt(r['transition_accuracy'])} | "
-                     f"{100 * (r['transition_accuracy'] - orig):+.1f} pt | "
+        lines.append(f"| {name} | {_fmt(r['transition_accuracy'])} | {_vs_original(r, orig)} | "
                      f"{_fmt(dead['mean']) if dead else '-'} | {_perplexity(dead)} | "
                      f"{r['final_train_loss']:.3f} |")
     a = m.get("analysis")
@@ -659,6 +673,14 @@ def _report(m: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _vs_original(r: dict, orig: float) -> str:
+    """``-1.3 ± 0.2 pt``: accuracy minus the original's, with the paired standard error if known."""
+    gap = r.get("gap_to_original")
+    if gap is None:
+        return f"{100 * (r['transition_accuracy'] - orig):+.1f} pt"
+    return f"{-gap['points']:+.1f} ± {gap['paired_se']:.1f} pt"
+
+
 def _steering_name(s: dict, a: dict) -> str:
     by_state = ", next codes by state only" if s.get("next_codes", "state") == "state" else ""
     return f"`{s.get('model', a['model'])}`: {s['mode']}, {s.get('codes', 'precise')} codes{by_state}"
@@ -671,8 +693,9 @@ def _targets(m: dict) -> list[str]:
     for name in ("codebook_attn", "codebook_attn_mlp"):
         if name in models:
             gap = 100 * (orig - models[name]["transition_accuracy"])
-            rows.append(f"| {name}: accuracy within 2 points of the original | {gap:+.1f} pt below | "
-                        f"{'yes' if gap <= 2 else 'no'} |")
+            se = models[name].get("gap_to_original", {}).get("paired_se")
+            rows.append(f"| {name}: accuracy within 2 points of the original | {gap:+.1f} pt below"
+                        f"{f' (paired SE {se:.1f})' if se is not None else ''} | {'yes' if gap <= 2 else 'no'} |")
     gap = 100 * (a["state"]["mean_best_code_precision"] - a["state"]["mean_best_neuron_precision"])
     rows.append(f"| best-code precision >= best-neuron + 20 pt | {gap:+.1f} pt | {'yes' if gap >= 20 else 'no'} |")
     for name in ("codebook_attn", "codebook_attn_raw"):
