@@ -211,6 +211,19 @@ def test_errors_name_what_was_given():
         layer.set_steering({0: [7]})
 
 
+def test_low_precision_input_is_searched_in_the_codes_precision_and_returned_in_its_own():
+    layer = CodebookLayer(16, 32, k=2, kmeans_init=False, seed=1).eval()
+    x = (torch.randn(5, 7, 16, generator=torch.Generator().manual_seed(0)) * 3).to(torch.bfloat16)
+    out, ids = layer(x)
+    out32, ids32 = layer(x.float())  # the same bf16 values, upcast: the codes' float32 search
+    assert out.dtype == torch.bfloat16 and torch.equal(ids, ids32)
+    assert torch.equal(out, out32.to(torch.bfloat16))
+    layer.train()
+    xg = x.clone().requires_grad_(True)
+    layer(xg)[0].float().sum().backward()
+    assert xg.grad.dtype == torch.bfloat16 and torch.equal(xg.grad, torch.ones_like(xg))  # straight-through
+
+
 def _train_steps(layer, xs):
     """A few training forwards + code updates; returns the outputs and ids of each."""
     opt = torch.optim.SGD(layer.parameters(), lr=0.1)

@@ -66,6 +66,23 @@ def test_wrap_trains_records_and_unwrap_restores_bit_identical_outputs(family):
         assert torch.equal(model(x).logits, ref)
 
 
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_wrap_a_bfloat16_model_keeps_float32_codes_and_bfloat16_activations(family):
+    model = _tiny(family).to(torch.bfloat16).train()
+    wrap = wrap_codebook(model, ("attn_heads", "mlp"), num_codes=16, k=2, seed=0)
+    x = torch.randint(0, 10, (3, 12), generator=torch.Generator().manual_seed(0))
+    out = model(x, labels=x)
+    assert out.logits.dtype == torch.bfloat16
+    (out.loss + wrap.loss()).backward()
+    mlp = wrap.layers["layers.1.mlp"]
+    assert mlp.codes.dtype == torch.float32 and mlp.codes.grad is not None
+    assert all(p.grad is not None for p in model.lm_head.parameters() if p.requires_grad)
+    model.eval()
+    with record_codes(model) as rec:
+        model(x)
+    assert rec["layers.1.mlp"].shape == (3, 12, 2)
+
+
 def test_bypass_runs_the_plain_model_and_warmup_starts_the_codebooks_late():
     model = _tiny("gpt_neox")
     x = torch.randint(0, 10, (3, 12), generator=torch.Generator().manual_seed(1))

@@ -309,6 +309,8 @@ class _Codebooks(nn.Module):
         self._check(x)
         lead = x.shape[:-1]
         z = self._groups(x)
+        if z.dtype != self.codes.dtype:  # e.g. float32 codes inside a bfloat16 model: compute in the
+            z = z.to(self.codes.dtype)   # codes' precision, hand the output back in the input's dtype
         if self.training and not bool(self.initialized):
             check_finite(z.detach(), "x")
             self.init_codes(z)
@@ -333,7 +335,7 @@ class _Codebooks(nn.Module):
             out = z + (q - z).detach()
         self._after_forward(z, ids, q)
         self.last_ids = ids.reshape(*lead, self.num_codebooks, self.k)
-        return out.reshape(*lead, self.dim), self.last_ids
+        return out.reshape(*lead, self.dim).to(x.dtype), self.last_ids
 
     @torch.no_grad()
     def _after_forward(self, z: torch.Tensor, ids: torch.Tensor, q: torch.Tensor) -> None:

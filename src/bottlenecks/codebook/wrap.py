@@ -173,6 +173,9 @@ def wrap_codebook(model: nn.Module, sites: str | Sequence[str] = ("attn_heads",)
             (``metric``, ``scale``, ``replace_dead``, ``seed``, ...). Each site gets ``seed + index``.
 
     Wrapping a model twice adds to the same :class:`CodebookWrap`; a site already wrapped is an error.
+    The codebooks go to the device of the module they wrap and stay float32 under a bfloat16 /
+    float16 model (searched and trained in float32, outputs handed back in the activation's dtype);
+    ``model.to(dtype)`` after wrapping converts them too.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
