@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from fresh_process import peak_kib, reset_peak, rss_kib, run_worker
+from fresh_process import peak_kib, reset_peak, rss_kib, run_worker, write_results
 
 SIZES = {"full": dict(tokens=16384, codes=10000, dim=128, k=8), "quick": dict(tokens=2048, codes=1000, dim=128, k=8)}
 METRICS = ("cosine", "dot")
@@ -129,12 +129,7 @@ def main(argv=None) -> int:
         "reference extra peak MiB | ours extra peak MiB | memory ratio | same id sets | same id order |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = "codebook-quick" if args.quick else "codebook"
-    (out / f"{stem}.md").write_text("\n".join(head + rows) + "\n")
-    (out / f"{stem}.json").write_text(json.dumps(raw, indent=2))
-    print(f"wrote {out / (stem + '.md')}")
+    write_results(args.out, "codebook-quick" if args.quick else "codebook", head + rows, raw)
     return 0
 
 

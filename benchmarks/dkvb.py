@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from fresh_process import peak_kib, reset_peak, rss_kib, run_worker
+from fresh_process import peak_kib, reset_peak, rss_kib, run_worker, write_results
 
 SETTINGS = {
     "paper defaults": dict(batch=256, dim_in=2048, heads=256, keys=4096, dim_key=14, classes=10),
@@ -158,12 +158,7 @@ def main(argv=None) -> int:
         "max logit diff | max grad diff |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = "dkvb-quick" if args.quick else "dkvb"
-    (out / f"{stem}.md").write_text("\n".join(head + rows) + "\n")
-    (out / f"{stem}.json").write_text(json.dumps(raw, indent=2))
-    print(f"wrote {out / (stem + '.md')}")
+    write_results(args.out, "dkvb-quick" if args.quick else "dkvb", head + rows, raw)
     return 0
 
 

@@ -50,3 +50,13 @@ def run_worker(script: str, spec: dict, spec_path: Path, what: str) -> dict:
     res["ms"] = [1000 * t for t in res["times_s"]]
     res["out"] = spec["out"]
     return res
+
+
+def write_results(out, stem: str, lines: list[str], raw: dict) -> Path:
+    """Write ``out/<stem>.md`` (the lines) and ``out/<stem>.json`` (``raw``); returns the .md path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    (out / f"{stem}.json").write_text(json.dumps(raw, indent=2))
+    print(f"wrote {out / (stem + '.md')}")
+    return out / f"{stem}.md"
