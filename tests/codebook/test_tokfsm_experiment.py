@@ -48,7 +48,6 @@ def test_steering_toward_each_state_with_digit_aware_next_codes(tiny_tokfsm, one
                   **dict(kwargs, next_codes="token"))
 
 
-
 def test_transition_accuracy_per_sequence_pairs_models_on_the_same_prompts(tiny_tokfsm, one_thread):
     from bottlenecks.codebook.experiment import _cuts, next_states, transition_accuracy
 

@@ -595,7 +595,6 @@ def _perplexity(dead: dict | None) -> str:
 def _report(m: dict) -> str:
     c = m["config"]
     models = m["models"]
-    orig = models["original"]["transition_accuracy"]
     lines = ["# TokFSM reproduction (Codebook Features)", "",
              f"GPT-NeoX (hidden 128, intermediate 512, 4 layers, 4 heads) trained from scratch, {c['steps']} steps "
              f"of {c['batch_size']} sequences (lr {c['lr']}; the paper: 20,000 steps of 512), seed {c['seed']}, "
@@ -617,7 +616,7 @@ def _report(m: dict) -> str:
              "|---|---|---|---|---|---|"]
     for name, r in models.items():
         dead = r.get("dead_codes")
-        lines.append(f"| {name} | {_fmt(r['transition_accuracy'])} | {_vs_original(r, orig)} | "
+        lines.append(f"| {name} | {_fmt(r['transition_accuracy'])} | {_vs_original(r)} | "
                      f"{_fmt(dead['mean']) if dead else '-'} | {_perplexity(dead)} | "
                      f"{r['final_train_loss']:.3f} |")
     a = m.get("analysis")
@@ -673,12 +672,10 @@ def _report(m: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _vs_original(r: dict, orig: float) -> str:
-    """``-1.3 ± 0.2 pt``: accuracy minus the original's, with the paired standard error if known."""
+def _vs_original(r: dict) -> str:
+    """``-1.3 ± 0.2 pt``: accuracy minus the original's, with its paired standard error."""
     gap = r.get("gap_to_original")
-    if gap is None:
-        return f"{100 * (r['transition_accuracy'] - orig):+.1f} pt"
-    return f"{-gap['points']:+.1f} ± {gap['paired_se']:.1f} pt"
+    return "+0.0 pt" if gap is None else f"{-gap['points']:+.1f} ± {gap['paired_se']:.1f} pt"
 
 
 def _steering_name(s: dict, a: dict) -> str:
@@ -688,14 +685,12 @@ def _steering_name(s: dict, a: dict) -> str:
 
 def _targets(m: dict) -> list[str]:
     models, a = m["models"], m["analysis"]
-    orig = models["original"]["transition_accuracy"]
     rows = ["| target | measured | met |", "|---|---|---|"]
     for name in ("codebook_attn", "codebook_attn_mlp"):
         if name in models:
-            gap = 100 * (orig - models[name]["transition_accuracy"])
-            se = models[name].get("gap_to_original", {}).get("paired_se")
-            rows.append(f"| {name}: accuracy within 2 points of the original | {gap:+.1f} pt below"
-                        f"{f' (paired SE {se:.1f})' if se is not None else ''} | {'yes' if gap <= 2 else 'no'} |")
+            gap = models[name]["gap_to_original"]
+            rows.append(f"| {name}: accuracy within 2 points of the original | {gap['points']:+.1f} pt below "
+                        f"(paired SE {gap['paired_se']:.1f}) | {'yes' if gap['points'] <= 2 else 'no'} |")
     gap = 100 * (a["state"]["mean_best_code_precision"] - a["state"]["mean_best_neuron_precision"])
     rows.append(f"| best-code precision >= best-neuron + 20 pt | {gap:+.1f} pt | {'yes' if gap >= 20 else 'no'} |")
     for name in ("codebook_attn", "codebook_attn_raw"):

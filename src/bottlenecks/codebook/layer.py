@@ -272,7 +272,7 @@ class _Codebooks(nn.Module):
         return x.reshape(-1, self.num_codebooks, self.group_dim)
 
     def _search(self, z: torch.Tensor) -> torch.Tensor:
-        _, ids = nearest(z.detach(), self.codes.detach().to(z.dtype), self.k, self.metric,
+        _, ids = nearest(z.detach(), self.codes.detach(), self.k, self.metric,
                          max_memory=self.max_memory, validate=False)
         return ids  # (n, C, k)
 
@@ -308,9 +308,8 @@ class _Codebooks(nn.Module):
         """``(..., dim) -> (..., dim), ids (..., C, k)``."""
         self._check(x)
         lead = x.shape[:-1]
-        z = self._groups(x)
-        if z.dtype != self.codes.dtype:  # e.g. float32 codes inside a bfloat16 model: compute in the
-            z = z.to(self.codes.dtype)   # codes' precision, hand the output back in the input's dtype
+        # in the codes' precision (e.g. float32 codes inside a bfloat16 model); the output goes back in x's
+        z = self._groups(x).to(self.codes.dtype)
         if self.training and not bool(self.initialized):
             check_finite(z.detach(), "x")
             self.init_codes(z)
