@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
-from ..validation import check_choice, check_positive_int
+from ..validation import as_tensor, check_choice, check_positive_int
 from .bottleneck import DiscreteKeyValueBottleneck
 
 DECODERS = ("mean", "linear", "mlp")
@@ -64,10 +66,19 @@ class KeyValueClassifier(nn.Module):
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-        """Class indices ``(n,)``, in eval mode (untrained keys masked)."""
+        """Class indices ``(n,)``, in eval mode (untrained keys masked). Warns when no value has
+        been trained yet: every logit is then the same and every prediction is class 0."""
+        check_positive_int(batch_size, "batch_size")
+        x = as_tensor(x, "x")
+        b = self.bottleneck
+        if bool(b.keys_ready) and not bool(b.value_usage.any()) and not bool(b.values.any()):
+            warnings.warn("predict: no values have been trained yet (all are zero), so every input gets "
+                          "the same logits and class 0; call fit(x, y) after fit_keys", RuntimeWarning,
+                          stacklevel=2)
         was_training = self.training
         self.eval()
-        out = torch.cat([self(x[s:s + batch_size]).argmax(dim=1) for s in range(0, len(x), batch_size)])
+        parts = [self(x[s:s + batch_size]).argmax(dim=1) for s in range(0, len(x), batch_size)]
+        out = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long, device=b.keys.device)
         self.train(was_training)
         return out
 
