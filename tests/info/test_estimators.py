@@ -132,3 +132,82 @@ def test_errors():
         entropy(x, units="hartley")
     with pytest.raises(ValueError, match="duplicate"):
         entropy(np.zeros((10, 1)))
+
+
+# --- issue 21: no silent wrong results, one set of names ---------------------------------------
+
+def test_plugin_refuses_continuous_data_without_bins():
+    # every continuous sample is its own symbol: the plug-in estimate would be log n (6.21 at n=500)
+    x, y, _ = gaussian_pairs(500, 1, 0.8, seed=11)
+    with pytest.raises(ValueError, match=r"x: method='plugin'.*500 distinct rows among 500 samples.*bins="):
+        mutual_information(x, y, method="plugin")
+    with pytest.raises(ValueError, match="bins="):
+        entropy(x, method="plugin")
+    with pytest.raises(ValueError, match=r"y: method='plugin'"):
+        mutual_information(np.arange(500) % 4, y, method="plugin")
+    # with bins it is the binned estimate: far from log n, near the truth (0.51 nats) for 8 bins
+    est = mutual_information(x, y, method="plugin", bins=8)
+    assert 0.3 < est < 0.7
+
+
+def test_plugin_still_takes_discrete_floats():
+    rng = np.random.default_rng(12)
+    x = rng.integers(0, 4, 1000).astype(np.float64)   # integer-valued floats: symbols
+    y = (x + (rng.random(1000) < 0.1)) % 4 * 0.5      # few distinct non-integer values: symbols
+    a = mutual_information(x, y, method="plugin")
+    assert a == pytest.approx(mutual_information(x.astype(int), (2 * y).astype(int), method="plugin"), abs=1e-12)
+    assert a > 1.0
+
+
+def test_method_aliases():
+    x, y, _ = gaussian_pairs(400, 2, 0.6, seed=13)
+    assert mutual_information(x, y, method="ksg") == mutual_information(x, y, method="ksg1")
+    assert mutual_information(x, y, method="cca") == mutual_information(x, y, method="gaussian")
+    assert mutual_information(x, y, method="binning", bins=5) == mutual_information(x, y, method="plugin", bins=5)
+    assert entropy(x, method="binning", bins=5) == entropy(x, method="plugin", bins=5)
+    with pytest.raises(ValueError, match=r"method: expected one of \['ksg1'.*'ksg' \(= 'ksg1'\).*got 'kgs'"):
+        mutual_information(x, y, method="kgs")
+
+
+def test_infoplane_plugin_and_binning_are_one_estimator():
+    from torch import nn
+
+    from bottlenecks.info import InfoPlane
+
+    rng = np.random.default_rng(14)
+    x = torch.from_numpy(rng.standard_normal((300, 3))).float()
+    y = torch.from_numpy(rng.integers(0, 2, 300))
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh())
+    records = []
+    for name in ("binning", "plugin"):
+        with InfoPlane(model, ["1"], x, y, estimator=name, bins=6) as plane:
+            assert plane.estimator == "plugin"
+            records.append(plane.record(0)[0])
+            assert plane.degree_of_ib(name)["1"] == pytest.approx(plane.degree_of_ib("binning")["1"])
+    assert records[0] == records[1]
+    assert 0 < records[0]["i_xt"] < math.log2(300)
+    with InfoPlane(model, ["1"], x, y, estimator="ksg") as plane:
+        assert plane.estimator == "ksg1"
+
+
+def test_conditional_mi_argument_names_and_short_errors():
+    from bottlenecks.info import conditional_mutual_information
+
+    rng = np.random.default_rng(15)
+    labels = rng.integers(0, 2, 600)
+    x = labels + rng.standard_normal(600)
+    y = labels + rng.standard_normal(600)
+    # README: conditional_mutual_information(x, y, labels) is I(X; Y | labels)
+    kw = conditional_mutual_information(x=x, y=y, labels=labels)
+    assert kw == conditional_mutual_information(x, y, labels)
+    assert abs(kw) < 0.05
+    with pytest.raises(TypeError, match=r"\(x, y, labels\)"):
+        conditional_mutual_information(x, z=y, y=labels)
+    # continuous labels: one short message, not one line per sample
+    with pytest.raises(ValueError, match="discrete class labels") as err:
+        conditional_mutual_information(x, y, rng.standard_normal(600))
+    assert len(str(err.value)) < 300
+    few = np.arange(600) % 200  # 200 classes of 3 samples: listed briefly
+    with pytest.raises(ValueError, match="200 of 200 classes have fewer than 5 samples") as err:
+        conditional_mutual_information(x, y, few)
+    assert len(str(err.value)) < 300

@@ -161,7 +161,7 @@ def test_conditional_mutual_information_errors():
     x, z = rng.standard_normal(50), rng.standard_normal(50)
     y = np.zeros(50, dtype=int)
     y[:3] = 1
-    with pytest.raises(ValueError, match=r"class\(es\) \[1\] have fewer than 5 samples"):
+    with pytest.raises(ValueError, match=r"1 of 2 classes have fewer than 5 samples: 1 \(3\)"):
         conditional_mutual_information(x, z, y)
     with pytest.raises(ValueError, match="same number of samples"):
         conditional_mutual_information(x, z, y[:40])

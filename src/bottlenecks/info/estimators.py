@@ -18,9 +18,24 @@ from ..cluster import nearest
 from ..validation import as_tensor, check_choice, check_finite, check_ndim, check_nonempty, check_positive_int
 from . import knn
 
-__all__ = ["Estimate", "conditional_mutual_information", "entropy", "mutual_information"]
+__all__ = ["METHODS", "METHOD_ALIASES", "Estimate", "canonical_method", "conditional_mutual_information", "entropy",
+           "mutual_information"]
 
 UNITS = {"nats": 1.0, "bits": 1.0 / math.log(2.0)}
+METHODS = ("ksg1", "ksg2", "mixed", "plugin", "gaussian")
+# names users guess -> the canonical one (the same names work in InfoPlane and degree_of_ib)
+METHOD_ALIASES = {"ksg": "ksg1", "cca": "gaussian", "binning": "plugin"}
+
+
+def canonical_method(method, name: str = "method") -> str:
+    """The canonical estimator name for ``method`` (an alias in :data:`METHOD_ALIASES` or a name in
+    :data:`METHODS`); anything else is a ``ValueError`` listing both."""
+    if isinstance(method, str) and method in METHOD_ALIASES:
+        return METHOD_ALIASES[method]
+    if isinstance(method, str) and method in METHODS:
+        return method
+    aliases = ", ".join(f"{a!r} (= {c!r})" for a, c in METHOD_ALIASES.items())
+    raise ValueError(f"{name}: expected one of {list(METHODS)} or an alias {aliases}, got {method!r}")
 
 
 def _prepare(x, name: str, *, min_samples: int = 1) -> torch.Tensor:
@@ -84,6 +99,19 @@ def _discrete_codes(t: torch.Tensor) -> torch.Tensor:
     return torch.unique(t, dim=0, return_inverse=True)[1]
 
 
+def _check_symbols(t: torch.Tensor, name: str) -> None:
+    """The plug-in estimator without ``bins`` takes each distinct row as a symbol. Data with
+    non-integer values where more than half the rows are distinct look continuous: every sample
+    would be its own symbol and the estimate ``log n``, whatever the dependence. Refuse them."""
+    if not t.is_floating_point() or bool((t == t.round()).all()):
+        return
+    n_distinct = int(torch.unique(t, dim=0).shape[0])
+    if 2 * n_distinct > t.shape[0]:
+        raise ValueError(f"{name}: method='plugin' counts distinct rows as symbols, but {name} has non-integer values "
+                         f"and {n_distinct} distinct rows among {t.shape[0]} samples (continuous data: the estimate "
+                         f"would be about log n); pass bins=... to discretise it, or use method='ksg1' / 'mixed'")
+
+
 def _bin_columns(t: torch.Tensor, bins: int | None) -> torch.Tensor:
     """Equal-width bins per column over its own range (``bins`` of them): ``(n, d) -> (n, d)`` int.
     ``bins=None`` leaves the data as symbols (exact values)."""
@@ -126,16 +154,20 @@ def entropy(x, method: str = "kl", k: int = 3, units: str = "nats", *, bins: int
     ``method='plugin'``: Shannon entropy of the empirical distribution of the rows of a discrete
     ``x`` (each distinct row is a symbol; with ``bins``, each column is first cut into ``bins``
     equal-width bins over its range). It is biased low by about ``(K - 1) / (2n)`` nats for ``K``
-    symbols (Miller–Madow).
+    symbols (Miller–Madow). ``'binning'`` is an alias. Without ``bins``, data with non-integer
+    values and more than ``n/2`` distinct rows (continuous data, whose estimate would be ``log n``)
+    are refused: pass ``bins`` or use ``'kl'``.
 
     ``ci`` (e.g. 0.95) adds a resampling confidence interval and returns an :class:`Estimate`
     instead of a float (see :func:`mutual_information` for the procedure). Returns ``units``
     ('nats' or 'bits').
     """
-    check_choice(method, "method", ("kl", "plugin"))
+    method = "plugin" if method == "binning" else check_choice(method, "method", ("kl", "plugin", "binning"))
     check_choice(units, "units", UNITS)
     t = _prepare(x, "x")
     if method == "plugin":
+        if bins is None:
+            _check_symbols(t, "x")
         codes = _bin_columns(t, bins)
 
         def fn(idx):
@@ -237,6 +269,9 @@ def _mi_function(tx: torch.Tensor, ty: torch.Tensor, method: str, k: int, standa
     """The estimator as a function of sample indices (so resampling reuses the prepared data)."""
     n = tx.shape[0]
     if method == "plugin":
+        if bins is None:
+            _check_symbols(tx, "x")
+            _check_symbols(ty, "y")
         cx, cy = _discrete_codes(_bin_columns(tx, bins)), _discrete_codes(_bin_columns(ty, bins))
 
         def fn(idx):
@@ -286,13 +321,18 @@ def mutual_information(x, y, method: str = "ksg1", k: int = 3, units: str = "nat
       :func:`bottlenecks.info.knn.mixed_ksg`). Equals KSG1 on continuous data; consistent for
       mixtures, with KSG1's low bias on continuous parts and about ``+(K-1)/2n``-type plug-in
       bias on discrete parts. No standardisation (ties must stay ties): rescale columns yourself.
-    - ``'plugin'``: for discrete data, ``H(X) + H(Y) - H(X, Y)`` of the empirical distribution
-      (distinct rows are symbols; ``bins`` cuts each column into equal-width bins first). Biased
-      high, by about ``(Kx - 1)(Ky - 1) / (2n)`` nats.
+    - ``'plugin'`` (alias ``'binning'``): for discrete data, ``H(X) + H(Y) - H(X, Y)`` of the
+      empirical distribution (distinct rows are symbols; ``bins`` cuts each column into equal-width
+      bins over its range first). Biased high, by about ``(Kx - 1)(Ky - 1) / (2n)`` nats. Without
+      ``bins``, a side with non-integer values and more than ``n/2`` distinct rows is refused
+      (continuous data: every sample its own symbol, the estimate ``log n``); pass ``bins``.
     - ``'gaussian'``: closed form ``0.5 (log det R_xx + log det R_yy - log det R)`` from the
       sample correlation matrix ``R`` (equals ``-0.5 sum log(1 - rho_i^2)`` over the canonical
       correlations). Consistent for jointly Gaussian data, biased high by about ``dx*dy/(2n)``;
-      for non-Gaussian data it only sees linear dependence.
+      for non-Gaussian data it only sees linear dependence. Alias ``'cca'``.
+
+    ``'ksg'`` is an alias of ``'ksg1'`` (the names in :data:`METHOD_ALIASES` work here, in
+    :class:`~bottlenecks.info.InfoPlane` and in :func:`~bottlenecks.info.degree_of_ib`).
 
     ``standardize`` (KSG only) rescales each column to zero mean and unit variance first, which
     makes the estimate invariant to per-column affine rescaling; constant columns are then an
@@ -305,7 +345,7 @@ def mutual_information(x, y, method: str = "ksg1", k: int = 3, units: str = "nat
     full-sample variance. The interval covers sampling variability only, not the bias described
     above (nor the bias difference between ``n/2`` and ``n`` samples).
     """
-    check_choice(method, "method", ("ksg1", "ksg2", "mixed", "plugin", "gaussian"))
+    method = canonical_method(method)
     check_choice(units, "units", UNITS)
     _check_algorithm(algorithm)
     tx = _prepare(x, "x")
@@ -318,46 +358,51 @@ def mutual_information(x, y, method: str = "ksg1", k: int = 3, units: str = "nat
                    min_n=(k + 2 if method in ("ksg1", "ksg2", "mixed") else 3))
 
 
-def conditional_mutual_information(x, z, y, method: str = "ksg1", k: int = 3, units: str = "nats", *,
+def conditional_mutual_information(x, y, labels=None, method: str = "ksg1", k: int = 3, units: str = "nats", *,
                                    min_class_size: int | None = None, **kwargs) -> float:
-    """``I(X; Z | Y)`` for a **discrete** ``y: (n,)`` (labels of any numeric type) and ``x: (n, dx)``,
-    ``z: (n, dz)``: the exact decomposition ``sum_c p(y=c) I(X; Z | Y=c)`` with ``p`` the empirical
+    """``I(X; Y | labels)`` for ``x: (n, dx)``, ``y: (n, dy)`` and **discrete** ``labels: (n,)`` (of any
+    numeric type): the exact decomposition ``sum_c p(c) I(X; Y | labels=c)`` with ``p`` the empirical
     class frequencies and each term estimated by :func:`mutual_information` (``method``, ``k`` and
     ``kwargs`` passed on, ``ci`` excepted) on the samples of class ``c``.
 
     Bias: the weighted sum of the per-class estimators' biases (see :func:`mutual_information`), at
     the smaller per-class sample sizes. Classes with fewer than ``min_class_size`` samples
-    (default ``k + 2`` for k-NN methods, 2 otherwise) are an error rather than silently dropped.
+    (default ``k + 2`` for k-NN methods, 2 otherwise) are an error rather than silently dropped;
+    so are labels that look continuous (non-integer values, more than ``n/2`` distinct).
     """
+    if "z" in kwargs or labels is None:
+        raise TypeError("conditional_mutual_information: the arguments are (x, y, labels) for I(X; Y | labels) and "
+                        "labels are required (the old keywords z=, y= are now y=, labels=; positions are unchanged)")
     if "ci" in kwargs:
         raise TypeError("conditional_mutual_information: ci is not supported; resample the rows yourself")
+    method = canonical_method(method)
     check_choice(units, "units", UNITS)
-    tx, tz = _prepare(x, "x"), _prepare(z, "z")
-    ty = _prepare(y, "y")
-    if ty.shape[1] != 1:
-        raise ValueError(f"y: expected discrete labels of shape (n,) or (n, 1), got {tuple(ty.shape)}")
-    for name, t in (("z", tz), ("y", ty)):
+    tx, ty = _prepare(x, "x"), _prepare(y, "y")
+    tl = _prepare(labels, "labels")
+    if tl.shape[1] != 1:
+        raise ValueError(f"labels: expected discrete labels of shape (n,) or (n, 1), got {tuple(tl.shape)}")
+    for name, t in (("y", ty), ("labels", tl)):
         if t.shape[0] != tx.shape[0]:
             raise ValueError(f"x and {name} must have the same number of samples, got {tx.shape[0]} (x) and "
                              f"{t.shape[0]} ({name})")
-    labels = _discrete_codes(ty)
-    counts = torch.bincount(labels)
-    need = min_class_size if min_class_size is not None else (k + 2 if method in ("ksg1", "ksg2", "mixed") else 2)
-    small = torch.nonzero(counts < need).flatten().tolist()
-    if small:
-        values = torch.unique(ty, dim=0)[small].flatten().tolist()
-        raise ValueError(f"y: class(es) {values} have fewer than {need} samples "
-                         f"(counts {counts[small].tolist()}); merge rare classes or lower k")
+    values, codes, counts = torch.unique(tl[:, 0], return_inverse=True, return_counts=True)
     n = tx.shape[0]
+    if tl.is_floating_point() and not bool((values == values.round()).all()) and 2 * len(values) > n:
+        raise ValueError(f"labels: expected discrete class labels, got {len(values)} distinct non-integer values "
+                         f"among {n} samples (continuous?); discretise them first (e.g. numpy.digitize)")
+    need = min_class_size if min_class_size is not None else (k + 2 if method in ("ksg1", "ksg2", "mixed") else 2)
+    small = torch.nonzero(counts < need).flatten()
+    if len(small):
+        shown = ", ".join(f"{values[i].item():g} ({int(counts[i])})" for i in small[:5])
+        more = f" and {len(small) - 5} more" if len(small) > 5 else ""
+        raise ValueError(f"labels: {len(small)} of {len(values)} classes have fewer than {need} samples: "
+                         f"{shown}{more}; merge rare classes or lower k")
     total = 0.0
     for c in range(len(counts)):
-        mask = labels == c
+        mask = codes == c
         try:
-            part = mutual_information(tx[mask], tz[mask], method=method, k=k, units=units, **kwargs)
+            part = mutual_information(tx[mask], ty[mask], method=method, k=k, units=units, **kwargs)
         except ValueError as err:
-            value = torch.unique(ty, dim=0)[c].item()
-            raise ValueError(f"class y={value}: {err}") from err
+            raise ValueError(f"class labels={values[c].item():g}: {err}") from err
         total += float(counts[c]) / n * part
     return total
-
-

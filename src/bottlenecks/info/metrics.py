@@ -84,9 +84,11 @@ def degree_of_ib(t, x, y, method: str = "binning", *, bins: int = 30, k: int = 3
     ``'mixed'``) uses that estimator on ``(x, t)`` within each class instead (``k`` neighbours).
     """
     tt, xx = _as_2d(t, "t"), _as_2d(x, "x")
-    if method == "binning":
+    if method in ("binning", "plugin"):  # one estimator, two names (as in InfoPlane)
         codes = torch.from_numpy(_bin_codes(tt.double().numpy(), check_positive_int(bins, "bins")))
-        return conditional_mutual_information(xx, codes, y, method="plugin", units=units)
+        # the inputs are the symbols (X uniform over the n inputs): pass their row ids, not raw values
+        ids = torch.unique(xx, dim=0, return_inverse=True)[1]
+        return conditional_mutual_information(ids, codes, y, method="plugin", units=units)
     return conditional_mutual_information(xx, tt, y, method=method, k=k, units=units)
 
 

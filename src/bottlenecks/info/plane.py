@@ -17,13 +17,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..validation import as_tensor, check_choice, check_finite, check_nonempty, check_positive_int
+from ..validation import as_tensor, check_finite, check_nonempty, check_positive_int
 from .bounds import pairwise_information_bounds
-from .estimators import mutual_information
+from .estimators import canonical_method, mutual_information
 
 __all__ = ["ESTIMATORS", "InfoPlane", "binned_information"]
 
-ESTIMATORS = ("binning", "pairwise", "ksg1", "ksg2", "mixed", "plugin", "gaussian")
+# canonical names; the aliases of bottlenecks.info.METHOD_ALIASES ("binning", "ksg", "cca") are accepted too
+ESTIMATORS = ("plugin", "pairwise", "ksg1", "ksg2", "mixed", "gaussian")
 
 
 def _entropy_bits(codes: np.ndarray) -> float:
@@ -77,21 +78,22 @@ class InfoPlane:
 
     model: any ``nn.Module``; layers: names from ``dict(model.named_modules())`` whose forward
     outputs are ``T`` (a tuple output uses its first element; outputs are flattened per sample);
-    x: (n, ...) inputs, y: (n,) labels. ``estimator``: ``'binning'`` (Shwartz-Ziv & Tishby: ``bins``
-    equal bins over each layer's range, see :func:`binned_information`), ``'pairwise'`` (the layer
+    x: (n, ...) inputs, y: (n,) labels. ``estimator``: ``'plugin'`` or its alias ``'binning'`` (the
+    same estimator: Shwartz-Ziv & Tishby's plug-in estimate over ``bins`` equal bins over each
+    layer's range, see :func:`binned_information`), ``'pairwise'`` (the layer
     made noisy, ``T + N(0, noise_var I)``: Kolchinsky-Tracey KL upper bound on ``I(X;T)`` and the KL
     mixture estimate of ``I(T;Y)``, see :func:`~bottlenecks.info.bounds.pairwise_information_bounds`)
     or a method of :func:`bottlenecks.info.mutual_information` (``'ksg1'``, ``'ksg2'``, ``'mixed'``,
-    ``'plugin'``, ``'gaussian'``, with ``k`` neighbours), applied to ``(x, T)`` and ``(T, y)``.
+    ``'gaussian'`` or their aliases ``'ksg'``, ``'cca'``, with ``k`` neighbours), applied to ``(x, T)`` and ``(T, y)``.
     ``record(epoch)`` only measures when ``epoch % every == 0``.
 
     Forward hooks are registered at construction; :meth:`remove` (or leaving a ``with`` block)
     takes them off. ``history`` is a list of ``{"epoch", "layer", "i_xt", "i_ty"}`` dicts.
     """
 
-    def __init__(self, model: nn.Module, layers: list[str], x, y, estimator: str = "binning", bins: int = 30,
+    def __init__(self, model: nn.Module, layers: list[str], x, y, estimator: str = "plugin", bins: int = 30,
                  every: int = 1, *, k: int = 3, batch_size: int | None = None, noise_var: float | None = None):
-        check_choice(estimator, "estimator", ESTIMATORS)
+        estimator = estimator if estimator == "pairwise" else canonical_method(estimator, "estimator")
         if (estimator == "pairwise") != (noise_var is not None):
             raise ValueError("noise_var: needed by (and only by) estimator='pairwise', "
                              f"got estimator={estimator!r}, noise_var={noise_var!r}")
@@ -157,7 +159,7 @@ class InfoPlane:
 
     def measure(self, t: torch.Tensor) -> tuple[float, float]:
         """``(I(X;T), I(T;Y))`` in bits for activations ``t: (n, d)`` with the chosen estimator."""
-        if self.estimator == "binning":
+        if self.estimator == "plugin":
             return binned_information(t, self.y, self.bins)
         if self.estimator == "pairwise":
             b = pairwise_information_bounds(t, self.noise_var, y=self.y, units="bits")
@@ -187,7 +189,7 @@ class InfoPlane:
         :func:`bottlenecks.info.metrics.degree_of_ib`; ``bins`` defaults to this plane's)."""
         from .metrics import degree_of_ib
 
-        if method == "binning":
+        if method in ("binning", "plugin"):
             kwargs.setdefault("bins", self.bins)
         x = self.x.reshape(self.x.shape[0], -1)
         return {name: degree_of_ib(t, x, self.y, method, **kwargs) for name, t in self.activations().items()}
