@@ -1,6 +1,6 @@
 """Time exact Lloyd k-means (``bottlenecks.cluster.kmeans``) against scikit-learn and faiss-cpu.
 
-    python benchmarks/kmeans.py                 # full run: 3 shapes, 10 iterations, 3 repeats
+    python benchmarks/kmeans.py                 # full run: 4 shapes, 2 and 1 threads, 10 iterations, 3 repeats
     python benchmarks/kmeans.py --quick         # tiny shapes, seconds; writes kmeans-quick.*
 
 Every method starts from the same initial centres (``k`` distinct rows of the data, chosen with
@@ -52,7 +52,8 @@ import numpy as np
 if __package__ in (None, "") and importlib.util.find_spec("bottlenecks") is None:  # not installed: use src/
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-SHAPES = [(200_000, 64, 256), (1_000_000, 128, 1024), (100_000, 64, 8192)]  # (n, d, k)
+# (n, d, k); (60k, 784, 10) is `make demo-kmeans`'s shape (Fashion-MNIST's size, small k, large d)
+SHAPES = [(200_000, 64, 256), (1_000_000, 128, 1024), (100_000, 64, 8192), (60_000, 784, 10)]
 QUICK_SHAPES = [(20_000, 32, 64), (20_000, 32, 512)]
 METHODS = ("bottlenecks", "bottlenecks-noprune", "sklearn", "faiss")
 PEERS = ("sklearn", "faiss")
@@ -266,6 +267,9 @@ def worker(spec_path: str) -> int:
 
 # ---------------------------------------------------------------- driver
 
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
 def blas_env() -> tuple[dict, str]:
     """Environment for the workers, and a note on it. faiss-cpu's wheel bundles an old OpenBLAS
     that may not recognise a new CPU and falls back to generic kernels (seen here: 'Prescott',
@@ -287,16 +291,21 @@ def blas_env() -> tuple[dict, str]:
                  f"OPENBLAS_CORETYPE={env.get('OPENBLAS_CORETYPE', '(unset)')}")
 
 
-def run_worker(method, shape_dir: Path, args) -> dict:
+def run_worker(method, shape_dir: Path, args, threads: int) -> dict:
+    """One method in a fresh process limited to ``threads`` threads (every pool: OpenMP, MKL, OpenBLAS,
+    numba)."""
+    run = f"{method}-t{threads}"
     spec = {"method": method, "x": str(shape_dir / "x.npy"), "c0": str(shape_dir / "c0.npy"),
             "iters": args.iters, "repeats": args.repeats, "seed": args.seed,
-            "labels_out": str(shape_dir / f"{method}-labels.npy"),
-            "centroids_out": str(shape_dir / f"{method}-centroids.npy"),
-            "result_out": str(shape_dir / f"{method}-result.json")}
-    spec_path = shape_dir / f"{method}-spec.json"
+            "labels_out": str(shape_dir / f"{run}-labels.npy"),
+            "centroids_out": str(shape_dir / f"{run}-centroids.npy"),
+            "result_out": str(shape_dir / f"{run}-result.json")}
+    spec_path = shape_dir / f"{run}-spec.json"
     spec_path.write_text(json.dumps(spec))
+    env = blas_env()[0]
+    env.update({v: str(threads) for v in THREAD_VARS})
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", str(spec_path)],
-                          capture_output=True, text=True, env=blas_env()[0])
+                          capture_output=True, text=True, env=env)
     if proc.returncode != 0 or not Path(spec["result_out"]).exists():
         tail = (proc.stderr or proc.stdout or "(no output)").strip().splitlines()
         return {"error": f"worker exited with {proc.returncode}: {tail[-1].replace('|', '/')}",
@@ -336,29 +345,37 @@ def fmt_agree(v) -> str:
     return "identical" if v == 1.0 else f"{v:.6f}"
 
 
+def fastest_peer(results: dict) -> float | None:
+    peer_best = [results[p]["ms_min"] for p in PEERS if p in results and "error" not in results[p]]
+    return min(peer_best) if peer_best else None
+
+
 def table_rows(all_results: dict, methods) -> list[list[str]]:
     rows = []
     for label, results in all_results.items():
-        peer_best = [results[p]["ms_min"] for p in PEERS if p in results and "error" not in results[p]]
-        fastest_peer = min(peer_best) if peer_best else None
+        shape, threads = label.rsplit(", ", 1)
+        peer = fastest_peer(results)
+        faiss = results.get("faiss", {}).get("ms_min")
         for m in methods:
             r = results.get(m)
             if r is None:
                 continue
             if "error" in r:
-                rows.append([label, m, "error", "", "", "", "", "", "", "", "", "", r["error"][:120]])
+                rows.append([shape, threads, m, "error", "", "", "", "", "", "", "", "", "", "", r["error"][:120]])
                 continue
-            ratio = f"{r['ms_min'] / fastest_peer:.2f}" if fastest_peer else "n/a"
+            ratio = f"{r['ms_min'] / peer:.2f}" if peer else "n/a"
+            vs_faiss = f"{r['ms_min'] / faiss:.2f}" if faiss else "n/a"
             rel = r.get("inertia_rel_diff")
-            rows.append([label, m, r["precision"], str(r["n_iter"]), f"{r['ms_min']:.2f}", f"{r['ms_median']:.2f}",
-                         ratio, f"{r['extra_peak_mib']:.0f}", f"{r['peak_rss_mib']:.0f}",
+            rows.append([shape, threads, m, r["precision"], str(r["n_iter"]), f"{r['ms_min']:.2f}",
+                         f"{r['ms_median']:.2f}", ratio, vs_faiss, f"{r['extra_peak_mib']:.0f}",
+                         f"{r['peak_rss_mib']:.0f}",
                          fmt_agree(r.get("agree_with_ours")), fmt_agree(r.get("exact_own_fraction")),
                          f"{r['inertia']:.6e}", "n/a" if rel is None else f"{rel:+.2e}"])
     return rows
 
 
-HEADER = ["shape", "method", "precision", "iters run", "ms/iter min", "ms/iter median", "x fastest peer",
-          "extra peak MiB", "total peak MiB", "labels = ours", "labels = exact(own centres)", "inertia",
+HEADER = ["shape", "threads", "method", "precision", "iters run", "ms/iter min", "ms/iter median", "x fastest peer",
+          "x faiss", "extra peak MiB", "total peak MiB", "labels = ours", "labels = exact(own centres)", "inertia",
           "inertia vs ours"]
 
 
@@ -369,12 +386,52 @@ def markdown(rows) -> str:
 
 
 def threads_note(all_results) -> str:
-    seen = {}
+    seen: dict = {}
     for results in all_results.values():
         for m, r in results.items():
-            if "threads" in r:
-                seen.setdefault(m, r["threads"])
-    return ", ".join(f"{m}: {t}" for m, t in seen.items())
+            if "threads" in r and r["threads"] not in seen.setdefault(m, []):
+                seen[m].append(r["threads"])
+    return ", ".join(f"{m}: {' / '.join(map(str, t))}" for m, t in seen.items())
+
+
+#: issue 15's speed targets: (n, d, k) -> the largest ms/iter ratio to the fastest peer at 2 threads
+SPEED_TARGETS = {(1_000_000, 128, 1024): 0.5, (100_000, 64, 8192): 0.5, (200_000, 64, 256): 1.0,
+                 (60_000, 784, 10): 1.0}
+
+
+def targets(all_results: dict, shapes) -> str:
+    """Issue 15's targets, each with its measured value: speed at 2 threads vs the fastest peer, at 1
+    thread vs faiss, extra peak memory <= 2x faiss's, and defaults (prune) no slower than prune=False."""
+    lines = ["| target | shape | measured | met |", "|---|---|---|---|"]
+
+    def row(what, label, value, ok):
+        lines.append(f"| {what} | {label} | {value} | {'yes' if ok else '**no**'} |")
+
+    for shape in shapes:
+        label = shape_label(shape)
+        for run_label, results in all_results.items():
+            if not run_label.startswith(label + ", "):
+                continue
+            threads = int(run_label.rsplit(", ", 1)[1])
+            ours, faiss, noprune = results.get(OURS), results.get("faiss"), results.get("bottlenecks-noprune")
+            if not ours or "error" in ours:
+                continue
+            peer = fastest_peer(results)
+            if threads == 2 and peer and tuple(shape) in SPEED_TARGETS:
+                goal = SPEED_TARGETS[tuple(shape)]
+                ratio = ours["ms_min"] / peer
+                row(f"ms/iter <= {goal}x fastest peer, 2 threads", label, f"{ratio:.2f}x", ratio <= goal)
+            if threads == 1 and faiss and "error" not in faiss:
+                ratio = ours["ms_min"] / faiss["ms_min"]
+                row("ms/iter <= 1.0x faiss, 1 thread", label, f"{ratio:.2f}x", ratio <= 1.0)
+            if faiss and "error" not in faiss:
+                ok = ours["extra_peak_mib"] <= 2 * max(faiss["extra_peak_mib"], 0)
+                row(f"extra peak <= 2x faiss's, {threads} thread(s)", label,
+                    f"{ours['extra_peak_mib']:.0f} vs {faiss['extra_peak_mib']:.0f} MiB", ok)
+            if noprune and "error" not in noprune:
+                ratio = ours["ms_min"] / noprune["ms_min"]
+                row(f"default no slower than prune=False, {threads} thread(s)", label, f"{ratio:.2f}x", ratio <= 1.0)
+    return "\n".join(lines)
 
 
 def header(args, argv) -> str:
@@ -434,6 +491,8 @@ def main(argv=None) -> int:
                     help="comma-separated NxDxK, e.g. 200kx64x256,1Mx128x1024 (default: the three issue shapes)")
     ap.add_argument("--iters", type=int, default=None, help="Lloyd iterations (default 10; 3 with --quick)")
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per method (default 3; 2 with --quick)")
+    ap.add_argument("--threads", default="2,1",
+                    help="comma-separated thread counts, each a separate run of every method (default 2,1)")
     ap.add_argument("--data", choices=("blobs", "gaussian"), default="blobs")
     ap.add_argument("--cluster-std", type=float, default=4.0, help="make_blobs cluster_std (blobs data)")
     ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
@@ -452,6 +511,12 @@ def main(argv=None) -> int:
         ap.error(f"--methods: unknown {bad}; expected a comma-separated subset of {','.join(METHODS)}")
     if args.iters < 1 or args.repeats < 1:
         ap.error("--iters and --repeats must be >= 1")
+    try:
+        args.threads = [int(t) for t in args.threads.split(",") if t.strip()]
+    except ValueError:
+        ap.error(f"--threads: expected comma-separated positive integers, got {args.threads!r}")
+    if not args.threads or min(args.threads) < 1:
+        ap.error(f"--threads: expected comma-separated positive integers, got {args.threads!r}")
     stem = "kmeans" + ("-quick" if args.quick else "") + ("" if args.data == "blobs" else f"-{args.data}")
 
     all_results: dict[str, dict] = {}
@@ -465,19 +530,21 @@ def main(argv=None) -> int:
             np.save(shape_dir / "x.npy", x)
             np.save(shape_dir / "c0.npy", c0)
             del c0
-            results = {}
-            for m in methods:
-                t0 = time.perf_counter()
-                print(f"[{label}] {m} ...", end=" ", file=sys.stderr, flush=True)
-                results[m] = run_worker(m, shape_dir, args)
-                r = results[m]
-                msg = r["error"] if "error" in r else f"{r['ms_min']:.2f} ms/iter min, {r['n_iter']} iters"
-                print(f"{msg} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
-            compare(x, results)
+            for threads in args.threads:
+                results = {}
+                run_label = f"{label}, {threads}"
+                for m in methods:
+                    t0 = time.perf_counter()
+                    print(f"[{run_label} threads] {m} ...", end=" ", file=sys.stderr, flush=True)
+                    results[m] = run_worker(m, shape_dir, args, threads)
+                    r = results[m]
+                    msg = r["error"] if "error" in r else f"{r['ms_min']:.2f} ms/iter min, {r['n_iter']} iters"
+                    print(f"{msg} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
+                compare(x, results)
+                for r in results.values():
+                    r.pop("labels_path", None), r.pop("centroids_path", None)
+                all_results[run_label] = results
             del x
-            for r in results.values():
-                r.pop("labels_path", None), r.pop("centroids_path", None)
-            all_results[label] = results
 
     rows = table_rows(all_results, methods)
     table = markdown(rows)
@@ -487,7 +554,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     md_path, png_path, json_path = (args.out / f"{stem}.{ext}" for ext in ("md", "png", "json"))
     md_path.write_text(f"{head}\n- threads: {threads}\n\n{table}\n\n![ms per iteration]({png_path.name})\n\n"
-                       f"{NOTES}")
+                       f"Targets (issue 15; ratios of min ms/iter)\n\n{targets(all_results, args.shapes)}\n\n{NOTES}")
     chart = {label: {m: (r["ms_min"] if "error" not in r else None) for m, r in res.items()}
              for label, res in all_results.items()}
     try:

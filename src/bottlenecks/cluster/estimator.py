@@ -21,14 +21,19 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
     Parameters
     ----------
     n_clusters : int, default 8
-    init : 'k-means++' | 'random' | array (n_clusters, n_features), default 'k-means++'
-    n_init : int, default 1 — restarts; the lowest inertia wins.
+    init : 'k-means++' | 'random' | array (n_clusters, n_features) | callable, default 'k-means++'
+        — a callable is called as ``init(X, n_clusters, random_state)`` (a NumPy array and a
+        ``np.random.RandomState``) and returns the initial centres, as in scikit-learn.
+    n_init : int or 'auto', default 'auto' — restarts; the lowest inertia wins. 'auto': 1 for
+        'k-means++' or an array, 10 for 'random' or a callable (scikit-learn's rule).
     max_iter : int, default 300
     tol : float, default 1e-4 — relative to the mean feature variance, as in scikit-learn.
     random_state : int, RandomState or None
     device : str or None — 'cpu', 'cuda', ...; None: cpu.
-    dtype : 'float32' | 'float64' — the dtype the data is held in (the search may use less and
-        still decide every label exactly; see ``precision``).
+    dtype : None | 'float32' | 'float64', default None — the dtype the data is held in and the
+        centres come back in; None keeps float32 and float64 input as it is (others become
+        float64), as scikit-learn does. The search may use less and still decide every label
+        exactly; see ``precision``.
     precision : 'auto' | 'float32' | 'bfloat16' | 'float16' — the dtype of the candidate search;
         'auto' measures which is fastest here.
     prune : bool, default True — Hamerly bounds skip rows whose centre cannot have changed.
@@ -36,7 +41,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         (default 256 MiB).
     distributed : bool — fit inside the current ``torch.distributed`` group, each rank passing its
         own shard; every rank ends with the same centres.
-    verbose : bool — a progress bar over iterations.
+    verbose : bool or int — print one line per iteration (labels changed, centre shift, time)
+        and why the fit stopped.
 
     Attributes
     ----------
@@ -48,8 +54,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
     fit_info_ : dict — precision used, rows searched / undecided, fraction pruned per iteration.
     """
 
-    def __init__(self, n_clusters=8, *, init="k-means++", n_init=1, max_iter=300, tol=1e-4,
-                 random_state=None, device=None, dtype="float32", precision="auto", prune=True,
+    def __init__(self, n_clusters=8, *, init="k-means++", n_init="auto", max_iter=300, tol=1e-4,
+                 random_state=None, device=None, dtype=None, precision="auto", prune=True,
                  max_memory=None, distributed=False, verbose=False):
         self.n_clusters = n_clusters
         self.init = init
@@ -66,9 +72,11 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         self.verbose = verbose
 
     # ------------------------------------------------------------ helpers
-    def _torch_dtype(self):
+    def _torch_dtype(self, X):
+        if self.dtype is None:
+            return torch.float32 if X.dtype == np.float32 else torch.float64
         if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype: expected 'float32' or 'float64', got {self.dtype!r}")
+            raise ValueError(f"dtype: expected None, 'float32' or 'float64', got {self.dtype!r}")
         return _DTYPES[self.dtype]
 
     def _validate(self, X, reset: bool):
@@ -77,7 +85,11 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         X = np.ascontiguousarray(X)
         if not X.flags.writeable:  # torch cannot wrap read-only memory (e.g. a memmap)
             X = X.copy()
-        return torch.from_numpy(X).to(device=self.device or "cpu", dtype=self._torch_dtype())
+        if not reset and hasattr(self, "cluster_centers_") and self.dtype is None:
+            dtype = torch.float32 if self.cluster_centers_.dtype == np.float32 else torch.float64
+        else:
+            dtype = self._torch_dtype(X)
+        return torch.from_numpy(X).to(device=self.device or "cpu", dtype=dtype)
 
     def _seed(self):
         rs = self.random_state
@@ -103,10 +115,24 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             raise ValueError(f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}: "
                              "ask for fewer clusters or give more samples")
 
-    def _init_value(self):
+    def _n_init(self):
+        if isinstance(self.n_init, str):
+            if self.n_init != "auto":
+                raise ValueError(f"n_init: expected a positive integer or 'auto', got {self.n_init!r}")
+            return 10 if (isinstance(self.init, str) and self.init == "random") or callable(self.init) else 1
+        return self.n_init
+
+    def _init_value(self, rng: np.random.RandomState | None = None):
+        """The init as :func:`kmeans` takes it: a callable is wrapped to get NumPy data and a
+        ``RandomState`` (seeded from the fit's generator, so restarts differ) as in scikit-learn."""
         init = self.init
         if isinstance(init, str) or init is None:
             return init
+        if callable(init):
+            def call(x, k, g):
+                state = np.random.RandomState(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
+                return np.asarray(init(x.cpu().numpy(), k, state), dtype=np.float64)
+            return call
         return np.asarray(init)
 
     # ------------------------------------------------------------ estimator API
@@ -115,10 +141,10 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         x = self._validate(X, reset=True)
         self._check_params(x.shape[0])
         w = self._weights(sample_weight, x.shape[0])
-        res = kmeans(x, int(self.n_clusters), init=self._init_value(), n_init=self.n_init,
+        res = kmeans(x, int(self.n_clusters), init=self._init_value(), n_init=self._n_init(),
                      max_iter=self.max_iter, tol=self.tol, seed=self._seed(), sample_weight=w,
                      prune=self.prune, precision=self.precision, max_memory=self.max_memory,
-                     distributed=self.distributed, progress=self.verbose)
+                     distributed=self.distributed, verbose=bool(self.verbose))
         self._set_state(res.centroids, res.labels, res.inertia, res.n_iter, res.info)
         # a later partial_fit continues from here, each centre weighted by what it already holds
         self._centers64 = res.centroids.double()

@@ -6,6 +6,7 @@ Hamerly-style pruning, float64 centroid updates, deterministic empty-cluster re-
 from __future__ import annotations
 
 import math
+import numbers
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from .exact import (
     exact_sq_dist,
     f64_rows,
 )
+from .search import safe_scale
 
 _TIGHTEN_MIN_K = 32
 
@@ -146,15 +148,24 @@ def kmeans_plusplus(x: torch.Tensor, k: int, *, seed=None, sample_weight: torch.
 
 def init_centroids(x: torch.Tensor, k: int, init, g: torch.Generator,
                    sample_weight: torch.Tensor | None) -> torch.Tensor:
-    """``'k-means++'``, ``'random'`` (k distinct rows) or an array ``(k, d)`` -> float64 ``(k, d)``."""
+    """``'k-means++'``, ``'random'`` (k distinct rows), an array ``(k, d)`` or a callable
+    ``init(x, k, generator) -> (k, d)`` -> float64 ``(k, d)``."""
+    if callable(init):
+        init = init(x, k, g)
+        if init is None:
+            raise ValueError(f"init: the callable returned None; expected an array of shape ({k}, {x.shape[1]})")
     if isinstance(init, str):
         if init == "k-means++":
             return kmeans_plusplus(x, k, seed=g, sample_weight=sample_weight)
         if init == "random":
+            if sample_weight is not None and int((sample_weight > 0).sum()) < k:
+                raise ValueError(f"init='random' draws k={k} distinct rows with positive sample_weight, but only "
+                                 f"{int((sample_weight > 0).sum())} rows have a positive weight; expected at least {k}")
             w = torch.ones(x.shape[0], dtype=torch.float64) if sample_weight is None else sample_weight.double().cpu()
             idx = torch.multinomial(w, k, replacement=False, generator=g)
             return x[idx.to(x.device)].double()
-        raise ValueError(f"init: expected 'k-means++', 'random' or an array of shape ({k}, d), got {init!r}")
+        raise ValueError(f"init: expected 'k-means++', 'random', a callable or an array of shape ({k}, d), "
+                         f"got {init!r}")
     c = torch.as_tensor(init).to(device=x.device, dtype=torch.float64)
     if c.shape != (k, x.shape[1]):
         raise ValueError(f"init: expected an array of shape ({k}, {x.shape[1]}) (n_clusters, n_features), "
@@ -217,7 +228,8 @@ def _relocate_empty(x, w, labels, c_old, sums, counts, group):
 
 def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol: float = 0.0,
           sample_weight: torch.Tensor | None = None, prune: bool = True, precision: str = "auto",
-          max_memory: int | None = None, group=None, progress: bool = False) -> KMeansResult:
+          max_memory: int | None = None, group=None, progress: bool = False,
+          verbose: bool = False) -> KMeansResult:
     """Lloyd iterations from given float64 ``centroids: (k, d)`` on ``x: (n, d)``.
 
     ``tol`` is absolute here (the squared centre shift summed over centres). Stops on unchanged
@@ -225,7 +237,8 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
     With ``prune=True`` each row keeps an upper bound on the distance to its centre and lower
     bounds on the distance to the other centres, one per group of 64 centres (Yinyang; Hamerly's
     single bound below 128 centres); a row is re-searched only when the bounds cross, which
-    yields exactly Lloyd's labels while skipping most of the search.
+    yields exactly Lloyd's labels while skipping most of the search. ``verbose``: print one line
+    per iteration (labels changed, centre shift, seconds) and why the loop stopped.
     """
     t_start = time.perf_counter()
     n, d = x.shape
@@ -329,10 +342,19 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
             padded = torch.cat([drift, drift.new_zeros(1)])[table.order]  # padding codes sit still
             group_drift = padded.view(lower.shape[1], -1).amax(dim=1).float()
             lower.sub_(group_drift).mul_(1 - 1e-6).clamp_min_(0)  # the factor: rounding stays below
+        shift = float((drift * drift).sum())
+        if verbose:
+            print(f"k-means iteration {n_iter}/{max_iter}: {int(changed)} labels changed, centre shift {shift:.6g}, "
+                  f"{time.perf_counter() - t_start:.2f} s", flush=True)
         if int(changed) == 0:
             strict = True
+            if verbose:
+                print(f"k-means converged at iteration {n_iter}: strict convergence (no label changed)", flush=True)
             break
-        if float((drift * drift).sum()) <= tol:
+        if shift <= tol:
+            if verbose:
+                print(f"k-means converged at iteration {n_iter}: centre shift {shift:.6g} within tol {tol:.6g}",
+                      flush=True)
             break
     if not strict:
         labels, _ = e_step(first=False)
@@ -405,18 +427,31 @@ def tolerance(x: torch.Tensor, tol: float, group=None) -> float:
     return float(var.mean()) * tol
 
 
+def _max_abs(x: torch.Tensor, group) -> float:
+    step = max(1, (1 << 22) // max(1, x.shape[1]))
+    m = max((float(x[s:s + step].abs().amax()) for s in range(0, x.shape[0], step)), default=0.0)
+    t = torch.tensor(m, dtype=torch.float64, device=x.device)
+    if group is not None:
+        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group)
+    return float(t)
+
+
 def kmeans(x: torch.Tensor, k: int, *, init="k-means++", n_init: int = 1, max_iter: int = 300,
            tol: float = 1e-4, seed=None, sample_weight: torch.Tensor | None = None, prune: bool = True,
            precision: str = "auto", max_memory: int | None = None, distributed=False,
-           progress: bool = False) -> KMeansResult:
+           progress: bool = False, verbose: bool = False) -> KMeansResult:
     """Exact k-means of ``x: (n, d)`` into ``k`` clusters -> :class:`KMeansResult`.
 
     Labels equal a float64 Lloyd's from the same initial centres (except at exact ties) whatever
     ``precision`` the search uses. ``tol`` is relative to the mean feature variance, as in
-    scikit-learn. ``n_init`` restarts keep the lowest inertia. With ``distributed=True`` (or a
-    process group), every rank passes its own shard and gets the same centres as one process on
-    all the data; k-means++/random initialisation then all-gathers the shards (pass an ``init``
-    array to avoid that copy). ``x`` is never modified.
+    scikit-learn. ``n_init`` restarts keep the lowest inertia. ``init``: ``'k-means++'``,
+    ``'random'``, an array ``(k, d)`` or a callable ``init(x, k, generator) -> (k, d)``. With
+    ``distributed=True`` (or a process group), every rank passes its own shard and gets the same
+    centres as one process on all the data; k-means++/random initialisation then all-gathers the
+    shards (pass an ``init`` array to avoid that copy). ``x`` is never modified. Data of extreme
+    magnitude (squares that would overflow or underflow the float32 search, e.g. ``|x| ~ 1e19``)
+    are clustered as ``x / 2^e`` (exact) and the results scaled back. ``verbose``: one line per
+    iteration on stdout.
     """
     check_data(x)
     check_positive_int(k, "k")
@@ -424,8 +459,8 @@ def kmeans(x: torch.Tensor, k: int, *, init="k-means++", n_init: int = 1, max_it
     check_positive_int(max_iter, "max_iter")
     if precision not in PRECISIONS:
         raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
-    if tol < 0:
-        raise ValueError(f"tol: expected a non-negative number, got {tol}")
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not math.isfinite(tol) or tol < 0:
+        raise ValueError(f"tol: expected a finite number >= 0, got {tol!r}")
     group = _group(distributed)
     n_total = int(_allreduce(torch.tensor(x.shape[0], device=x.device), group))
     if k > n_total:
@@ -437,25 +472,42 @@ def kmeans(x: torch.Tensor, k: int, *, init="k-means++", n_init: int = 1, max_it
         check_finite(sample_weight, "sample_weight")
         if bool((sample_weight < 0).any()):
             raise ValueError("sample_weight: expected non-negative weights")
-    if not isinstance(init, str) and n_init != 1:
+        if float(_allreduce(sample_weight.sum(), group)) <= 0:
+            raise ValueError("sample_weight: expected at least one positive weight, got all zeros")
+    array_init = not isinstance(init, str) and not callable(init)
+    if array_init and n_init != 1:
         warnings.warn(f"an explicit init array was given, so n_init={n_init} is replaced by 1", RuntimeWarning,
                       stacklevel=2)
         n_init = 1
+    scale = safe_scale(_max_abs(x, group))
+    if scale != 1.0:  # x / 2^e is exact: the same labels, in a range the float32 search can square
+        x = x / scale
+        if array_init:
+            init = torch.as_tensor(init).to(device=x.device, dtype=torch.float64) / scale
+        elif callable(init):
+            user_init = init
+            init = lambda xs, kk, gg: torch.as_tensor(user_init(xs * scale, kk, gg)).double() / scale  # noqa: E731
     g = make_generator(seed)
     tol_abs = tolerance(x, tol, group)
     best = None
     for _ in range(n_init):
-        if isinstance(init, str) and group is not None:
+        if not array_init and group is not None:
             xs = _allgather_rows(x, group)
             ws = None if sample_weight is None else _allgather_rows(sample_weight, group)
             c0 = init_centroids(xs, k, init, g, ws)
             del xs, ws
         else:
             c0 = init_centroids(x, k, init, g, sample_weight)
+        if verbose:
+            print(f"k-means: initialisation complete ({init if isinstance(init, str) else 'given'})", flush=True)
         res = lloyd(x, c0, max_iter=max_iter, tol=tol_abs, sample_weight=sample_weight, prune=prune,
-                    precision=precision, max_memory=max_memory, group=group, progress=progress)
+                    precision=precision, max_memory=max_memory, group=group, progress=progress, verbose=verbose)
         if best is None or res.inertia < best.inertia:
             best = res
+    if scale != 1.0:
+        best.centroids = best.centroids * scale
+        best.inertia *= scale * scale
+        best.info["scaled_by"] = scale
     return best
 
 

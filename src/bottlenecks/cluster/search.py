@@ -7,6 +7,8 @@ in (``addmm``), and are reduced at once to the top-k. Every codebook in the proj
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..validation import check_finite, check_float, check_ndim, check_nonempty, check_positive_int, check_same_device
@@ -170,6 +172,31 @@ def _buffer(numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tenso
 _PREPARED: dict = {}
 
 
+def safe_scale(amax: float, dtype: torch.dtype = torch.float32) -> float:
+    """A power of two ``s`` such that data whose largest magnitude is ``amax`` can be searched as
+    ``x / s`` in ``dtype`` without squares overflowing or underflowing (1.0 when no scaling is
+    needed). Dividing by a power of two is exact, so labels are unchanged."""
+    info = torch.finfo(dtype)
+    high = 2.0 ** (math.frexp(info.max)[1] // 2 - 24)
+    low = 2.0 ** (-(-math.frexp(info.tiny)[1] // 2) + 24)
+    if amax == 0 or low <= amax <= high:
+        return 1.0
+    return 2.0 ** math.frexp(amax)[1]
+
+
+def _safe_range(x: torch.Tensor, codes: torch.Tensor, metric: str):
+    """``(x, codes, factors)``: both divided by one power of two ``s`` when their magnitudes would
+    make the scores overflow or underflow (e.g. ``|x| ~ 1e19`` in float32, whose squares are inf);
+    exact, so the order of the codes is unchanged. Distances are multiplied back by each of
+    ``factors`` (``(s, s)`` for 'l2' and 'dot': ``s^2`` itself may not be representable)."""
+    dtype = torch.promote_types(x.dtype, codes.dtype)
+    amax = max(float(x.abs().amax()) if x.numel() else 0.0, float(codes.abs().amax()))
+    s = safe_scale(amax, dtype)
+    if s == 1.0:
+        return x, codes, ()
+    return x / s, codes / s, (() if metric == "cosine" else (s, s))
+
+
 def _prepared(key: torch.Tensor, codes, alpha: float, metric: str, mask: torch.Tensor | None,
               dtype: torch.dtype) -> torch.Tensor:
     """``[alpha c, bias]^T`` per codebook, ``(C, d + 1, K)``, from ``codes()`` (a callable giving the
@@ -222,6 +249,7 @@ def nearest(x: torch.Tensor, codes: torch.Tensor, k: int = 1, metric: str = "l2"
         batched = _check_pair(x, codes, k)
     else:
         batched = codes.dim() == 3
+    x, codes, rescale = _safe_range(x, codes, metric)
     key = codes  # the caller's tensor identifies the prepared table in the cache
     if not batched:
         x, codes = x.unsqueeze(1), codes.unsqueeze(0)
@@ -265,6 +293,8 @@ def nearest(x: torch.Tensor, codes: torch.Tensor, k: int = 1, metric: str = "l2"
             v = v + 1
         out_d[start:start + m] = v.transpose(0, 1)
         out_i[start:start + m] = i.transpose(0, 1)
+    for f in rescale:
+        out_d.mul_(f)
     if not batched:
         out_d, out_i = out_d.squeeze(1), out_i.squeeze(1)
     return out_d, out_i
