@@ -269,7 +269,7 @@ def test_save_load_round_trips_and_training_continues_identically(tmp_path, cls)
 
 def test_load_refuses_the_other_class(tmp_path):
     GroupCodebookLayer(8, 2, 4, seed=1).save(tmp_path / "g")
-    with pytest.raises(ValueError, match="saved class 'GroupCodebookLayer', expected CodebookLayer"):
+    with pytest.raises(ValueError, match="not a CodebookLayer checkpoint .saved class 'GroupCodebookLayer'"):
         CodebookLayer.load(tmp_path / "g")
 
 
@@ -278,9 +278,10 @@ def test_save_writes_safetensors_and_config(tmp_path):
 
     layer = GroupCodebookLayer(8, 2, 4, k=2, seed=5)
     layer.save(tmp_path / "cb")
-    tensors = load_file(str(tmp_path / "cb.safetensors"))
+    tensors = load_file(str(tmp_path / "cb" / "model.safetensors"))
     torch.testing.assert_close(tensors["codes"], layer.codes.detach())
     import json
 
-    cfg = json.loads((tmp_path / "cb.json").read_text())
-    assert cfg["class"] == "GroupCodebookLayer" and cfg["num_codebooks"] == 2 and cfg["k"] == 2
+    meta = json.loads((tmp_path / "cb" / "config.json").read_text())
+    cfg = meta["config"]
+    assert meta["class"] == "GroupCodebookLayer" and cfg["num_codebooks"] == 2 and cfg["k"] == 2

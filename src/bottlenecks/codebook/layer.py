@@ -32,7 +32,6 @@ re-seeds codes with no hit from the batch rows farthest from their codes (``repl
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Sequence
@@ -42,19 +41,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import save_module
+from ..checkpoint import Checkpointable, corrupt, load_state, read_legacy_pair
 from ..cluster import kmeans, nearest
 from ..validation import check_choice, check_finite, check_float, check_positive_int
 
 METRICS = ("cosine", "dot", "l2")
 SCALES = ("running", "learned", "match", "code", "none")
 AGGREGATES = ("mean", "sum")
-_GENERATOR_KEY = "_generator_state"  # saved next to the state dict (a Generator is not a buffer)
+_GENERATOR_KEY = "_generator_state"  # the generator state in the earlier path.safetensors layout
 
 __all__ = ["AGGREGATES", "METRICS", "SCALES", "CodebookLayer", "GroupCodebookLayer"]
 
 
-class _Codebooks(nn.Module):
+class _Codebooks(nn.Module, Checkpointable):
     """``C`` codebooks of ``K`` codes, each searching its own slice of the feature axis.
 
     Shapes: ``x: (..., dim) -> (..., dim)`` and ids ``(..., C, k)``; ``dim = C * d``.
@@ -153,32 +152,44 @@ class _Codebooks(nn.Module):
                 f"num_codebooks={self.num_codebooks}, aggregate={self.aggregate!r}, scale={self.scale_mode!r}, "
                 f"ema={self.ema}, replace_dead={self.replace_dead}")
 
-    def save(self, path) -> None:
-        """``path.safetensors`` (tensors, and the state of the generator that re-seeds dead codes) +
-        ``path.json`` (config); :meth:`load` rebuilds the layer exactly."""
-        save_module(self, path, {"class": type(self).__name__, **self.config()},
-                    extra={_GENERATOR_KEY: self._generator.get_state()})
+    # save_pretrained(dir) / from_pretrained(dir) come from Checkpointable (model.safetensors +
+    # config.json); the state of the generator that re-seeds dead codes is saved with the tensors
+    def _checkpoint_extra(self) -> tuple[dict, dict]:
+        return {"track_stats": bool(self.track_stats)}, {"generator": self._generator.get_state()}
+
+    def _restore_extra(self, state: dict, tensors: dict) -> None:
+        self.track_stats = bool(state.get("track_stats", True))
+        if "generator" in tensors:
+            self._generator.set_state(tensors["generator"])
+
+    @classmethod
+    def _from_config(cls, config: dict) -> _Codebooks:
+        groups = config.pop("num_codebooks")
+        if issubclass(cls, GroupCodebookLayer):
+            return cls(config.pop("dim"), groups, config.pop("num_codes"), **config)
+        return cls(**config)
+
+    def save(self, path) -> Path:
+        """Alias of :meth:`save_pretrained` (``path`` is the folder)."""
+        return self.save_pretrained(path)
 
     @classmethod
     def load(cls, path, device=None) -> _Codebooks:
-        """The layer :meth:`save` wrote to ``path``: same class, config, codes, statistics and
-        random state, so it computes and goes on training exactly as the saved one would.
-        ``CodebookLayer.load`` refuses a saved ``GroupCodebookLayer`` and vice versa."""
-        from safetensors.torch import load_file
-
+        """:meth:`from_pretrained`, which also reads the earlier ``path.safetensors`` + ``path.json``
+        layout. ``CodebookLayer.load`` refuses a saved ``GroupCodebookLayer`` and vice versa."""
         path = Path(path)
-        config = json.loads(path.with_suffix(".json").read_text())
-        name = config.pop("class", None)
-        classes = {c.__name__: c for c in (CodebookLayer, GroupCodebookLayer)}
-        if name not in classes or (cls in classes.values() and name != cls.__name__):
-            expected = cls.__name__ if cls in classes.values() else " or ".join(classes)
-            raise ValueError(f"{path.with_suffix('.json')}: saved class {name!r}, expected {expected}")
-        groups = config.pop("num_codebooks")
-        layer = CodebookLayer(**config) if name == "CodebookLayer" else \
-            GroupCodebookLayer(config.pop("dim"), groups, config.pop("num_codes"), **config)
-        state = load_file(str(path.with_suffix(".safetensors")))
-        layer._generator.set_state(state.pop(_GENERATOR_KEY))
-        layer.load_state_dict(state)
+        if path.is_dir():
+            return cls.from_pretrained(path, device)
+        classes = cls._loadable()
+        meta, state = read_legacy_pair(path, tuple(classes))
+        name = meta.pop("class")
+        try:
+            layer = classes[name]._from_config(meta)
+        except (TypeError, ValueError, KeyError) as err:
+            raise corrupt(path.with_suffix(".json"), name, f"its config is rejected: {err}") from None
+        generator = state.pop(_GENERATOR_KEY, None)
+        load_state(layer, state, path.with_suffix(".safetensors"), name)
+        layer._restore_extra({}, {} if generator is None else {"generator": generator})
         return layer.to(device) if device is not None else layer
 
     # ------------------------------------------------------------------ statistics

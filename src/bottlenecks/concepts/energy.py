@@ -40,7 +40,6 @@ learns the concept energy on a separate concept-annotation set, as PCBM learns i
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from pathlib import Path
 
@@ -48,7 +47,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..checkpoint import save_module
+from ..checkpoint import Checkpointable, corrupt, load_state, read_legacy_pair
 from ..validation import (
     as_tensor,
     check_choice,
@@ -85,7 +84,7 @@ def _uniform_(t: torch.Tensor, bound: float, g: torch.Generator) -> None:
         t.uniform_(-bound, bound, generator=g)
 
 
-class EnergyCBM(nn.Module):
+class EnergyCBM(nn.Module, Checkpointable):
     """Energy-based CBM: ``Z (n, dim_in) -> concepts (n, n_concepts), classes (n, n_classes)``.
 
     Args:
@@ -151,22 +150,25 @@ class EnergyCBM(nn.Module):
                 "exact_max": self.exact_max, "class_loss": self.class_loss, "seed": self.seed,
                 "num_threads": self.num_threads}
 
-    def save(self, path) -> None:
-        """``path.safetensors`` (weights and standardisation buffers) + ``path.json`` (:meth:`config`)."""
-        save_module(self, path, {"class": type(self).__name__, **self.config()})
+    # save_pretrained(dir) / from_pretrained(dir) come from Checkpointable (model.safetensors + config.json)
+    def save(self, path) -> Path:
+        """Alias of :meth:`save_pretrained` (``path`` is the folder)."""
+        return self.save_pretrained(path)
 
     @classmethod
     def load(cls, path, device=None) -> EnergyCBM:
-        """The model :meth:`save` wrote to ``path`` (in eval mode)."""
-        from safetensors.torch import load_file
-
+        """:meth:`from_pretrained`, which also reads the earlier ``path.safetensors`` + ``path.json``
+        layout (loaded in eval mode, as it was)."""
         path = Path(path)
-        config = json.loads(path.with_suffix(".json").read_text())
-        if config.pop("class", cls.__name__) != cls.__name__:
-            raise ValueError(f"{path.with_suffix('.json')}: not an {cls.__name__} (class {config.get('class')!r})")
-        model = cls(**config)
-        state = load_file(str(path.with_suffix(".safetensors")))
-        model.to(dtype=next(iter(state.values())).dtype).load_state_dict(state)
+        if path.is_dir():
+            return cls.from_pretrained(path, device)
+        meta, state = read_legacy_pair(path, cls.__name__)
+        meta.pop("class")
+        try:
+            model = cls(**meta)
+        except (TypeError, ValueError) as err:
+            raise corrupt(path.with_suffix(".json"), cls.__name__, f"its config is rejected: {err}") from None
+        load_state(model, state, path.with_suffix(".safetensors"), cls.__name__)
         return model.to(device).eval() if device is not None else model.eval()
 
     def reset_parameters(self) -> None:

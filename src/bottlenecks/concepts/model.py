@@ -40,6 +40,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..checkpoint import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    CheckpointError,
+    corrupt,
+    load_state,
+    read_checkpoint,
+    read_tensors,
+    write_checkpoint,
+)
 from ..validation import as_tensor, check_choice, check_ndim
 from .edits import apply_edit, describe_edit
 from .glm import fixed_threads
@@ -537,49 +547,74 @@ class ConceptBottleneckModel:
                 "residual_params": self.residual_.config() if self.residual_ is not None else None,
                 "edit_log": self.edit_log_}
 
-    def save(self, path) -> Path:
-        """Write ``path/model.safetensors`` (every tensor, edit history included) and ``path/config.json``
-        (plus ``path/energy.safetensors`` / ``.json`` from ``EnergyCBM.save`` for the energy head)."""
-        from safetensors.torch import save_file
-
+    def save_pretrained(self, directory) -> Path:
+        """Write ``directory/model.safetensors`` (every tensor: scorer, head, residual,
+        standardisation, edits and their undo history; the energy head's weights under ``energy.``)
+        and ``directory/config.json``; the folder is created if missing. Returns the folder."""
         self._check_fitted()
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        if self.head == "energy":  # the energy model saves itself; we keep the input standardisation
-            self.energy_.save(path / "energy")
-            save_file({"z_mean": self.z_mean_, "z_std": self.z_std_, "on": self.on_, "off": self.off_,
-                       "edit_scale": self.edit_scale_}, str(path / "model.safetensors"))
-            (path / "config.json").write_text(json.dumps(self._config(), indent=2))
-            return path
-        tensors = {f"scorer.{k}": v for k, v in self.scorer_.state().items()}
-        tensors.update({f"head.{k}": v for k, v in self.head_.state_dict().items()})
-        if self.residual_ is not None:
-            tensors.update({f"residual.{k}": v for k, v in self.residual_.state_dict().items()})
-            tensors.update({"z_mean": self.z_mean_, "z_std": self.z_std_})
-        tensors.update({"score_mean": self.score_mean_, "score_std": self.score_std_, "on": self.on_,
-                        "off": self.off_, "edit_scale": self.edit_scale_})
+        config = self._config()
+        config.pop("format")  # the earlier layout's marker; config.json carries its own
+        tensors = {"on": self.on_, "off": self.off_, "edit_scale": self.edit_scale_}
         tensors.update({f"undo.{i}": t for i, t in enumerate(self._undo)})
-        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(path / "model.safetensors"))
-        (path / "config.json").write_text(json.dumps(self._config(), indent=2))
-        return path
+        if self.head == "energy":
+            config["energy"] = self.energy_.config()
+            tensors.update({f"energy.{k}": v for k, v in self.energy_.state_dict().items()})
+            tensors.update({"z_mean": self.z_mean_, "z_std": self.z_std_})
+        else:
+            tensors.update({f"scorer.{k}": v for k, v in self.scorer_.state().items()})
+            tensors.update({f"head.{k}": v for k, v in self.head_.state_dict().items()})
+            if self.residual_ is not None:
+                tensors.update({f"residual.{k}": v for k, v in self.residual_.state_dict().items()})
+                tensors.update({"z_mean": self.z_mean_, "z_std": self.z_std_})
+            tensors.update({"score_mean": self.score_mean_, "score_std": self.score_std_})
+        return write_checkpoint(directory, type(self).__name__, config, tensors)
+
+    @classmethod
+    def from_pretrained(cls, directory) -> ConceptBottleneckModel:
+        """The model :meth:`save_pretrained` wrote: same predictions, edits and undo history. Also
+        reads the earlier layout (``config.json`` of format ``bottlenecks.concepts/1``, the energy
+        head in ``energy.safetensors`` / ``energy.json``)."""
+        path = Path(directory)
+        name = cls.__name__
+        legacy = _legacy_config(path)
+        if legacy is not None:
+            cfg, t = legacy, read_tensors(path / WEIGHTS_NAME, name)
+            if cfg.get("head") == "energy":
+                from .energy import EnergyCBM
+
+                energy = EnergyCBM.load(path / "energy")
+                cfg["energy"] = energy.config()
+                t.update({f"energy.{k}": v for k, v in energy.state_dict().items()})
+        else:
+            meta, t = read_checkpoint(path, name)
+            cfg = meta["config"]
+        try:
+            return cls._restore(cfg, t, path / WEIGHTS_NAME)
+        except CheckpointError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
+            raise corrupt(path / CONFIG_NAME, name, f"its content is rejected: {err!r}") from None
+
+    def save(self, path) -> Path:
+        """Alias of :meth:`save_pretrained`."""
+        return self.save_pretrained(path)
 
     @classmethod
     def load(cls, path) -> ConceptBottleneckModel:
-        """Inverse of :meth:`save`: same predictions, edits and undo history."""
-        from safetensors.torch import load_file
+        """Alias of :meth:`from_pretrained`."""
+        return cls.from_pretrained(path)
 
-        path = Path(path)
-        cfg = json.loads((path / "config.json").read_text())
-        if cfg.get("format") != FORMAT:
-            raise ValueError(f"{path}: expected a saved ConceptBottleneckModel ({FORMAT}), got {cfg.get('format')!r}")
-        t = load_file(str(path / "model.safetensors"))
+    @classmethod
+    def _restore(cls, cfg: dict, t: dict[str, torch.Tensor], file) -> ConceptBottleneckModel:
         if cfg["head"] == "energy":
             from .energy import EnergyCBM
 
             model = cls(cfg["concepts"], head="energy", groups=cfg["groups"], head_params=cfg["head_params"],
                         percentiles=tuple(cfg["percentiles"]), seed=cfg["seed"], val_fraction=cfg["val_fraction"])
             model._restore_common(cfg, t)
-            model.energy_ = EnergyCBM.load(path / "energy")
+            model.energy_ = EnergyCBM(**cfg["energy"])
+            load_state(model.energy_, {k[7:]: v for k, v in t.items() if k.startswith("energy.")}, file, "EnergyCBM")
+            model.energy_.eval()
             model.scorer_, model.head_, model.residual_ = None, None, None
             model.z_mean_, model.z_std_ = t["z_mean"], t["z_std"]
             return model
@@ -592,12 +627,13 @@ class ConceptBottleneckModel:
         model._restore_common(cfg, t)
         model.scorer_ = scorer
         model.head_ = make_head(cfg["head"], len(cfg["concepts"]), len(cfg["classes"]), **hp)
-        model.head_.load_state_dict({k[5:]: v for k, v in t.items() if k.startswith("head.")})
+        load_state(model.head_, {k[5:]: v for k, v in t.items() if k.startswith("head.")}, file, "concept head")
         model.residual_ = None
         if cfg["residual_params"] is not None:
             rp = {k: v for k, v in cfg["residual_params"].items() if k not in ("dim", "n_classes")}
             model.residual_ = ResidualHead(cfg["n_features_in"], len(cfg["classes"]), **rp)
-            model.residual_.load_state_dict({k[9:]: v for k, v in t.items() if k.startswith("residual.")})
+            load_state(model.residual_, {k[9:]: v for k, v in t.items() if k.startswith("residual.")}, file,
+                       "residual head")
             model.z_mean_, model.z_std_ = t["z_mean"], t["z_std"]
         model.score_mean_, model.score_std_ = t["score_mean"], t["score_std"]
         return model
@@ -616,3 +652,12 @@ class ConceptBottleneckModel:
         scorer = self.scorer if isinstance(self.scorer, str) else type(self.scorer).__name__
         return (f"ConceptBottleneckModel(n_concepts={self.n_concepts}, scorer={scorer!r}, head={self.head!r}, "
                 f"residual={self.residual}, training={self.training!r})")
+
+
+def _legacy_config(path: Path) -> dict | None:
+    """The config of the earlier layout (``format`` ``bottlenecks.concepts/1``), else None."""
+    try:
+        cfg = json.loads((path / CONFIG_NAME).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return cfg if isinstance(cfg, dict) and cfg.get("format") == FORMAT else None

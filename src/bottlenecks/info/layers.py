@@ -13,6 +13,7 @@ import math
 import torch
 from torch import nn
 
+from ..checkpoint import Checkpointable
 from ..validation import check_finite, check_float, check_ndim, check_nonempty, check_positive_int
 
 __all__ = ["VariationalIB", "cauchy_schwarz_ib_loss", "silverman_bandwidth"]
@@ -28,7 +29,7 @@ def _check_beta(beta) -> float:
 # Variational information bottleneck
 # ---------------------------------------------------------------------------------------------
 
-class VariationalIB(nn.Module):
+class VariationalIB(nn.Module, Checkpointable):
     """Stochastic Gaussian encoder head ``h: (batch, dim_in) -> z: (batch, dim_z)``.
 
     ``mu = W_mu h + b_mu``, ``logvar = W_lv h + b_lv``; in training mode
@@ -48,6 +49,11 @@ class VariationalIB(nn.Module):
         self.mean = nn.Linear(self.dim_in, self.dim_z)
         self.logvar = nn.Linear(self.dim_in, self.dim_z)
         self.reset_parameters()
+
+    def config(self) -> dict:
+        """The constructor's arguments; ``save_pretrained`` / ``from_pretrained`` (from
+        :class:`~bottlenecks.checkpoint.Checkpointable`) save and rebuild the layer with them."""
+        return {"dim_in": self.dim_in, "dim_z": self.dim_z, "beta": self.beta}
 
     def reset_parameters(self) -> None:
         self.mean.reset_parameters()

@@ -16,11 +16,13 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Iterable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import Checkpointable, corrupt, load_state, read_tensors
 from ..cluster import kmeans, nearest
 from ..validation import check_choice, check_finite, check_positive_int
 
@@ -39,7 +41,7 @@ def iterate_batches(data, batch_size: int = 256) -> Iterable[torch.Tensor]:
         yield batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
-class DiscreteKeyValueBottleneck(nn.Module):
+class DiscreteKeyValueBottleneck(nn.Module, Checkpointable):
     """``(batch, dim_in) -> (batch, num_codebooks, dim_value)`` and the key indices
     ``(batch, num_codebooks, topk)``.
 
@@ -333,25 +335,42 @@ class DiscreteKeyValueBottleneck(nn.Module):
         return {"counts": counts, "dead_fraction": dead, "mean_dead_fraction": float(dead.mean())}
 
     # ------------------------------------------------------------------ files
-    def save(self, path) -> None:
-        """Tensors to safetensors, the configuration in its metadata."""
-        from safetensors.torch import save_file
+    # save_pretrained(dir) / from_pretrained(dir) come from Checkpointable (model.safetensors +
+    # config.json); the switch mask_untrained is saved with them
 
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(path), metadata={"config": json.dumps(self.config()),
-                                              "class": type(self).__name__})
+    def _checkpoint_extra(self) -> tuple[dict, dict]:
+        return {"mask_untrained": bool(self.mask_untrained)}, {}
+
+    def _restore_extra(self, state: dict, tensors: dict) -> None:
+        self.mask_untrained = bool(state.get("mask_untrained", True))
+
+    def save(self, path) -> Path:
+        """Alias of :meth:`save_pretrained` (``path`` is the folder)."""
+        return self.save_pretrained(path)
 
     @classmethod
     def load(cls, path, device=None) -> DiscreteKeyValueBottleneck:
-        from safetensors import safe_open
-        from safetensors.torch import load_file
+        """:meth:`from_pretrained`, which also reads the earlier single-file layout (one
+        ``.safetensors`` file with the config in its metadata)."""
+        path = Path(path)
+        if path.is_dir() or not path.exists():
+            return cls.from_pretrained(path, device)
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        if "config" not in meta:
-            raise ValueError(f"{path}: not a DiscreteKeyValueBottleneck file (no config in its metadata)")
-        module = cls(**json.loads(meta["config"]))
-        module.load_state_dict(load_file(str(path)))
+        name = cls.__name__
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+        except (SafetensorError, OSError) as err:
+            raise corrupt(path, name, f"unreadable safetensors: {err}") from None
+        if meta.get("class") != name or "config" not in meta:
+            raise corrupt(path, name, f"saved class {meta.get('class')!r}" if "class" in meta
+                          else "no config in its metadata")
+        try:
+            module = cls(**json.loads(meta["config"]))
+        except (TypeError, ValueError) as err:
+            raise corrupt(path, name, f"its config is rejected: {err}") from None
+        load_state(module, read_tensors(path, name), path, name)
         return module.to(device) if device is not None else module
 
 

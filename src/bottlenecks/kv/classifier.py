@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..checkpoint import CONFIG_NAME, Checkpointable, read_config
 from ..validation import as_tensor, check_choice, check_positive_int
 from .bottleneck import DiscreteKeyValueBottleneck
 
 DECODERS = ("mean", "linear", "mlp")
 
 
-class KeyValueClassifier(nn.Module):
+class KeyValueClassifier(nn.Module, Checkpointable):
     """``(batch, ...) -> logits (batch, num_classes)``.
 
     Args:
@@ -24,6 +26,10 @@ class KeyValueClassifier(nn.Module):
             heads of the fetched values (``dim_value`` must equal ``num_classes``); ``'linear'``
             or ``'mlp'`` (one hidden layer of ``hidden`` units) on the concatenated values.
         num_classes: defaults to ``bottleneck.dim_value``.
+
+    ``save_pretrained(folder)`` / ``from_pretrained(folder, encoder=...)`` save and load the
+    bottleneck and the decoder; the frozen encoder is not saved (it has its own loader): pass it
+    again when loading.
     """
 
     def __init__(self, encoder: nn.Module | None, bottleneck: DiscreteKeyValueBottleneck,
@@ -38,7 +44,7 @@ class KeyValueClassifier(nn.Module):
         if encoder is not None:
             encoder.requires_grad_(False).eval()
         self.bottleneck = bottleneck
-        self.decoder_kind, self.num_classes = decoder, num_classes
+        self.decoder_kind, self.num_classes, self.hidden = decoder, num_classes, check_positive_int(hidden, "hidden")
         width = bottleneck.num_codebooks * bottleneck.dim_value
         if decoder == "linear":
             self.decoder = nn.Linear(width, num_classes)
@@ -46,6 +52,51 @@ class KeyValueClassifier(nn.Module):
             self.decoder = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
         else:
             self.decoder = None
+
+    # ------------------------------------------------------------------ files
+    def config(self) -> dict:
+        """What rebuilds the classifier without its encoder (the bottleneck's own config nested)."""
+        return {"bottleneck": self.bottleneck.config(), "decoder": self.decoder_kind,
+                "num_classes": self.num_classes, "hidden": self.hidden,
+                "encoder": None if self.encoder is None else type(self.encoder).__name__}
+
+    def _checkpoint_tensors(self) -> dict[str, torch.Tensor]:
+        """The bottleneck's and the decoder's tensors; the frozen encoder's are left to its own loader."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.")}
+
+    def _checkpoint_extra(self) -> tuple[dict, dict]:
+        return {"bottleneck": self.bottleneck._checkpoint_extra()[0]}, {}
+
+    def _restore_extra(self, state: dict, tensors: dict) -> None:
+        self.bottleneck._restore_extra(state.get("bottleneck", {}), {})
+
+    @classmethod
+    def _from_config(cls, config: dict) -> KeyValueClassifier:
+        config.pop("encoder", None)
+        bottleneck = DiscreteKeyValueBottleneck(**config.pop("bottleneck"))
+        return cls(None, bottleneck, **config)
+
+    @classmethod
+    def from_pretrained(cls, directory, device=None, *, encoder: nn.Module | None = None) -> KeyValueClassifier:
+        """The classifier :meth:`save_pretrained` wrote to ``directory``, with ``encoder`` (which
+        must be given when it was saved with one) in front of it."""
+        saved = read_config(directory, cls.__name__)["config"].get("encoder")
+        if saved is not None and encoder is None:
+            raise ValueError(f"{Path(directory) / CONFIG_NAME}: this KeyValueClassifier was saved with an encoder "
+                             f"({saved}) whose weights are not in the checkpoint; pass encoder=... to from_pretrained")
+        model = super().from_pretrained(directory)
+        if encoder is not None:
+            model.encoder = encoder.requires_grad_(False).eval()
+        return model.to(device) if device is not None else model
+
+    def save(self, path) -> Path:
+        """Alias of :meth:`save_pretrained`."""
+        return self.save_pretrained(path)
+
+    @classmethod
+    def load(cls, path, device=None, *, encoder: nn.Module | None = None) -> KeyValueClassifier:
+        """Alias of :meth:`from_pretrained`."""
+        return cls.from_pretrained(path, device, encoder=encoder)
 
     def train(self, mode: bool = True) -> KeyValueClassifier:
         super().train(mode)
