@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 TORCH   ?= torch==2.13.0
 SEED    ?= 0
 
-.PHONY: demo demo-kmeans test lint bench data clean
+.PHONY: demo demo-kmeans test lint bench data browser clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -24,6 +24,15 @@ data:
 	     (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1)) ; } || \
 	  echo "note: dataset-fashion-mnist not installed; the demo will use scikit-learn's digits"
 
+# Headless Chromium for the browser tests of report.html (tests/browser), from Debian like the data
+# set above; never a downloaded browser. Without it the browser tests skip and say why.
+browser:
+	@{ command -v chromium && command -v chromedriver ; } >/dev/null || \
+	  { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	    (apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1)) ; } || \
+	  echo "note: chromium / chromium-driver not installed; the browser tests will be skipped"
+
 # The main job: class-incremental Fashion-MNIST on frozen scattering features, the discrete
 # key-value bottleneck against a linear probe, an MLP and their joint (i.i.d.) upper bounds.
 demo: $(STAMP) data
@@ -33,7 +42,7 @@ demo: $(STAMP) data
 demo-kmeans: $(STAMP) data
 	$(BIN)/bottlenecks kmeans --dataset fashion-mnist --seed $(SEED) --out runs/kmeans-demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
