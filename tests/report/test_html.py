@@ -139,6 +139,18 @@ def test_page_kind_and_build_html(tmp_path):
     assert path.stat().st_size < 3_000_000
 
 
+def test_build_html_reads_the_second_files(tmp_path):
+    res = continual_results()
+    (tmp_path / "key_usage.json").write_text(json.dumps(res.pop("key_usage")))
+    (tmp_path / "metrics.json").write_text(json.dumps(res))
+    figs = _script(build_html(tmp_path).read_text(), "bn-figures")
+    assert len(figs["key-usage"]["data"]) == 3
+    conc = concepts_results(2)
+    (tmp_path / "explanations.json").write_text(json.dumps(conc.pop("explanations")))
+    (tmp_path / "metrics.json").write_text(json.dumps(conc))
+    assert len(_script(build_html(tmp_path).read_text(), "bn-data")["samples"]) == 2
+
+
 def test_build_html_generic_and_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such run folder"):
         build_html(tmp_path / "nope")

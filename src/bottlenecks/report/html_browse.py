@@ -86,12 +86,19 @@ def _load(path: Path):
         raise ValueError(f"{path}: not valid JSON ({err})") from err
 
 
+def _extra(run: Path, name: str):
+    """A page's optional second file (code records, explanations, key usage), or None."""
+    return _load(run / name) if (run / name).exists() else None
+
+
 def build_html(run_dir, out=None, open_browser: bool = False) -> Path:
     """Write ``report.html`` into ``run_dir`` (or ``out``) from the run's files; returns its path.
 
     The page kind follows the results (``metrics.json`` or ``results.json``): a continual or
-    comparison run, a codebook run (with ``codes.json`` for the code browser), a concept-bottleneck
-    run, an information-plane run, or a generic page of numbers and figures for any other run."""
+    comparison run (with ``key_usage.json`` for the key-usage heat map), a codebook run (with
+    ``codes.json`` for the code browser), a concept-bottleneck run (with ``explanations.json`` for
+    the per-sample view), an information-plane run, or a generic page of the numbers, figures and
+    report.md of any other run."""
     run = Path(run_dir)
     if not run.is_dir():
         raise FileNotFoundError(f"{run}: no such run folder; expected the folder a study wrote "
@@ -106,16 +113,15 @@ def build_html(run_dir, out=None, open_browser: bool = False) -> Path:
     if kind == "continual":
         from .html_continual import continual_page
 
-        page = continual_page(results, title=title)
+        page = continual_page(results, _extra(run, "key_usage.json"), title=title)
     elif kind == "codebook":
         from .html_codebook import codebook_page
 
-        codes = _load(run / "codes.json") if (run / "codes.json").exists() else None
-        page = codebook_page(results, codes, title=title)
+        page = codebook_page(results, _extra(run, "codes.json"), title=title)
     elif kind == "concepts":
         from .html_concepts import concepts_page
 
-        page = concepts_page(results, title=title)
+        page = concepts_page(results, _extra(run, "explanations.json"), title=title)
     elif kind == "info":
         from .html_info import info_page
 

@@ -87,12 +87,14 @@ def _pct(v):
     return (f"{100 * v:.1f}%", 100 * v) if isinstance(v, (int, float)) else "–"
 
 
-def concepts_page(results: Mapping, title: str | None = None) -> Page:
+def concepts_page(results: Mapping, explanations: list | None = None, title: str | None = None) -> Page:
     """The page of a concept-bottleneck run from its results dict (the demo's ``metrics.json``):
     ``concept_names``, ``class_names``, ``weights (classes, concepts)``, optional ``edited_weights``,
-    ``edit_log``, ``intervention_curves``, accuracies, and ``explanations`` (see
-    :func:`explanation_record`) for the per-sample view."""
+    ``edit_log``, ``intervention_curves`` and accuracies; ``explanations`` (a list of
+    :func:`explanation_record`, the run's ``explanations.json``; default: ``results["explanations"]``)
+    for the per-sample view."""
     r = _check(results)
+    explanations = explanations if explanations is not None else r.get("explanations")
     concepts, classes = list(r["concept_names"]), list(r["class_names"])
     W = np.asarray(r["weights"], dtype=float)
     W_edit = np.asarray(r["edited_weights"], dtype=float) if r.get("edited_weights") is not None else None
@@ -123,12 +125,12 @@ def concepts_page(results: Mapping, title: str | None = None) -> Page:
                 for j, c in enumerate(concepts)],
                table_id="weights-table", caption="click a header to sort (e.g. by a class to see its concepts)")
 
-    if r.get("explanations"):
+    if explanations:
         page.heading("Explain one prediction")
         page.text("Click an image (red outline: misclassified). Bars: the concept scores of the image and each "
                   "concept's contribution (standardised score x weight) to the predicted class's logit.")
         samples = []
-        for e in r["explanations"]:
+        for e in explanations:
             s = {k: v for k, v in e.items() if k != "image"}
             k = e.get("class")  # the model's class label: an index into class_names when they are 0..C-1
             s["predicted"] = classes[k] if isinstance(k, int) and 0 <= k < len(classes) else e.get("class_name")

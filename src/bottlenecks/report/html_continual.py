@@ -124,11 +124,14 @@ def key_usage_figure(usage, heads=None, method: str = "dkvb"):
     return fig
 
 
-def continual_page(results: Mapping, title: str | None = None, notes: list[str] | None = None) -> Page:
+def continual_page(results: Mapping, key_usage: Mapping | None = None, title: str | None = None,
+                   notes: list[str] | None = None) -> Page:
     """The page of a continual run from its results dict (``metrics.json``): ``{"config",
-    "methods": {name: {"runs": [...], "summary": {...}}}}``; an optional ``"key_usage"`` entry
-    ``{"method", "heads", "usage": (heads, tasks, keys) counts}`` adds the key-usage heat map."""
+    "methods": {name: {"runs": [...], "summary": {...}}}}``. ``key_usage`` (the run's
+    ``key_usage.json``; default ``results["key_usage"]``): ``{"method", "seed", "heads", "usage":
+    (heads, tasks, keys) counts}`` adds the key-usage heat map."""
     methods = _check(results)
+    notes = notes if notes is not None else results.get("notes")
     cfg = results.get("config", {})
     page = Page(title or "Continual learning run", kind="continual",
                 subtitle=f"{len(methods)} methods, {cfg.get('n_tasks', '?')} tasks, seeds {cfg.get('seeds', '?')}")
@@ -153,7 +156,7 @@ def continual_page(results: Mapping, title: str | None = None, notes: list[str] 
         page.heading("Accuracy matrices")
         page.figure(_matrices_figure(mats), fig_id="matrices",
                     caption="R[i][j]: accuracy on task j's classes after training through task i (mean over seeds)")
-    ku = results.get("key_usage")
+    ku = key_usage if key_usage is not None else results.get("key_usage")
     if ku:
         page.heading("Key usage per head")
         page.figure(key_usage_figure(ku["usage"], ku.get("heads"), ku.get("method", "dkvb")), fig_id="key-usage",

@@ -35,8 +35,8 @@
         '<span class="bn-ctx-label">' + BN.escape(data.label_name || "label") + " " + BN.escape(x.label) + "</span>" : "") + "</div>";
     }).join("");
     el.innerHTML = "<h3>" + BN.escape(c.name) + "</h3>" +
-      "<p>chosen on " + c.usage.toLocaleString() + " tokens (" + BN.fmt(100 * c.share, 2) + "% of the " +
-      BN.escape(data.tokens_name || "tokens") + ")</p>" +
+      "<p>chosen on " + c.usage.toLocaleString() + " tokens (" + BN.fmt(100 * c.share, 2) + "% of the tokens of " +
+      BN.escape(data.tokens_name || "the run") + ")</p>" +
       (tops ? '<table class="bn-table"><thead><tr><th>' + BN.escape(data.label_name || "label") +
         "</th><th>precision</th><th>recall</th><th>tokens</th></tr></thead><tbody>" + tops + "</tbody></table>" : "") +
       "<h3>Contexts (" + c.contexts.length + ")</h3>" + (ctx || '<p class="bn-empty">no context recorded</p>');
