@@ -50,6 +50,7 @@ def main() -> None:
                 found = driver.find_elements("css selector", css)
                 if found:
                     found[0].click()
+            driver.execute_script("window.scrollTo(0, 0)")
             height = driver.execute_script("return document.body.scrollHeight")
             driver.set_window_size(1400, min(height + 40, args.max_height))
             shot = Path(args.out) / f"html-{kind}.png"

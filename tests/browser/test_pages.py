@@ -29,6 +29,7 @@ def open_page(browser, page, tmp_path):
 
 
 def screenshot(browser, shots, name):
+    browser.execute_script("window.scrollTo(0, 0)")
     height = browser.execute_script("return document.body.scrollHeight")
     browser.set_window_size(1400, min(height + 40, 2400))
     path = shots / f"html-{name}.png"
