@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from bottlenecks.info import Critic, neural_mutual_information
+from bottlenecks.info import Critic, DivergenceError, neural_mutual_information
 from bottlenecks.info.neural import bound
 
 
@@ -19,7 +19,7 @@ def gaussian(n, rho, seed):
 def test_lower_bounds_on_correlated_gaussian(method, critic):
     x, y, true = gaussian(1000, 0.8, seed=0)
     res = neural_mutual_information(x, y, method=method, critic=critic, hidden=32, epochs=20, batch_size=64, lr=5e-3,
-                                    seed=1)
+                                    seed=1, early_stopping=False)
     # a lower bound, up to held-out sampling noise; a 20-epoch critic gets most of the way
     assert 0.5 * true < res.estimate < true + 0.1
     assert res.n_test == 300 and res.n_train == 700 and res.epochs_run == 20
@@ -70,3 +70,62 @@ def test_critic_shapes_and_errors():
         neural_mutual_information(np.zeros((10, 1)), np.zeros((9, 1)))
     with pytest.raises(ValueError, match="test_fraction"):
         neural_mutual_information(np.zeros((10, 1)), np.zeros((10, 1)), test_fraction=1.0)
+
+
+# --- issue 17: right by default ----------------------------------------------------------------
+
+def cauchy_pairs(n, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 1))
+    y = 0.6 * x + 0.8 * rng.standard_normal((n, 1))
+    w = 1 / np.abs(rng.standard_normal((n, 1)))  # a shared Cauchy-type scale: heavy tails on both sides
+    return x * w, y * w
+
+
+def test_divergence_recovers_with_a_smaller_step():
+    # NWJ with lr=1 on heavy-tailed data goes non-finite in its first epoch (a silent NaN before)
+    x, y = cauchy_pairs(1000, seed=5)
+    res = neural_mutual_information(x, y, method="nwj", hidden=16, epochs=5, lr=1.0, max_restarts=10, seed=0)
+    assert res.restarts >= 1 and res.lr == 1.0 / 2**res.restarts
+    assert math.isfinite(res.estimate) and math.isfinite(res.train_estimate)
+    assert all(math.isfinite(e["train_bound"]) for e in res.history)
+
+
+def test_divergence_that_persists_raises_a_clear_error():
+    x, y = cauchy_pairs(1000, seed=5)  # raw (not scaled, not squashed) heavy tails overflow any step size
+    with pytest.raises(DivergenceError, match=r"nwj: critic training diverged .* lower lr.*arcsinh"):
+        neural_mutual_information(x, y, method="nwj", hidden=16, epochs=5, lr=1e-2, standardize=False,
+                                  squash=False, max_restarts=2, seed=0)
+
+
+@pytest.mark.parametrize("method", ["infonce", "nwj", "mine"])
+def test_heavy_tails_give_a_finite_positive_estimate_at_defaults(method):
+    x, y = cauchy_pairs(800, seed=6)
+    res = neural_mutual_information(x, y, method=method, hidden=16, epochs=30, seed=0)
+    assert math.isfinite(res.estimate) and res.estimate >= 0
+
+
+def test_early_stopping_is_the_default_and_the_constant_critic_competes():
+    rng = np.random.default_rng(7)
+    x, y = rng.standard_normal((400, 30)), rng.standard_normal((400, 30))
+    res = neural_mutual_information(x, y, method="nwj", hidden=32, seed=0)
+    assert all("val_bound" in e for e in res.history)  # a validation split picked the critic
+    # independent data: no critic beats the constant one on validation, so the estimate is exactly 0
+    assert max(e["val_bound"] for e in res.history) <= 0
+    assert res.estimate == 0.0 and res.best_epoch is None
+
+
+def test_default_protocol_does_not_overfit_into_negative_estimates():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1500, 25))
+    y = 0.5 * x + math.sqrt(0.75) * rng.standard_normal((1500, 25))
+    res = neural_mutual_information(x, y, hidden=32, epochs=60, seed=0)
+    assert res.best_epoch is not None and res.best_epoch < res.epochs_run
+    assert 0 < res.estimate < res.train_estimate  # held-out below training, but positive
+
+
+def test_preprocessing_is_invariant_to_monotone_affine_maps():
+    x, y, _ = gaussian(800, 0.7, seed=9)
+    a = neural_mutual_information(x, y, hidden=16, epochs=5, seed=0)
+    b = neural_mutual_information(50 * x - 3, y, hidden=16, epochs=5, seed=0)
+    assert a.estimate == pytest.approx(b.estimate, abs=1e-4)

@@ -4,16 +4,16 @@ information plane and its 12-bit reproduction, IB metrics, and information-bottl
 (variational IB, Cauchy-Schwarz IB)."""
 
 from .bounds import pairwise_information_bounds
-from .compress import AutoEncoder, compress, compressed_mutual_information
+from .compress import AutoEncoder, cca_compress, compress, compressed_mutual_information
 from .estimators import Estimate, conditional_mutual_information, entropy, mutual_information
 from .layers import VariationalIB, cauchy_schwarz_ib_loss, silverman_bandwidth
 from .metrics import degree_of_ib, ib_generalization_correlation, rate_distortion
-from .neural import Critic, NeuralMIResult, neural_mutual_information
+from .neural import Critic, DivergenceError, NeuralMIResult, neural_mutual_information
 from .plane import InfoPlane, binned_information
 from .reproduce import TwelveBitNet, run_info_plane
 
-__all__ = ["AutoEncoder", "Critic", "Estimate", "InfoPlane", "NeuralMIResult", "TwelveBitNet", "VariationalIB",
-           "binned_information", "cauchy_schwarz_ib_loss", "compress", "compressed_mutual_information",
-           "conditional_mutual_information", "degree_of_ib", "entropy", "ib_generalization_correlation",
-           "mutual_information", "neural_mutual_information", "pairwise_information_bounds", "rate_distortion",
-           "run_info_plane", "silverman_bandwidth"]
+__all__ = ["AutoEncoder", "Critic", "DivergenceError", "Estimate", "InfoPlane", "NeuralMIResult", "TwelveBitNet",
+           "VariationalIB", "binned_information", "cauchy_schwarz_ib_loss", "cca_compress", "compress",
+           "compressed_mutual_information", "conditional_mutual_information", "degree_of_ib", "entropy",
+           "ib_generalization_correlation", "mutual_information", "neural_mutual_information",
+           "pairwise_information_bounds", "rate_distortion", "run_info_plane", "silverman_bandwidth"]
