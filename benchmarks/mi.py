@@ -2,6 +2,7 @@
 
     python benchmarks/mi.py                # full run: n=10,000, d = 1, 5, 20, 3 repeats
     python benchmarks/mi.py --quick        # n=2,000, 2 repeats; writes mi-quick.*
+    python benchmarks/mi.py --n 5000 --dims 50 --stem mi-50d   # 50 + 50 dimensions (issue 17)
 
 Data: ``d`` independent pairs ``(x_j, y_j)`` of standard Gaussians with correlation ``rho``
 (``y = rho x + sqrt(1 - rho^2) e``), so the true MI is ``-0.5 d log(1 - rho^2)`` nats.
@@ -238,6 +239,8 @@ def main(argv=None) -> None:
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="n=2000, 2 repeats; writes mi-quick.*")
+    ap.add_argument("--dims", default=",".join(map(str, DIMS)), help="comma list of d (dimensions a side)")
+    ap.add_argument("--stem", default=None, help="results file stem (default mi, or mi-quick with --quick)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads for ours (default 1, like the peers; 0 = torch's default)")
     args = ap.parse_args(argv)
@@ -249,7 +252,8 @@ def main(argv=None) -> None:
     have_ennemi = importlib.util.find_spec("ennemi") is not None
     load_before = " ".join(f"{v:.2f}" for v in os.getloadavg())
     rows = []
-    for d in DIMS:
+    dims = [int(v) for v in args.dims.split(",") if v.strip()]
+    for d in dims:
         t0 = time.perf_counter()
         rows.append(run_dim(n, d, args.seed, repeats, have_ennemi))
         print(f"# d={d} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
@@ -261,7 +265,7 @@ def main(argv=None) -> None:
     md = to_markdown(meta, rows)
     print(md)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = "mi-quick" if args.quick else "mi"
+    stem = args.stem or ("mi-quick" if args.quick else "mi")
     (RESULTS / f"{stem}.md").write_text(md)
     (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
 
