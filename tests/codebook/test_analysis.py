@@ -3,7 +3,10 @@
 import pytest
 import torch
 
+from bottlenecks.codebook import analysis
 from bottlenecks.codebook.analysis import best_codes, code_label_counts, neuron_precision_at_recall, precision_recall
+
+code_precision_recall, codes_vs_neurons = analysis.code_precision_recall, analysis.codes_vs_neurons
 
 
 def test_counts_precision_recall_against_a_loop():
@@ -74,3 +77,70 @@ def test_analysis_errors():
         neuron_precision_at_recall(torch.randn(4, 2), torch.tensor([0, 0, 1, 1]), {2: 0.5})
     with pytest.raises(ValueError, match=r"expected a number in \(0, 1\]"):
         neuron_precision_at_recall(torch.randn(4, 2), torch.tensor([0, 0, 1, 1]), {1: 0.0})
+
+
+# --- issue 17: the paper's protocol ------------------------------------------------------------
+
+def hand_made():
+    """12 tokens, state labels on every second token (-1: no label), one codebook, two neurons.
+
+    label 0 at tokens 1, 5, 9 (codes 3, 3, 2); label 1 at tokens 3, 7, 11 (code 4 each time).
+    Code 3 also fires on the unlabelled token 2; code 5 only on unlabelled tokens.
+    Neuron 0 is 1 on the label-0 tokens and on tokens 0 and 2; neuron 1 is -1 on the label-0 tokens."""
+    labels = torch.tensor([-1, 0, -1, 1, -1, 0, -1, 1, -1, 0, -1, 1])
+    ids = torch.tensor([5, 3, 3, 4, 5, 3, 5, 4, 5, 2, 5, 4])
+    acts = torch.zeros(12, 2)
+    acts[[0, 1, 2, 5, 9], 0] = 1.0
+    acts[[1, 5, 9], 1] = -1.0
+    return labels, ids, acts
+
+
+def test_code_precision_counts_every_token_under_the_paper_protocol():
+    labels, ids, _ = hand_made()
+    prec, rec, counts = code_precision_recall(ids, labels, 6, 2, protocol="paper")
+    assert float(prec[3, 0]) == pytest.approx(2 / 3)  # 2 hits over its 3 activations (token 2 included)
+    assert float(rec[3, 0]) == pytest.approx(2 / 3) and float(prec[2, 0]) == 1.0 and float(prec[4, 1]) == 1.0
+    assert int(counts[5].sum()) == 0 and float(prec[5].sum()) == 0.0
+    prec, rec2, _ = code_precision_recall(ids, labels, 6, 2, protocol="aligned")
+    assert float(prec[3, 0]) == 1.0  # the unlabelled token never counts against it
+    assert torch.equal(rec, rec2)
+
+
+def test_codes_vs_neurons_on_a_hand_made_sequence():
+    labels, ids, acts = hand_made()
+    codes = {"attn": ids[:, None, None]}
+    paper = codes_vs_neurons(codes, acts, labels, 6, 2, protocol="paper")
+    # label 0: code 2 (precision 1, recall 1/3) beats code 3 (2/3); at recall 1/3 the threshold is
+    # neuron 0's largest value 1, reached on 5 tokens: 1/5; neuron 1 counts on its top side only (1/12)
+    assert paper["code"].tolist() == [2, 4] and paper["codebook"] == [("attn", 0), ("attn", 0)]
+    assert paper["code_precision"].tolist() == [1.0, 1.0]
+    assert paper["code_recall"].tolist() == pytest.approx([1 / 3, 1.0])
+    assert paper["neuron_precision"].tolist() == pytest.approx([1 / 5, 1 / 3])
+    assert paper["neuron"].tolist() == [0, 1]
+    # the earlier protocol: labelled tokens only, both signs, recall >= 5% and >= min_count uses
+    ours = codes_vs_neurons(codes, acts, labels, 6, 2, protocol="aligned", min_count=1)
+    assert ours["code"].tolist() == [3, 4]  # code 3 is pure on labelled tokens, with the higher recall
+    assert ours["neuron_precision"].tolist() == pytest.approx([1.0, 1.0])
+    # neuron 0 is perfect once its activations on unlabelled tokens stop counting (1/5 above)
+    assert ours["neuron"].tolist() == [0, 1]
+    with pytest.raises(ValueError, match="protocol"):
+        codes_vs_neurons(codes, acts, labels, 6, 2, protocol="public")
+    with pytest.raises(ValueError, match=r"labels: expected values in \[0, 2\) or -1"):
+        codes_vs_neurons(codes, acts, labels - 1, 6, 2)
+
+
+def test_paper_neuron_precision_matches_the_public_formula():
+    g = torch.Generator().manual_seed(3)
+    labels = torch.randint(-1, 3, (400,), generator=g)
+    acts = torch.randn(400, 6, generator=g)
+    acts[:, 4] += 2 * (labels == 2).float()
+    codes = {"mlp": torch.randint(0, 8, (400, 1, 2), generator=g)}
+    res = codes_vs_neurons(codes, acts, labels, 8, 3, protocol="paper")
+    for s in range(3):
+        recall = float(res["code_recall"][s])
+        matched = torch.sort(acts[labels == s], dim=0).values  # (m, N)
+        hits = int(recall * matched.shape[0] + 1e-9)
+        thr = matched[-hits]
+        want = max(hits / int((acts[:, j] >= thr[j]).sum()) for j in range(6))
+        assert float(res["neuron_precision"][s]) == pytest.approx(want)
+    assert int(res["neuron"][2]) == 4

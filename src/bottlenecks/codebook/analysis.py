@@ -5,6 +5,19 @@ For a code ``c`` and a label ``s`` over ``n`` tokens:
 
 The neuron baseline thresholds one neuron's activation so that its recall for ``s`` equals a
 given recall (the best code's), then measures its precision at that threshold.
+
+Two protocols (:data:`PROTOCOLS`, :func:`codes_vs_neurons`):
+
+- ``'paper'`` — the public code of Codebook Features (``code_search_utils.get_code_pr`` /
+  ``get_neuron_pr``): tokens are every token of the evaluation sequences, labelled or not; a
+  code's precision divides its hits on the labelled tokens by its activations on *every* token;
+  codes are kept when their recall is above 1%; the neuron baseline is the block outputs (the
+  caller passes them), top side only, its threshold the ``floor(recall * m)``-th largest
+  activation on the ``m`` labelled tokens and its precision ``floor(recall * m)`` over the
+  tokens at or above that threshold.
+- ``'aligned'`` — this project's earlier protocol: only the labelled tokens count (activations
+  elsewhere are never false positives), codes need recall >= 5% and 10 uses, and neurons compete
+  with both signs at a quantile threshold. Kept as a comparison row.
 """
 
 from __future__ import annotations
@@ -13,8 +26,10 @@ import torch
 
 from ..validation import check_positive_int
 
-__all__ = ["best_codes", "code_examples", "code_label_counts", "code_records", "neuron_precision_at_recall",
-           "precision_recall"]
+__all__ = ["PROTOCOLS", "best_codes", "code_examples", "code_label_counts", "code_precision_recall", "code_records",
+           "codes_vs_neurons", "neuron_precision_at_recall", "precision_recall"]
+
+PROTOCOLS = ("paper", "aligned")
 
 
 def code_label_counts(ids: torch.Tensor, labels: torch.Tensor, num_codes: int, num_labels: int) -> torch.Tensor:
@@ -106,6 +121,125 @@ def neuron_precision_at_recall(acts: torch.Tensor, labels: torch.Tensor, recalls
         j = int(precision.argmax())
         out[label] = (float(precision[j]), j)
     return out
+
+
+def _check_protocol(protocol: str) -> str:
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol: expected one of {list(PROTOCOLS)}, got {protocol!r}")
+    return protocol
+
+
+def _token_labels(labels, n: int, num_labels: int) -> torch.Tensor:
+    labels = torch.as_tensor(labels).long().reshape(-1)
+    if labels.shape[0] != n:
+        raise ValueError(f"labels: expected one label per token ({n}), got {labels.shape[0]}")
+    if labels.numel() and (int(labels.min()) < -1 or int(labels.max()) >= num_labels):
+        raise ValueError(f"labels: expected values in [0, {num_labels}) or -1 (no label), got "
+                         f"[{int(labels.min())}, {int(labels.max())}]")
+    return labels
+
+
+def code_precision_recall(ids: torch.Tensor, labels: torch.Tensor, num_codes: int, num_labels: int, *,
+                          protocol: str = "paper") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Precision and recall of every code for every label, over all tokens of some sequences.
+
+    ids: ``(n,)`` or ``(n, k)`` code ids at each of ``n`` tokens; labels: ``(n,)`` label of each
+    token, ``-1`` for a token without one. Returns ``precision (K, L)``, ``recall (K, L)`` and the
+    hit counts ``(K, L)`` on labelled tokens. ``'paper'``: precision = hits / the code's
+    activations on every token (unlabelled ones included); ``'aligned'``: unlabelled tokens are
+    dropped first. Recall is the same under both: hits / the label's tokens (summing to ``k``).
+    """
+    _check_protocol(protocol)
+    ids = torch.as_tensor(ids).long()
+    ids = ids[:, None] if ids.dim() == 1 else ids
+    labels = _token_labels(labels, ids.shape[0], num_labels)
+    keep = labels >= 0
+    counts = code_label_counts(ids[keep], labels[keep], num_codes, num_labels)
+    precision, recall = precision_recall(counts, ids.shape[1])
+    if protocol == "paper":
+        acts = torch.bincount(ids.reshape(-1), minlength=num_codes).double()[:, None]
+        precision = torch.where(acts > 0, counts.double() / acts.clamp_min(1), torch.zeros_like(precision))
+    return precision, recall, counts
+
+
+def _neuron_precision_paper(acts: torch.Tensor, labels: torch.Tensor, recalls: dict[int, float]) -> dict:
+    """``get_neuron_pr`` of the public code: top side only, rank threshold on the labelled tokens."""
+    sorted_all = torch.sort(acts.t().contiguous(), dim=1).values  # (N, n)
+    out = {}
+    for label, recall in recalls.items():
+        pos = labels == label
+        m = int(pos.sum())
+        if m == 0:
+            raise ValueError(f"label {label} does not occur in labels")
+        hits = int(recall * m + 1e-9)  # the public int(recall * m), without float round-off (0.3 * 10 = 2.99..)
+        if hits == 0:  # fewer than one matched token at this recall: the public code's precision is 0
+            out[label] = (0.0, 0)
+            continue
+        thr = torch.sort(acts[pos], dim=0).values[m - hits]  # the hits-th largest activation, per neuron
+        above = acts.shape[0] - torch.searchsorted(sorted_all, thr[:, None].contiguous())[:, 0]
+        precision = hits / above.double()
+        j = int(precision.argmax())
+        out[label] = (float(precision[j]), j)
+    return out
+
+
+def codes_vs_neurons(codes: dict[str, torch.Tensor], acts: torch.Tensor, labels: torch.Tensor, num_codes: int,
+                     num_labels: int, *, protocol: str = "paper", min_recall: float | None = None,
+                     min_count: int | None = None) -> dict:
+    """For every label, the most precise code over all codebooks and the best neuron's precision at
+    that code's recall, under ``protocol`` (see the module docstring).
+
+    codes: ``{site: (n, groups, k)}`` code ids at ``n`` tokens; acts: ``(n, N)`` neuron activations at
+    the same tokens (``'paper'``: the block outputs); labels: ``(n,)``, ``-1`` where a token has no
+    label. ``min_recall`` / ``min_count`` override the protocol's rule for keeping a code
+    (``'paper'``: recall > 1%, any count; ``'aligned'``: recall >= 5%, >= 10 uses).
+
+    Returns ``{"protocol", "code_precision" (L,), "code_recall" (L,), "codebook": [(site, group) or
+    None] * L, "code" (L,) (-1 where none qualifies), "neuron_precision" (L,), "neuron" (L,)}``.
+    """
+    _check_protocol(protocol)
+    if not codes:
+        raise ValueError("codes: expected at least one codebook's ids")
+    a = torch.as_tensor(acts).float()
+    n = a.shape[0]
+    labels = _token_labels(labels, n, num_labels)
+    if a.dim() != 2:
+        raise ValueError(f"acts: expected shape (n, N), got {tuple(a.shape)}")
+    paper = protocol == "paper"
+    floor = (0.01 if paper else 0.05) if min_recall is None else float(min_recall)
+    need = (1 if paper else 10) if min_count is None else int(min_count)
+    keep = torch.ones(n, dtype=torch.bool) if paper else labels >= 0
+    best_p = torch.zeros(num_labels, dtype=torch.float64)
+    best_r = torch.zeros(num_labels, dtype=torch.float64)
+    best_code = torch.full((num_labels,), -1, dtype=torch.long)
+    where: list = [None] * num_labels
+    for site, ids in codes.items():
+        ids = torch.as_tensor(ids).long()
+        ids = ids[:, None, None] if ids.dim() == 1 else ids[:, :, None] if ids.dim() == 2 else ids
+        if ids.dim() != 3 or ids.shape[0] != n:
+            raise ValueError(f"codes[{site!r}]: expected shape (n, groups, k) with n = {n}, got {tuple(ids.shape)}")
+        for g in range(ids.shape[1]):
+            prec, rec, counts = code_precision_recall(ids[keep, g], labels[keep], num_codes, num_labels,
+                                                      protocol=protocol)
+            ok = (rec > floor) if paper else (rec >= floor)
+            ok &= counts.sum(1, keepdim=True) >= need
+            score = torch.where(ok, prec + 1e-6 * rec, torch.full_like(prec, -1.0))
+            top = score.argmax(0)
+            cols = torch.arange(num_labels)
+            better = (score[top, cols] >= 0) & (score[top, cols] > best_p + 1e-6 * best_r)
+            for s in torch.nonzero(better).flatten().tolist():
+                best_p[s], best_r[s], best_code[s] = prec[top[s], s], rec[top[s], s], top[s]
+                where[s] = (site, g)
+    recalls = {s: min(1.0, float(best_r[s])) for s in range(num_labels) if best_code[s] >= 0}
+    if paper:
+        neuron = _neuron_precision_paper(a, labels, recalls)
+    else:
+        neuron = neuron_precision_at_recall(a[keep], labels[keep], recalls, both_signs=True)
+    return {"protocol": protocol, "code_precision": best_p, "code_recall": best_r, "codebook": where,
+            "code": best_code,
+            "neuron_precision": torch.tensor([neuron[s][0] if s in neuron else 0.0 for s in range(num_labels)],
+                                             dtype=torch.float64),
+            "neuron": torch.tensor([neuron[s][1] if s in neuron else -1 for s in range(num_labels)])}
 
 
 def code_examples(ids: torch.Tensor, num_codes: int, per_code: int = 5,
