@@ -128,6 +128,19 @@ def test_fit_keys_methods_cover_the_data(method):
     assert usage["mean_dead_fraction"] < 0.5
 
 
+def test_kmeans_keys_equal_one_kmeans_per_head_from_the_same_rows():
+    from bottlenecks.cluster.lloyd import kmeans as kmeans_2d
+
+    x, _ = blobs(n=500)
+    b = small().fit_keys(x, kmeans_iter=15)
+    z = b.project(x)
+    g = torch.Generator().manual_seed(b.seed + 1)  # fit_keys draws each head's starting rows in turn
+    for c in range(b.num_codebooks):
+        rows = torch.randperm(len(z), generator=g)[:b.keys_per_codebook]
+        alone = kmeans_2d(z[:, c].contiguous(), b.keys_per_codebook, init=z[rows, c], max_iter=15, tol=1e-4)
+        torch.testing.assert_close(b.keys[c], alone.centroids, rtol=1e-6, atol=1e-6)
+
+
 def test_fit_keys_from_a_dataloader_and_batches():
     x, y = blobs(n=300)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=50)

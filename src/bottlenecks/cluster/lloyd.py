@@ -453,6 +453,10 @@ def kmeans(x: torch.Tensor, k: int, *, init="k-means++", n_init: int = 1, max_it
     are clustered as ``x / 2^e`` (exact) and the results scaled back. ``verbose``: one line per
     iteration on stdout.
     """
+    if isinstance(x, torch.Tensor) and x.dim() == 3 and not distributed:  # C codebooks at once: (n, C, d)
+        from .batched import kmeans as batched_kmeans
+        return batched_kmeans(x, k, init=init, n_init=n_init, max_iter=max_iter, tol=tol, seed=seed,
+                              sample_weight=sample_weight, progress=progress)
     check_data(x)
     check_positive_int(k, "k")
     check_positive_int(n_init, "n_init")

@@ -12,6 +12,7 @@ import math
 import torch
 
 from ..validation import check_finite, check_float, check_ndim, check_nonempty, check_positive_int, check_same_device
+from . import small_d
 
 #: default cap on the working buffers of one search, in bytes
 DEFAULT_MAX_MEMORY = 256 * 2**20
@@ -249,6 +250,11 @@ def nearest(x: torch.Tensor, codes: torch.Tensor, k: int = 1, metric: str = "l2"
         batched = _check_pair(x, codes, k)
     else:
         batched = codes.dim() == 3
+    if x.shape[-1] <= small_d.MAX_DIM and k <= small_d.MAX_K and x.device.type == "cpu" \
+            and small_d.c_kernel() is not None:  # small d: the exact direct kernel (cluster.small_d)
+        out = small_d.nearest(x, codes, k, metric, mask=mask)
+        if out is not None:
+            return out
     x, codes, rescale = _safe_range(x, codes, metric)
     key = codes  # the caller's tensor identifies the prepared table in the cache
     if not batched:

@@ -228,7 +228,7 @@ class _Codebooks(nn.Module, Checkpointable):
     @torch.no_grad()
     def init_codes(self, x: torch.Tensor) -> None:
         """Codes from k-means (k-means++, or random rows above 256 codes; ``kmeans_iter`` Lloyd steps) over activations
-        ``x: (n, dim)`` (or ``(n, C, d)``), per codebook.
+        ``x: (n, dim)`` (or ``(n, C, d)``), every codebook in one batched call.
 
         With fewer rows than codes, the codes are random rows (with replacement) plus small noise.
         ``metric='cosine'`` clusters the unit-normalised rows. The scale (``'running'`` or
@@ -236,20 +236,33 @@ class _Codebooks(nn.Module, Checkpointable):
         """
         z = self._groups(x).detach().float()
         z = self._unit(z) if self.metric == "cosine" else z
-        n, K = z.shape[0], self.num_codes
-        for c in range(self.num_codebooks):
-            zc = z[:, c]
-            # activations repeat (e.g. every BOS token): cluster distinct rows only
-            distinct = torch.unique(zc, dim=0) if self.kmeans_init else zc
-            cent = None
-            if len(distinct) >= K and self.kmeans_init:
+        n, K, C = z.shape[0], self.num_codes, self.num_codebooks
+        cents: list = [None] * C
+        if self.kmeans_init:
+            # activations repeat (e.g. every BOS token): each codebook clusters its distinct rows
+            # only (weight 1 on a row's first occurrence, 0 on its repeats), all codebooks in one
+            # batched k-means; codebooks with fewer distinct rows than codes fall back below
+            weight = torch.zeros(n, C, dtype=torch.float64, device=z.device)
+            for c in range(C):
+                _, inverse = torch.unique(z[:, c], dim=0, return_inverse=True)
+                first = torch.full((int(inverse.max()) + 1,), n, dtype=torch.long, device=z.device)
+                first.scatter_reduce_(0, inverse, torch.arange(n, device=z.device), "amin")
+                weight[first, c] = 1.0
+            fit = ((weight > 0).sum(0) >= K).nonzero().squeeze(1)
+            if len(fit):
                 # k-means++ costs K sequential passes: for large codebooks start from random rows
                 init = "k-means++" if K <= 256 else "random"
                 try:
-                    cent = kmeans(distinct, K, init=init, max_iter=self.kmeans_iter, seed=self.seed + c).centroids
+                    res = kmeans(z[:, fit], K, init=init, max_iter=self.kmeans_iter, seed=self.seed,
+                                 sample_weight=weight[:, fit])
+                    for i, c in enumerate(fit.tolist()):
+                        cents[c] = res.centroids[i]
                 except RuntimeError as err:  # pragma: no cover - depends on the cluster engine
                     warnings.warn(f"k-means initialisation failed ({err}); codes are random rows instead",
                                   RuntimeWarning, stacklevel=2)
+        for c in range(C):
+            zc = z[:, c]
+            cent = cents[c]
             if cent is None:
                 idx = torch.randint(0, n, (K,), generator=self._generator)
                 cent = zc[idx] + 1e-3 * zc.std() * torch.randn(K, zc.shape[1], generator=self._generator)

@@ -228,8 +228,9 @@ class DiscreteKeyValueBottleneck(nn.Module, Checkpointable):
         """Fit the keys on unlabelled ``data`` (a tensor ``(n, dim_in)``, a DataLoader, or an
         iterable of batches; labels in ``(x, y)`` tuples are ignored). Returns ``self``.
 
-        ``'kmeans'``: exact k-means per head with the cluster engine on the projected data,
-        ``kmeans_iter`` Lloyd iterations from random rows (``epochs`` is unused);
+        ``'kmeans'``: exact k-means per head on the projected data, all heads in one batched
+        call of the cluster engine, ``kmeans_iter`` Lloyd iterations from random rows
+        (``epochs`` is unused);
         ``'ema'``: ``epochs`` passes of running-mean updates, re-seeding dead keys from batch
         samples and resetting their statistics; ``'random'``: random projected samples.
         """
@@ -262,14 +263,14 @@ class DiscreteKeyValueBottleneck(nn.Module, Checkpointable):
             if len(z) < K:
                 raise ValueError(f"fit_keys: {len(z)} samples for {K} keys per codebook; "
                                  f"expected at least keys_per_codebook={K} samples")
-            for c in bar(range(self.num_codebooks), desc=f"{method} keys"):
-                zc = z[:, c].contiguous()
-                rows = torch.randperm(len(zc), generator=g)[:K].to(zc.device)
-                if method == "random":
-                    self.keys[c] = zc[rows]
-                else:
-                    res = kmeans(zc, K, init=zc[rows], max_iter=kmeans_iter, tol=1e-4, seed=self.seed + c)
-                    self.keys[c] = res.centroids.to(self.keys.dtype)
+            # the same random rows per head as one k-means per head would start from
+            rows = torch.stack([torch.randperm(len(z), generator=g)[:K] for _ in range(self.num_codebooks)])
+            init = z[rows.to(z.device), torch.arange(self.num_codebooks, device=z.device)[:, None]]  # (C, K, dk)
+            if method == "random":
+                self.keys.copy_(init)
+            else:  # every head's exact k-means in one batched call (cluster.batched)
+                res = kmeans(z, K, init=init, max_iter=kmeans_iter, tol=1e-4, progress=progress)
+                self.keys.copy_(res.centroids.to(self.keys.dtype))
         self.keys_ready.fill_(True)
         return self
 

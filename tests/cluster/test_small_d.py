@@ -1,0 +1,137 @@
+"""The exact small-dimension search: the C kernel and the torch path give the float64 answer."""
+
+import pytest
+import torch
+
+from bottlenecks.cluster import nearest, small_d
+from bottlenecks.cluster.small_d import CodeTable, search
+
+HAS_C = small_d.c_kernel() is not None
+BACKENDS = ["torch"] + (["c"] if HAS_C else [])
+
+
+def reference(x, codes, k, metric="l2", mask=None):
+    """Float64 brute force, lowest index first at exact ties (a stable sort)."""
+    x64, c64 = x.double().transpose(0, 1), codes.double()  # (C, n, d), (C, K, d)
+    if metric == "l2":
+        s = ((x64[:, :, None, :] - c64[:, None, :, :]) ** 2).sum(-1)
+    else:
+        s = -(x64[:, :, None, :] * c64[:, None, :, :]).sum(-1)
+    if mask is not None:
+        s = s.masked_fill(~mask[:, None, :], float("inf"))
+    v, i = torch.sort(s, dim=2, stable=True)
+    return v[..., :k].transpose(0, 1), i[..., :k].transpose(0, 1)
+
+
+def clustered(n, C, K, d, g, offset=0.0):
+    centres = torch.randn(C, 8, d, generator=g) * 3
+    x = centres[torch.arange(C), torch.randint(0, 8, (n, C), generator=g)] + 0.3 * torch.randn(n, C, d, generator=g)
+    codes = centres[torch.arange(C)[:, None], torch.randint(0, 8, (C, K), generator=g)] + \
+        0.3 * torch.randn(C, K, d, generator=g)
+    return x + offset, codes + offset
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", [(200, 3, 50, 14, 1), (130, 2, 37, 32, 4), (64, 4, 5, 1, 5), (300, 1, 300, 7, 2)])
+def test_equals_float64_search_on_random_data(backend, shape):
+    n, C, K, d, k = shape
+    g = torch.Generator().manual_seed(sum(shape))
+    x, codes = torch.randn(n, C, d, generator=g), torch.randn(C, K, d, generator=g)
+    dist, idx = search(x, CodeTable(codes, "l2"), k, backend=backend)
+    rv, ri = reference(x, codes, k)
+    assert torch.equal(idx, ri)
+    torch.testing.assert_close(dist, rv, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_clustered_data_far_from_the_origin_with_a_shift(backend):
+    g = torch.Generator().manual_seed(1)
+    x, codes = clustered(400, 3, 64, 14, g, offset=300.0)
+    centre = x.double().mean(0).float()  # (C, d)
+    _, plain = search(x, CodeTable(codes, "l2"), 2, backend=backend)
+    _, shifted = search(x, CodeTable(codes, "l2", center=centre), 2, backend=backend)
+    _, ri = reference(x, codes, 2)
+    assert torch.equal(plain, ri) and torch.equal(shifted, ri)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_exact_ties_go_to_the_lowest_index(backend):
+    g = torch.Generator().manual_seed(2)
+    codes = torch.randn(2, 20, 6, generator=g)
+    codes[:, 11] = codes[:, 3]  # duplicated codes: every row nearest to 3 ties with 11
+    codes[:, 17] = codes[:, 3]
+    x = codes[:, [3, 3, 11, 5]].transpose(0, 1) + 1e-3 * torch.randn(4, 2, 6, generator=g)
+    _, idx = search(x, CodeTable(codes, "l2"), 3, backend=backend)
+    _, ri = reference(x, codes, 3)
+    assert torch.equal(idx, ri)
+    assert idx[0, 0].tolist() == [3, 11, 17]
+    assert small_d.last_undecided() > 0  # the certificate refused the tied rows
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mask_and_too_few_allowed_codes(backend):
+    g = torch.Generator().manual_seed(3)
+    x, codes = torch.randn(50, 2, 5, generator=g), torch.randn(2, 30, 5, generator=g)
+    mask = torch.rand(2, 30, generator=g) < 0.5
+    mask[1] = False
+    mask[1, [4, 9]] = True  # head 1 allows two codes, k = 3 asks for more
+    dist, idx = search(x, CodeTable(codes, "l2", mask=mask), 3, backend=backend)
+    rv, ri = reference(x, codes, 3, mask=mask)
+    assert torch.equal(idx[:, 0], ri[:, 0])
+    assert set(idx[:, 1, :2].flatten().tolist()) <= {4, 9}
+    assert torch.isinf(dist[:, 1, 2]).all() and not mask[1, idx[:, 1, 2]].any()
+    assert idx[0, 1, 2] == 0  # the lowest masked-out index fills the slot
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dot_metric_and_float64_inputs(backend):
+    g = torch.Generator().manual_seed(4)
+    x, codes = torch.randn(90, 2, 9, generator=g, dtype=torch.float64), torch.randn(2, 40, 9, generator=g,
+                                                                                     dtype=torch.float64)
+    dist, idx = search(x, CodeTable(codes, "dot"), 2, backend=backend)
+    rv, ri = reference(x, codes, 2, metric="dot")
+    assert torch.equal(idx, ri)
+    torch.testing.assert_close(dist, rv)
+
+
+@pytest.mark.skipif(not HAS_C, reason="no C compiler")
+def test_c_kernel_and_torch_path_agree_on_a_larger_problem():
+    g = torch.Generator().manual_seed(5)
+    x, codes = clustered(2000, 5, 300, 14, g)
+    table = CodeTable(codes, "l2")
+    dc, ic = search(x, table, 4, backend="c")
+    dt, it = search(x, table, 4, backend="torch")
+    assert torch.equal(ic, it)
+    torch.testing.assert_close(dc, dt, rtol=1e-12, atol=1e-12)
+    sub = torch.tensor([4, 1])  # a subset of the codebooks
+    ds, is_ = search(x, table, 4, codebooks=sub, backend="c")
+    assert torch.equal(is_, ic[:, sub])
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine", "dot"])
+def test_nearest_dispatches_small_dimensions_exactly(metric):
+    g = torch.Generator().manual_seed(6)
+    x, codes = torch.randn(120, 3, 14, generator=g), torch.randn(3, 70, 14, generator=g)
+    dist, idx = nearest(x, codes, 2, metric)
+    if metric == "cosine":
+        xs, cs = torch.nn.functional.normalize(x, dim=-1), torch.nn.functional.normalize(codes, dim=-1)
+        rv, ri = reference(xs, cs, 2, metric="dot")
+        rv = rv + 1
+    else:
+        rv, ri = reference(x, codes, 2, metric)
+    assert torch.equal(idx, ri)
+    torch.testing.assert_close(dist, rv.float(), rtol=1e-5, atol=1e-5)
+    d1, i1 = nearest(x[:, 0], codes[0], 1, metric)  # one codebook: (n, d) -> (n, k)
+    assert i1.shape == (120, 1) and torch.equal(i1[:, 0], ri[:, 0, 0])
+
+
+def test_bad_input_is_refused_clearly():
+    table = CodeTable(torch.randn(2, 5, 3), "l2")
+    with pytest.raises(ValueError, match="k=6"):
+        search(torch.randn(4, 2, 3), table, 6)
+    with pytest.raises(ValueError, match="dimension 4"):
+        search(torch.randn(4, 2, 4), table, 1)
+    with pytest.raises(ValueError, match="x has 3 codebooks"):
+        search(torch.randn(4, 3, 3), table, 1)
+    with pytest.raises(ValueError, match="backend"):
+        search(torch.randn(4, 2, 3), table, 1, backend="gpu")
