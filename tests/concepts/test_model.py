@@ -182,3 +182,23 @@ def test_fit_and_scoring_run_on_pinned_threads_and_restore_the_callers(problem, 
     assert np.array_equal(two.predict(Zt), m.predict(Zt))
     with pytest.raises(ValueError, match="num_threads"):
         ConceptBottleneckModel(NAMES, num_threads=0)
+
+
+@pytest.mark.parametrize("head", ["linear", "energy"])
+def test_every_head_returns_the_same_types(problem, head):
+    """One convention whatever the backend: labels as NumPy (like ``classes_``, which may hold
+    strings), scores and probabilities as float64 tensors, concept decisions as bool tensors."""
+    (Z, C, y), (Zt, Ct, _) = problem
+    params = {"epochs": 20, "hidden": 8} if head == "energy" else None
+    m = ConceptBottleneckModel(NAMES, head=head, head_params=params).fit(Z, y, C)
+    n, K = len(Zt), len(m.classes_)
+    pred = m.predict(Zt)
+    assert isinstance(pred, np.ndarray) and pred.dtype == m.classes_.dtype and pred.shape == (n,)
+    for out in (m.predict_proba(Zt), m.intervene(Zt, ["c0"], Ct[:, [0]])):
+        assert isinstance(out, torch.Tensor) and out.dtype == torch.float64 and out.shape == (n, K)
+        assert torch.allclose(out.sum(1), torch.ones(n, dtype=torch.float64))
+    assert m.decision_function(Zt).dtype == torch.float64
+    assert m.concept_scores(Zt).dtype == torch.float64 and m.concept_scores(Zt).shape == (n, len(NAMES))
+    assert m.predict_concepts(Zt).dtype == torch.bool
+    # predictions are the argmax of the probabilities, with and without an intervention
+    assert np.array_equal(pred, m.classes_[m.predict_proba(Zt).argmax(1).numpy()])

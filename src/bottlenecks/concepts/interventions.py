@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from ..validation import as_tensor, check_choice
-from .glm import fixed_threads
 
 __all__ = ["intervention_curve", "intervention_order", "masked_predictor"]
 
@@ -81,19 +80,4 @@ def masked_predictor(model, Z, C_true):
     calibrated on/off values (``torch.where``), exactly what :meth:`intervene` does per concept set.
     Energy head: ``EnergyCBM.predict_proba`` takes the per-sample mask and values directly.
     """
-    Z = model._input(Z)
-    if model.head == "energy":
-        Zs, values = model._z(Z).float(), C_true.float()
-
-        def predict(mask: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                return model.energy_.predict_proba(Zs, concept_mask=mask, concept_values=values).argmax(1)
-        return predict
-
-    S = model.concept_scores(Z)
-    S_true = (1 - C_true) * model.off_ + C_true * model.on_  # exactly on / off at 1 / 0, as intervened_scores
-
-    def predict(mask: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), fixed_threads(model.num_threads):
-            return model._logits_from_scores(torch.where(mask, S_true, S), Z).argmax(1)
-    return predict
+    return model._backend.masked_predictor(model, model._input(Z), C_true.double())

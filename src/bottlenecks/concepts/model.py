@@ -24,6 +24,11 @@ Concept scores used for interventions are calibrated from training percentiles: 
 ``percentiles[0]``-th. The scorer may be fitted on separate concept-annotation data
 (``concept_data=(Z_c, C_c)``, as PCBM learns its concept vectors from a concept bank).
 
+Two backends sit behind this one interface: the concept-score pipeline above and the energy-based
+CBM (``head='energy'``). Whichever fitted it, the model returns the same types: class labels as
+NumPy arrays (like ``classes_``, which may hold strings); scores, logits and probabilities
+(``predict_proba``, ``intervene``) as float64 tensors; concept decisions as bool tensors.
+
 Fitting and scoring run on ``num_threads`` intra-op threads (default 1, restored afterwards): the
 scorers and heads are iterative solvers that turn the thread count's rounding differences into
 different weights (and, through a flat validation curve, a different lambda), so pinning it makes
@@ -222,10 +227,12 @@ class ConceptBottleneckModel:
         self.edit_scale_ = torch.ones(len(self.classes_), self.n_concepts, dtype=torch.float64)
         self.edit_log_: list[dict] = []
         self._undo: list[torch.Tensor] = []
-        if self.head == "energy":
-            return self._fit_energy(Z, y_idx, C_true, concept_data)
-        with fixed_threads(self.num_threads):
-            return self._fit_concept_head(Z, y_idx, C_true, concept_data)
+        self._backend.fit(self, Z, y_idx, C_true, concept_data)
+        return self
+
+    @property
+    def _backend(self):
+        return _ENERGY if self.head == "energy" else _SCORES
 
     def _fit_concept_head(self, Z, y_idx, C_true, concept_data) -> ConceptBottleneckModel:
         # 1. scorer
@@ -326,10 +333,8 @@ class ConceptBottleneckModel:
 
     def _fit_energy(self, Z: torch.Tensor, y: torch.Tensor, C_true: torch.Tensor | None,
                     concept_data=None) -> ConceptBottleneckModel:
-        try:
-            from .energy import EnergyCBM
-        except ImportError as err:  # pragma: no cover - the module ships with the package
-            raise ImportError(f"head='energy' needs bottlenecks.concepts.energy.EnergyCBM: {err}") from err
+        from .energy import EnergyCBM
+
         if C_true is None:
             raise ValueError("head='energy' learns concepts from labels: pass concept_labels (n, C)")
         self.z_mean_, self.z_std_ = Z.mean(0), Z.std(0).clamp_min(1e-8)
@@ -362,20 +367,13 @@ class ConceptBottleneckModel:
 
     def concept_scores(self, Z) -> torch.Tensor:
         """Z (n, d) -> raw concept scores (n, C) (probabilities for the energy head)."""
-        Z = self._input(Z)
-        if self.head == "energy":
-            with torch.no_grad():
-                return self.energy_.concept_proba(self._z(Z).float()).double()
-        with fixed_threads(self.num_threads):
-            return self.scorer_.scores(Z)
+        return self._backend.concept_scores(self, self._input(Z))
 
     @property
     def threshold_(self) -> torch.Tensor:
         """(C,) score above which a concept counts as present."""
         self._check_fitted()
-        if self.head == "energy":
-            return torch.full((self.n_concepts,), 0.5, dtype=torch.float64)
-        return self.scorer_.threshold_
+        return self._backend.threshold(self)
 
     def predict_concepts(self, Z) -> torch.Tensor:
         """Z (n, d) -> (n, C) bool: score above the concept's threshold."""
@@ -390,10 +388,7 @@ class ConceptBottleneckModel:
     def effective_weight(self) -> torch.Tensor:
         """(K, C) class-concept weights after edits."""
         self._check_fitted()
-        if self.head == "energy":
-            raise NotImplementedError("the energy head has no class-concept weight matrix; "
-                                      "use class_concept_proba() for p(c | y)")
-        return self.head_.weight.detach() * self.edit_scale_
+        return self._backend.effective_weight(self)
 
     def _logits_from_scores(self, S: torch.Tensor, Z: torch.Tensor | None) -> torch.Tensor:
         feats = self.head_.features(self._standardise(S))
@@ -445,20 +440,14 @@ class ConceptBottleneckModel:
 
     def _intervened_logits(self, Z, concepts, values) -> torch.Tensor:
         Z = self._input(Z)
-        if self.head == "energy":
-            mask = values_t = None
-            if concepts is not None:
-                idx = self.concept_indices(concepts)
-                mask = torch.zeros(Z.shape[0], self.n_concepts, dtype=torch.bool)
-                mask[:, idx] = True
-                values_t = torch.zeros(Z.shape[0], self.n_concepts)
-                values_t[:, idx] = self._values(values, Z.shape[0], idx).float()
-            with torch.no_grad():
-                p = self.energy_.predict_proba(self._z(Z).float(), concept_mask=mask, concept_values=values_t)
-            return p.double().clamp_min(1e-30).log()
-        S = self.concept_scores(Z) if concepts is None else self.intervened_scores(Z, concepts, values)
-        with torch.no_grad(), fixed_threads(self.num_threads):
-            return self._logits_from_scores(S, Z)
+        mask = C = None
+        if concepts is not None:  # the intervened concepts and their values as (n, C) mask + values
+            idx = self.concept_indices(concepts)
+            mask = torch.zeros(Z.shape[0], self.n_concepts, dtype=torch.bool)
+            mask[:, idx] = True
+            C = torch.zeros(Z.shape[0], self.n_concepts, dtype=torch.float64)
+            C[:, idx] = self._values(values, Z.shape[0], idx)
+        return self._backend.masked_predictor(self, Z, C, logits=True)(mask)
 
     def intervene(self, Z, concepts, values) -> torch.Tensor:
         """Class probabilities (n, K) with ``concepts`` (names, groups or indices) set to ``values``
@@ -468,9 +457,7 @@ class ConceptBottleneckModel:
     def class_concept_proba(self) -> torch.Tensor:
         """(K, C) p(c_j = 1 | y = k) (energy head only)."""
         self._check_fitted()
-        if self.head != "energy":
-            raise NotImplementedError("p(c | y) queries need head='energy'")
-        return self.energy_.class_concept_proba().double()
+        return self._backend.class_concept_proba(self)
 
     # -- explanations ------------------------------------------------------------------------
     def explain(self, Z, i: int | None = None, top: int = 5) -> dict:
@@ -481,8 +468,8 @@ class ConceptBottleneckModel:
         """
         Z = as_tensor(Z, "Z")
         z = Z[None] if Z.dim() == 1 else Z[[0 if i is None else int(i)]]
-        if self.head == "energy":
-            raise NotImplementedError("explain() reads class-concept weights; the energy head has none")
+        self._check_fitted()
+        self._backend.effective_weight(self)  # the energy head has none to explain with: it says so
         z = self._input(z)
         S = self.scorer_.scores(z)
         with torch.no_grad():
@@ -510,13 +497,7 @@ class ConceptBottleneckModel:
             raise ValueError(f"scale: expected a number >= 0 (0 removes the concept), got {scale!r}")
         idx = self.concept_indices(concepts)
         rows = list(range(len(self.classes_))) if classes is None else self.class_indices(classes)
-        if self.head == "energy":  # the scale multiplies each concept's term in the global energy
-            new = self.edit_scale_.clone()
-            new[np.ix_(rows, idx)] = float(scale)
-            renormalize = False  # no weight mass to keep: a removed concept reads its training mean
-            self.energy_.edit_concepts(new)
-        else:
-            new = apply_edit(self.edit_scale_, self.head_.weight.detach(), idx, rows, float(scale), renormalize)
+        new, renormalize = self._backend.edit(self, idx, rows, float(scale), renormalize)
         self._undo.append(self.edit_scale_)
         self.edit_scale_ = new
         self.edit_log_.append(describe_edit([self.concepts[j] for j in idx],
@@ -531,8 +512,7 @@ class ConceptBottleneckModel:
             raise RuntimeError("undo: there is no edit to undo (edit_log_ is empty)")
         self.edit_scale_ = self._undo.pop()
         self.edit_log_.pop()
-        if self.head == "energy":
-            self.energy_.edit_concepts(self.edit_scale_)
+        self._backend.apply_scale(self, self.edit_scale_)
         return self
 
     # -- persistence -------------------------------------------------------------------------
@@ -556,17 +536,7 @@ class ConceptBottleneckModel:
         config.pop("format")  # the earlier layout's marker; config.json carries its own
         tensors = {"on": self.on_, "off": self.off_, "edit_scale": self.edit_scale_}
         tensors.update({f"undo.{i}": t for i, t in enumerate(self._undo)})
-        if self.head == "energy":
-            config["energy"] = self.energy_.config()
-            tensors.update({f"energy.{k}": v for k, v in self.energy_.state_dict().items()})
-            tensors.update({"z_mean": self.z_mean_, "z_std": self.z_std_})
-        else:
-            tensors.update({f"scorer.{k}": v for k, v in self.scorer_.state().items()})
-            tensors.update({f"head.{k}": v for k, v in self.head_.state_dict().items()})
-            if self.residual_ is not None:
-                tensors.update({f"residual.{k}": v for k, v in self.residual_.state_dict().items()})
-                tensors.update({"z_mean": self.z_mean_, "z_std": self.z_std_})
-            tensors.update({"score_mean": self.score_mean_, "score_std": self.score_std_})
+        self._backend.save(self, config, tensors)
         return write_checkpoint(directory, type(self).__name__, config, tensors)
 
     @classmethod
@@ -606,18 +576,11 @@ class ConceptBottleneckModel:
 
     @classmethod
     def _restore(cls, cfg: dict, t: dict[str, torch.Tensor], file) -> ConceptBottleneckModel:
-        if cfg["head"] == "energy":
-            from .energy import EnergyCBM
+        backend = _ENERGY if cfg["head"] == "energy" else _SCORES
+        return backend.restore(cls, cfg, t, file)
 
-            model = cls(cfg["concepts"], head="energy", groups=cfg["groups"], head_params=cfg["head_params"],
-                        percentiles=tuple(cfg["percentiles"]), seed=cfg["seed"], val_fraction=cfg["val_fraction"])
-            model._restore_common(cfg, t)
-            model.energy_ = EnergyCBM(**cfg["energy"])
-            load_state(model.energy_, {k[7:]: v for k, v in t.items() if k.startswith("energy.")}, file, "EnergyCBM")
-            model.energy_.eval()
-            model.scorer_, model.head_, model.residual_ = None, None, None
-            model.z_mean_, model.z_std_ = t["z_mean"], t["z_std"]
-            return model
+    @classmethod
+    def _restore_scores(cls, cfg: dict, t: dict[str, torch.Tensor], file) -> ConceptBottleneckModel:
         scorer = make_scorer(cfg["scorer"], {k[7:]: v for k, v in t.items() if k.startswith("scorer.")})
         hp = {k: v for k, v in cfg["head_params"].items() if k not in ("n_concepts", "n_classes")}
         model = cls(cfg["concepts"], scorer=scorer, head=cfg["head"], residual=cfg["residual"],
@@ -661,3 +624,126 @@ def _legacy_config(path: Path) -> dict | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     return cfg if isinstance(cfg, dict) and cfg.get("format") == FORMAT else None
+
+
+# -- backends ------------------------------------------------------------------------------------
+# The model is one small interface over two kinds of head. Each backend is stateless: the fitted
+# parts live on the model (``scorer_``/``head_``/``residual_`` or ``energy_``), so the attributes a
+# user inspects and the checkpoint layout are the same whichever backend fitted them.
+
+
+class _ScoreBackend:
+    """scorer -> standardised concept scores -> class-concept head (+ PCBM-h residual)."""
+
+    def fit(self, m: ConceptBottleneckModel, Z, y, C_true, concept_data) -> None:
+        with fixed_threads(m.num_threads):
+            m._fit_concept_head(Z, y, C_true, concept_data)
+
+    def concept_scores(self, m, Z: torch.Tensor) -> torch.Tensor:
+        with fixed_threads(m.num_threads):
+            return m.scorer_.scores(Z)
+
+    def threshold(self, m) -> torch.Tensor:
+        return m.scorer_.threshold_
+
+    def effective_weight(self, m) -> torch.Tensor:
+        return m.head_.weight.detach() * m.edit_scale_
+
+    def class_concept_proba(self, m) -> torch.Tensor:
+        raise NotImplementedError("p(c | y) queries need head='energy'")
+
+    def masked_predictor(self, m, Z: torch.Tensor, C, logits: bool = False):
+        """``mask (n, C) bool or None -> (n,) class indices`` (or ``(n, K)`` logits), the masked
+        concepts set to ``C`` (n, C) at their calibrated on/off values (exactly on / off at 1 / 0)."""
+        S = m.concept_scores(Z)
+        S_true = None if C is None else (1 - C) * m.off_ + C * m.on_
+
+        def predict(mask):
+            S_in = S if mask is None else torch.where(mask, S_true, S)
+            with torch.no_grad(), fixed_threads(m.num_threads):
+                out = m._logits_from_scores(S_in, Z)
+            return out if logits else out.argmax(1)
+        return predict
+
+    def edit(self, m, idx, rows, scale: float, renormalize: bool):
+        return apply_edit(m.edit_scale_, m.head_.weight.detach(), idx, rows, scale, renormalize), renormalize
+
+    def apply_scale(self, m, scale: torch.Tensor) -> None:
+        """Nothing to push: the logits read ``edit_scale_`` directly."""
+
+    def save(self, m, config: dict, tensors: dict) -> None:
+        tensors.update({f"scorer.{k}": v for k, v in m.scorer_.state().items()})
+        tensors.update({f"head.{k}": v for k, v in m.head_.state_dict().items()})
+        if m.residual_ is not None:
+            tensors.update({f"residual.{k}": v for k, v in m.residual_.state_dict().items()})
+            tensors.update({"z_mean": m.z_mean_, "z_std": m.z_std_})
+        tensors.update({"score_mean": m.score_mean_, "score_std": m.score_std_})
+
+    def restore(self, cls, cfg: dict, t: dict, file) -> ConceptBottleneckModel:
+        return cls._restore_scores(cfg, t, file)
+
+
+class _EnergyBackend:
+    """The energy-based CBM (:class:`~.energy.EnergyCBM`): one model replaces scorer and head;
+    concept scores are probabilities, predictions come from energy minimisation."""
+
+    def fit(self, m: ConceptBottleneckModel, Z, y, C_true, concept_data) -> None:
+        m._fit_energy(Z, y, C_true, concept_data)
+
+    def concept_scores(self, m, Z: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return m.energy_.concept_proba(m._z(Z).float()).double()
+
+    def threshold(self, m) -> torch.Tensor:
+        return torch.full((m.n_concepts,), 0.5, dtype=torch.float64)
+
+    def effective_weight(self, m) -> torch.Tensor:
+        raise NotImplementedError("the energy head has no class-concept weight matrix to read; "
+                                  "use class_concept_proba() for p(c | y)")
+
+    def class_concept_proba(self, m) -> torch.Tensor:
+        return m.energy_.class_concept_proba().double()
+
+    def masked_predictor(self, m, Z: torch.Tensor, C, logits: bool = False):
+        """``mask (n, C) bool or None -> (n,) class indices`` (or ``(n, K)`` log-probabilities):
+        ``EnergyCBM`` clamps the masked concepts to ``C`` and minimises the energy over the rest."""
+        Zs = m._z(Z).float()
+        values = None if C is None else C.float()
+
+        def predict(mask):
+            with torch.no_grad():
+                p = m.energy_.predict_proba(Zs, concept_mask=mask, concept_values=None if mask is None else values)
+            return p.double().clamp_min(1e-30).log() if logits else p.argmax(1)
+        return predict
+
+    def edit(self, m, idx, rows, scale: float, renormalize: bool):
+        # the scale multiplies each concept's term in the global energy; there is no weight mass to
+        # keep (a removed concept reads its training mean), so renormalize does not apply
+        new = m.edit_scale_.clone()
+        new[np.ix_(rows, idx)] = scale
+        m.energy_.edit_concepts(new)
+        return new, False
+
+    def apply_scale(self, m, scale: torch.Tensor) -> None:
+        m.energy_.edit_concepts(scale)
+
+    def save(self, m, config: dict, tensors: dict) -> None:
+        config["energy"] = m.energy_.config()
+        tensors.update({f"energy.{k}": v for k, v in m.energy_.state_dict().items()})
+        tensors.update({"z_mean": m.z_mean_, "z_std": m.z_std_})
+
+    def restore(self, cls, cfg: dict, t: dict, file) -> ConceptBottleneckModel:
+        from .energy import EnergyCBM
+
+        model = cls(cfg["concepts"], head="energy", groups=cfg["groups"], head_params=cfg["head_params"],
+                    percentiles=tuple(cfg["percentiles"]), seed=cfg["seed"], val_fraction=cfg["val_fraction"])
+        model._restore_common(cfg, t)
+        model.energy_ = EnergyCBM(**cfg["energy"])
+        load_state(model.energy_, {k[7:]: v for k, v in t.items() if k.startswith("energy.")}, file, "EnergyCBM")
+        model.energy_.eval()
+        model.scorer_, model.head_, model.residual_ = None, None, None
+        model.z_mean_, model.z_std_ = t["z_mean"], t["z_std"]
+        return model
+
+
+_SCORES, _ENERGY = _ScoreBackend(), _EnergyBackend()
