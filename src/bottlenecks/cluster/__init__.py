@@ -3,7 +3,8 @@
 Modules: ``search`` (``nearest``: top-k codes in bounded memory), ``exact`` (certified
 nearest-centroid assignment with a low-precision candidate search), ``lloyd`` (``kmeans``:
 initialisation, pruned Lloyd iterations, distributed), ``estimator`` (the scikit-learn
-``KMeans``), ``triton_top2`` (the GPU kernel).
+``KMeans``), ``triton_top2`` (the GPU kernel), ``maintenance`` (EMA updates, dead-code re-seeding
+and usage statistics shared by every quantiser).
 """
 
 from .estimator import KMeans

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import Checkpointable, corrupt, load_state, read_legacy_pair
-from ..cluster import kmeans, nearest
+from ..cluster import kmeans, maintenance, nearest
 from ..validation import check_choice, check_finite, check_float, check_positive_int
 
 METRICS = ("cosine", "dot", "l2")
@@ -195,17 +195,15 @@ class _Codebooks(nn.Module, Checkpointable):
     # ------------------------------------------------------------------ statistics
     def usage(self) -> torch.Tensor:
         """Fraction of the selections that went to each code since the last ``reset_stats``: ``(C, K)``."""
-        c = self.counts.double()
-        return c / c.sum(1, keepdim=True).clamp_min(1)
+        return maintenance.usage(self.counts)
 
     def perplexity(self) -> torch.Tensor:
         """``exp(entropy)`` of each codebook's usage, ``(C,)``: the effective number of codes in use."""
-        p = self.usage()
-        return torch.exp(-(p * torch.log(p.clamp_min(1e-300))).sum(1))
+        return maintenance.perplexity(self.counts)
 
     def dead_fraction(self) -> torch.Tensor:
         """Fraction of codes never selected since the last ``reset_stats``, per codebook ``(C,)``."""
-        return (self.counts == 0).double().mean(1)
+        return maintenance.dead_fraction(self.counts)
 
     def norm_ratio(self) -> float:
         """Mean output norm over mean input norm since the last ``reset_stats`` (nan before any call)."""
@@ -362,9 +360,7 @@ class _Codebooks(nn.Module, Checkpointable):
 
     @torch.no_grad()
     def _after_forward(self, z: torch.Tensor, ids: torch.Tensor, q: torch.Tensor) -> None:
-        C, K = self.num_codebooks, self.num_codes
-        flat = (ids + torch.arange(C, device=ids.device).view(1, C, 1) * K).reshape(-1)
-        hits = torch.bincount(flat, minlength=C * K).view(C, K)
+        hits = maintenance.code_hits(ids, self.num_codes)
         if self.track_stats:
             self.counts += hits.to(self.counts.device)
             self.norm_sums += torch.stack([q.norm(dim=-1).sum(), z.norm(dim=-1).sum()]).double()
@@ -377,20 +373,12 @@ class _Codebooks(nn.Module, Checkpointable):
             ratio = z.detach().float().norm(dim=-1).mean(0) / unscaled.clamp_min(1e-12)
             self.scale.mul_(0.9).add_(0.1 * ratio.to(self.scale))
         if self.ema:
-            self._ema_update(self._code_space(z.detach().float()), flat, hits)
+            maintenance.ema_update_(self.codes, self.ema_sums, self.ema_counts, self._code_space(z.detach().float()),
+                                    ids, self.ema_decay, eps=1e-6)
         if self.replace_dead and int(self.steps) % self.replace_every == 0:
             self._replace_dead(z.detach())
         if int(self.steps) % self.replace_every == 0:
             self.window_hits.zero_()
-
-    def _ema_update(self, z: torch.Tensor, flat: torch.Tensor, hits: torch.Tensor) -> None:
-        C, K, d = self.num_codebooks, self.num_codes, self.group_dim
-        rows = z.unsqueeze(2).expand(-1, -1, self.k, -1).reshape(-1, d)
-        sums = torch.zeros(C * K, d, device=z.device).index_add_(0, flat, rows).view(C, K, d)
-        decay = self.ema_decay
-        self.ema_counts.mul_(decay).add_(hits.float(), alpha=1 - decay)
-        self.ema_sums.mul_(decay).add_(sums, alpha=1 - decay)
-        self.codes.copy_(self.ema_sums / self.ema_counts.clamp_min(1e-6).unsqueeze(-1))
 
     def _replace_dead(self, z: torch.Tensor) -> None:
         """Re-seed the codes with no hit in the last window from batch rows, picked with probability
@@ -404,15 +392,10 @@ class _Codebooks(nn.Module, Checkpointable):
             dist, _ = nearest(zu[:, c], self._unit(self.codes[c].detach().float()), 1,
                               "l2" if self.metric != "dot" else "dot", validate=False)
             w = dist[:, 0].clamp_min(0) if self.metric != "dot" else torch.ones(len(zu))
-            w = w.cpu().double() + 1e-12
-            m = len(idx_dead)
-            pick = torch.multinomial(w, m, replacement=m > len(w), generator=self._generator)
-            new = self._code_space(z.float())[pick.to(zu.device), c]
-            new = new + 1e-3 * new.std() * torch.randn(new.shape, generator=self._generator).to(new)
-            self.codes[c, idx_dead] = new.to(self.codes)
-            self.ema_sums[c, idx_dead] = new.to(self.ema_sums)
-            self.ema_counts[c, idx_dead] = 1.0
-        self.replaced += int(dead.sum())
+            new = maintenance.weighted_rows(self._code_space(z.float())[:, c], w, len(idx_dead), self._generator)
+            rows = torch.zeros_like(self.codes[c])
+            rows[idx_dead] = new.to(rows)
+            self.replaced += maintenance.reseed_(self.codes[c], dead[c], rows, self.ema_sums[c], self.ema_counts[c])
 
     # ------------------------------------------------------------------ steering
     def _steer(self, q: torch.Tensor, lead: torch.Size, s: dict) -> torch.Tensor:

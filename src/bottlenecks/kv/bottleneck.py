@@ -24,6 +24,7 @@ from torch import nn
 
 from ..checkpoint import Checkpointable, corrupt, load_state, read_tensors
 from ..cluster import kmeans, nearest
+from ..cluster.maintenance import code_hits, dead_fraction, ema_update_, reseed_, sample_rows
 from ..validation import check_choice, check_finite, check_positive_int
 
 PROJECTIONS = ("random", "chunk", "learned")
@@ -287,23 +288,11 @@ class DiscreteKeyValueBottleneck(nn.Module, Checkpointable):
     def _seed_keys(self, z: torch.Tensor, which: torch.Tensor, g: torch.Generator) -> None:
         """Keys marked in ``which: (C, K)`` take random samples of ``z: (batch, C, dim_key)``;
         their running statistics restart from that sample."""
-        C, K = which.shape
-        pick = torch.randint(0, len(z), (C, K), generator=g).to(z.device)
-        samples = z[pick, torch.arange(C, device=z.device)[:, None]]  # (C, K, dim_key)
-        self.keys[which] = samples[which]
-        self.key_sums[which] = samples[which]
-        self.key_counts[which] = 1.0
+        reseed_(self.keys, which, sample_rows(z, which.shape[1], g), self.key_sums, self.key_counts)
 
     def _ema_step(self, z: torch.Tensor, g: torch.Generator) -> None:
-        C, K, d = self.keys.shape
         _, idx = nearest(z, self.keys, k=1, max_memory=self.max_memory)
-        flat = (idx[:, :, 0] + torch.arange(C, device=z.device) * K).reshape(-1)
-        counts = torch.zeros(C * K, device=z.device).index_add_(0, flat, torch.ones_like(flat, dtype=z.dtype))
-        sums = torch.zeros(C * K, d, device=z.device).index_add_(0, flat, z.reshape(-1, d))
-        decay = self.ema_decay
-        self.key_counts.mul_(decay).add_(counts.view(C, K), alpha=1 - decay)
-        self.key_sums.mul_(decay).add_(sums.view(C, K, d), alpha=1 - decay)
-        self.keys.copy_(self.key_sums / self.key_counts.clamp_min(1e-12)[..., None])
+        ema_update_(self.keys, self.key_sums, self.key_counts, z, idx, self.ema_decay)
         dead = self.key_counts < self.dead_key_threshold
         if bool(dead.any()):
             self._seed_keys(z, dead, g)
@@ -325,14 +314,10 @@ class DiscreteKeyValueBottleneck(nn.Module, Checkpointable):
         if data is None:
             counts = self.value_usage.clone()
         else:
-            C, K = self.num_codebooks, self.keys_per_codebook
-            counts = torch.zeros(C * K, dtype=torch.long, device=self.keys.device)
+            counts = torch.zeros_like(self.value_usage)
             for xb in iterate_batches(data, batch_size):
-                idx = self.lookup(self.project(xb.to(self.keys.device)))
-                flat = (idx + torch.arange(C, device=idx.device).view(1, C, 1) * K).reshape(-1)
-                counts.index_add_(0, flat, torch.ones_like(flat))
-            counts = counts.view(C, K)
-        dead = (counts == 0).float().mean(dim=1)
+                counts += code_hits(self.lookup(self.project(xb.to(self.keys.device))), self.keys_per_codebook)
+        dead = dead_fraction(counts).float()
         return {"counts": counts, "dead_fraction": dead, "mean_dead_fraction": float(dead.mean())}
 
     # ------------------------------------------------------------------ files
