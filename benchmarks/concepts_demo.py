@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bottlenecks.concepts.demo import TARGETS, run_concepts_demo
+from bottlenecks.studies.concepts_demo import TARGETS, ConceptsDemoConfig, run
 
 ROWS = [("concept_accuracy", "concept accuracy"), ("test_accuracy", "class accuracy (CBM)"),
         ("black_box", "class accuracy (black-box probe)"), ("gap_to_black_box", "probe minus CBM"),
@@ -49,16 +49,16 @@ def main() -> None:
     runs, pixels = {}, None
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            runs[seed] = run_concepts_demo(Path(tmp) / f"seed{seed}", seed=seed, quiet=True)
+            runs[seed] = run(ConceptsDemoConfig(seed=seed), out=Path(tmp) / f"seed{seed}", progress=False).to_dict()
             print(f"seed {seed}: targets {runs[seed]['targets']}, {runs[seed]['seconds']['total']:.0f} s", flush=True)
         first = Path(tmp) / f"seed{args.seeds[0]}"
         for png in ("intervention_curve.png", "concept_weights.png", "samples.png"):
             shutil.copy(first / png, out / f"concepts-demo-{png}")
         seed0_report = (first / "report.md").read_text()
-        pixels = run_concepts_demo(Path(tmp) / "pixels", seed=args.seeds[0], encoder="pixels", compare=False,
-                                   quiet=True)
+        pixels = run(ConceptsDemoConfig(seed=args.seeds[0], encoder="pixels", compare=False),
+                     out=Path(tmp) / "pixels", progress=False).to_dict()
     lines = ["# Concept bottleneck demo: targets over seeds", "",
-             "`bottlenecks concepts demo` (library: `bottlenecks.concepts.demo.run_concepts_demo`) on the generated "
+             "`bottlenecks concepts demo` (library: `bottlenecks.studies.concepts_demo.run`) on the generated "
              "concept shapes; scattering encoder (kymatio, J=2, first order, per colour channel), CAVs learned on the "
              "concept-annotation split, sparse GLM head (GLM-SAGA path, lambda by the one-standard-error rule on "
              "validation accuracy: the sparsest lambda within one binomial standard error of the best). "

@@ -20,7 +20,7 @@ import torch
 import transformers
 
 from bottlenecks.codebook import TokFSM, record_codes, steer, wrap_codebook
-from bottlenecks.codebook.experiment import next_states, train_lm
+from bottlenecks.studies.tokfsm import next_states, train_lm
 
 
 def main(argv=None) -> None:

@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from bottlenecks.data.twelve_bit import load_twelve_bit
-from bottlenecks.info import InfoPlane, TwelveBitNet, ib_generalization_correlation
+from bottlenecks.info import InfoPlane, ib_generalization_correlation
+from bottlenecks.studies.info_plane import TwelveBitNet
 
 
 def one_run(run: int, train_fraction: float, epochs: int, x, y) -> dict:

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -80,10 +81,12 @@ def test_continual_on_an_image_folder(tmp_path):
     (["continual", "--dataset", "/no/such/folder", "--quiet"], "no such file or folder"),
     (["continual", "--dataset", "cifar10", "--data-dir", "/no/such/dir", "--quiet"], "torchvision|--download"),
 ])
-def test_bad_input_is_a_clear_error(argv, match, tmp_path):
-    with pytest.raises(SystemExit, match=match):
-        main(argv + (["--out", str(tmp_path)] if argv[0] == "kmeans" else ["--out", str(tmp_path), "--cache-dir",
-                                                                            str(tmp_path)]))
+def test_bad_input_is_a_clear_error(argv, match, tmp_path, capsys):
+    code = main(argv + (["--out", str(tmp_path)] if argv[0] == "kmeans" else ["--out", str(tmp_path), "--cache-dir",
+                                                                               str(tmp_path)]))
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert re.search(match, err), err
 
 
 def test_continual_keys_from_another_data_set(tmp_path):
@@ -135,8 +138,8 @@ def test_concepts_cub_command(tmp_path, capsys):
     root = write_tiny_cub(tmp_path)
     assert main(["concepts", "cub", str(root), "--min-classes", "2"]) == 0
     assert "attributes kept" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="no_such"):
-        main(["concepts", "cub", str(tmp_path / "no_such")])
+    assert main(["concepts", "cub", str(tmp_path / "no_such")]) == 2
+    assert "no_such" in capsys.readouterr().err
 
 
 def test_codebook_tokfsm_command(tmp_path, capsys):
@@ -153,8 +156,8 @@ def test_codebook_tokfsm_command(tmp_path, capsys):
     assert "gap_to_original" not in metrics["models"]["original"]
     assert "± paired SE" in (tmp_path / "report.md").read_text()
     assert "transition accuracy" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="models"):
-        main(argv[:-2] + ["--models", "codebook_attn", "--out", str(tmp_path)])
+    assert main(argv[:-2] + ["--models", "codebook_attn", "--out", str(tmp_path)]) == 2
+    assert "--models" in capsys.readouterr().err
     # --reuse: the saved weights come back (same metrics, no training); other settings train again
     saved = (tmp_path / "models" / "codebook_attn.safetensors").read_bytes()
     assert main(argv + ["--reuse"]) == 0
@@ -189,8 +192,9 @@ def test_codebook_tokfsm_command(tmp_path, capsys):
     assert (tmp_path / "models" / "original.safetensors").read_bytes() == original
     assert (tmp_path / "models" / "codebook_attn.safetensors").read_bytes() != saved
     assert "bypassed for the first 50% of the steps" in (tmp_path / "report.md").read_text()
-    with pytest.raises(SystemExit, match="codebook_warmup"):
-        main(argv + ["--codebook-warmup", "1.0"])
+    capsys.readouterr()
+    assert main(argv + ["--codebook-warmup", "1.0"]) == 2
+    assert "--codebook-warmup" in capsys.readouterr().err
 
 
 def test_info_mi_command(tmp_path, capsys):
@@ -204,5 +208,37 @@ def test_info_mi_command(tmp_path, capsys):
     assert main(["info", "mi", str(tmp_path / "xy.npz"), "--units", "bits", "--ci", "0.9", "--n-resamples",
                  "20"]) == 0
     assert "90% interval" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="expected 'z'"):
-        main(["info", "mi", str(tmp_path / "xy.npz"), "--y-key", "z"])
+    assert main(["info", "mi", str(tmp_path / "xy.npz"), "--y-key", "z"]) == 2
+    assert "expected 'z'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["continual", "toy2d", "--tasks", "5"], r"^error: --n-tasks: toy2d has 8 classes.*got 5$"),
+    (["continual", "--dataset", "digits", "--num-codebooks", "0"], r"^error: --num-codebooks: expected an"),
+    (["continual", "--dataset", "digits", "--methods", "dkvb,ewc"], r"^error: --methods: unknown method"),
+    (["codebook", "tokfsm", "--num-states", "200"], r"^error: --num-states: expected at most 100"),
+    (["info", "plane", "--activation", "gelu"], r"^error: --activation: expected one of"),
+    (["concepts", "demo", "--n-train", "3"], r"^error: --n-train: expected an integer >= 50"),
+    (["kmeans", "--dataset", "/no/such.npz"], r"^error: --dataset /no/such.npz: no such file"),
+])
+def test_config_errors_are_one_line_before_any_work(argv, match, tmp_path, capsys):
+    assert main(argv + ["--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert re.match(match, err.strip()) and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()  # nothing written: no work started
+
+
+def test_flags_use_the_library_names_and_keep_the_old_spellings(tmp_path):
+    from bottlenecks.cli import build_parser, config_from
+    from bottlenecks.studies.continual import ContinualConfig
+
+    parse = build_parser().parse_args
+    new = config_from(parse(["continual", "--num-codebooks", "8", "--keys-per-codebook", "32", "--n-tasks", "2",
+                             "--n-seeds", "2", "--buffer-size", "9", "--no-joint"]), ContinualConfig)
+    old = config_from(parse(["continual", "--codebooks", "8", "--keys", "32", "--tasks", "2", "--seeds", "2",
+                             "--buffer", "9", "--no-joint"]), ContinualConfig)
+    assert new == old and (new.num_codebooks, new.keys_per_codebook, new.n_tasks, new.n_seeds) == (8, 32, 2, 2)
+    assert not new.joint and new.epochs is None  # flags not given keep the config's defaults
+    with pytest.raises(SystemExit) as exit_:  # a typo is not silently taken as the flag it prefixes
+        parse(["continual", "--num-codebook", "8"])
+    assert exit_.value.code == 2

@@ -14,8 +14,8 @@ from bottlenecks.codebook import (
     unwrap,
     wrap_codebook,
 )
-from bottlenecks.codebook.experiment import next_states, tokfsm_model, train_lm
 from bottlenecks.codebook.tokfsm import TokFSM
+from bottlenecks.studies.tokfsm import next_states, tokfsm_model, train_lm
 
 transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
@@ -111,15 +111,15 @@ def test_bypass_runs_the_plain_model_and_warmup_starts_the_codebooks_late():
     wrap = wrap_codebook(net, "mlp", num_codes=8, seed=0)
     layer = wrap.layers["layers.0.mlp"]
     first = net.gpt_neox.layers[0].mlp.dense_h_to_4h.weight.detach().clone()
-    train_lm(net, fsm, steps=3, batch_size=2, length=8, codebook_warmup=3, quiet=True)
+    train_lm(net, fsm, steps=3, batch_size=2, length=8, codebook_warmup=3, progress=False)
     assert not bool(layer.initialized) and int(layer.steps) == 0
     assert not torch.equal(net.gpt_neox.layers[0].mlp.dense_h_to_4h.weight, first)  # the model did train
     codes = layer.codes.detach().clone()
-    train_lm(net, fsm, steps=4, batch_size=2, length=8, codebook_warmup=2, quiet=True)
+    train_lm(net, fsm, steps=4, batch_size=2, length=8, codebook_warmup=2, progress=False)
     assert bool(layer.initialized) and int(layer.steps) == 2  # two steps with codebooks
     assert not torch.equal(layer.codes.detach(), codes)  # fitted to the warmed-up activations
     with pytest.raises(ValueError, match="codebook_warmup"):
-        train_lm(net, fsm, steps=2, batch_size=2, length=8, codebook_warmup=3, quiet=True)
+        train_lm(net, fsm, steps=2, batch_size=2, length=8, codebook_warmup=3, progress=False)
 
 
 def test_attn_heads_codes_are_the_per_head_search_of_the_projection_input():

@@ -1,13 +1,12 @@
 """Codebook features (Tamkin, Taufeeque & Goodman, 2023): top-k codebooks inside any torch
-transformer, by hooks; code statistics, analysis and steering; the TokFSM reproduction.
+transformer, by hooks; code statistics, analysis and steering; the TokFSM data.
 
 Modules: ``layer`` (CodebookLayer, GroupCodebookLayer), ``wrap`` (wrap_codebook, unwrap,
 record_codes, steer), ``analysis`` (precision/recall of codes, the neuron baseline), ``tokfsm``
-(the data), ``experiment`` (training, metrics, ``run_tokfsm``).
+(the data). The TokFSM study (training, metrics, report) is :mod:`bottlenecks.studies.tokfsm`.
 """
 
 from .analysis import best_codes, code_label_counts, neuron_precision_at_recall, precision_recall
-from .experiment import PAPER_SIZE, next_states, run_tokfsm, tokfsm_model, train_lm, transition_accuracy
 from .layer import CodebookLayer, GroupCodebookLayer
 from .tokfsm import TokFSM
 from .wrap import (
@@ -22,8 +21,7 @@ from .wrap import (
     wrap_codebook,
 )
 
-__all__ = ["PAPER_SIZE", "SITES", "CodebookLayer", "CodebookWrap", "GroupCodebookLayer", "TokFSM", "best_codes",
+__all__ = ["SITES", "CodebookLayer", "CodebookWrap", "GroupCodebookLayer", "TokFSM", "best_codes",
            "bypass_codebooks",
-           "code_label_counts", "codebook_loss", "codebook_sites", "neuron_precision_at_recall", "next_states",
-           "precision_recall", "record_codes", "run_tokfsm", "steer", "tokfsm_model", "train_lm",
-           "transition_accuracy", "unwrap", "wrap_codebook"]
+           "code_label_counts", "codebook_loss", "codebook_sites", "neuron_precision_at_recall",
+           "precision_recall", "record_codes", "steer", "unwrap", "wrap_codebook"]

@@ -9,10 +9,10 @@ interventions and global edits, one API for every variant.
 Modules: ``sources`` (label probes, CAVs, text scores), ``glm`` (GLM-SAGA elastic-net path),
 ``heads`` (linear, GLM, LaBo, Sparse-CBM, PCBM-h residual), ``energy`` (energy-based CBM),
 ``selection`` (LaBo submodular selection, Label-free CBM filters), ``text`` (concept text
-embeddings), ``model`` (:class:`ConceptBottleneckModel`), ``interventions``, ``edits``, ``demo``.
+embeddings), ``model`` (:class:`ConceptBottleneckModel`), ``interventions``, ``edits``. The demo
+study is :mod:`bottlenecks.studies.concepts_demo`.
 """
 
-from .demo import run_concepts_demo
 from .edits import apply_edit
 from .energy import EnergyCBM
 from .glm import elastic_net_path, glm_saga, lambda_max, select_lambda
@@ -30,7 +30,6 @@ __all__ = [
     "labelfree_filter",
     "masked_predictor",
     "run_concept_selection",
-    "run_concepts_demo",
     "submodular_select",
     "CAVScorer",
     "ConceptBottleneckModel",

@@ -1,6 +1,9 @@
-"""Continual learning: class-incremental streams without task boundaries, learners (the key-value
-bottleneck, naive fine-tuning, replay), the runner, and the metrics of the accuracy matrix
-(average accuracy, forgetting, backward transfer) with mean ± std over seeds."""
+"""Continual learning, the library: class-incremental streams without task boundaries, learners
+(the key-value bottleneck, naive fine-tuning, replay), and the metrics of the accuracy matrix
+(average accuracy, forgetting, backward transfer) with mean ± std over seeds.
+
+The study that runs them on a data set and writes a report is :mod:`bottlenecks.studies.continual`
+(``ContinualConfig``, ``run_experiment``, ``run``)."""
 
 from .methods import METHODS, DKVBLearner, HeadLearner, Learner, ReplayLearner, make_learner
 from .metrics import (
@@ -17,22 +20,16 @@ from .metrics import (
     summarize,
     task_accuracies,
 )
-from .runner import ContinualConfig, run_experiment, run_joint, run_stream, tune_learning_rates
 from .streams import ClassIncrementalStream, as_labels
 
 __all__ = [
     "METHODS",
     "AccuracyMatrix",
-    "ContinualConfig",
     "DKVBLearner",
     "HeadLearner",
     "Learner",
     "ReplayLearner",
     "make_learner",
-    "run_experiment",
-    "run_joint",
-    "run_stream",
-    "tune_learning_rates",
     "ClassIncrementalStream",
     "accuracy_matrix",
     "as_labels",

@@ -14,6 +14,9 @@ from torch import nn
 from ..kv import DiscreteKeyValueBottleneck, KeyValueClassifier
 
 METHODS = ("dkvb", "linear", "mlp", "replay")
+#: the options :func:`make_learner` knows; each method reads its own
+OPTIONS = ("num_codebooks", "keys_per_codebook", "dim_key", "topk", "key_init", "key_epochs", "keys_from", "dkvb_lr",
+           "head_lr", "linear_lr", "mlp_lr", "replay_lr", "hidden", "buffer_size", "replay_hidden")
 
 
 class Learner:
@@ -128,7 +131,15 @@ class DKVBLearner(Learner):
 def make_learner(name: str, dim: int, n_classes: int, seed: int = 0, **options) -> Learner:
     """``'dkvb'``, ``'linear'``, ``'mlp'`` or ``'replay'`` with their options
     (``head_lr`` or per method ``linear_lr`` / ``mlp_lr`` / ``replay_lr``, ``dkvb_lr``, ``hidden``,
-    ``buffer_size``, ``num_codebooks``, ``keys_per_codebook``, ...)."""
+    ``buffer_size``, ``num_codebooks``, ``keys_per_codebook``, ...). An unknown option is an error
+    (a typo must not silently build the default bottleneck)."""
+    unknown = [k for k in options if k not in OPTIONS]
+    if unknown:
+        import difflib
+
+        hints = [f"{k!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(k, OPTIONS, 1))
+                             else "") for k in unknown]
+        raise ValueError(f"make_learner: unknown option(s) {', '.join(hints)}; expected some of {sorted(OPTIONS)}")
     if name == "dkvb":
         keys = {k: v for k, v in options.items() if k in ("num_codebooks", "keys_per_codebook", "dim_key", "topk",
                                                           "key_init", "key_epochs", "keys_from")}

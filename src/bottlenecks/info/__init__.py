@@ -1,7 +1,7 @@
 """Information-theoretic tools: entropy, mutual-information and conditional-MI estimators (k-NN, mixed,
 plug-in, Gaussian, pairwise noisy-layer bounds, neural lower bounds, compress-then-estimate), the
-information plane and its 12-bit reproduction, IB metrics, and information-bottleneck layers and losses
-(variational IB, Cauchy-Schwarz IB)."""
+information plane (its 12-bit study: :mod:`bottlenecks.studies.info_plane`), IB metrics, and
+information-bottleneck layers and losses (variational IB, Cauchy-Schwarz IB)."""
 
 from .bounds import pairwise_information_bounds
 from .compress import AutoEncoder, cca_compress, compress, compressed_mutual_information
@@ -10,10 +10,9 @@ from .layers import VariationalIB, cauchy_schwarz_ib_loss, silverman_bandwidth
 from .metrics import degree_of_ib, ib_generalization_correlation, rate_distortion
 from .neural import Critic, DivergenceError, NeuralMIResult, neural_mutual_information
 from .plane import InfoPlane, binned_information
-from .reproduce import TwelveBitNet, run_info_plane
 
-__all__ = ["AutoEncoder", "Critic", "DivergenceError", "Estimate", "InfoPlane", "NeuralMIResult", "TwelveBitNet",
+__all__ = ["AutoEncoder", "Critic", "DivergenceError", "Estimate", "InfoPlane", "NeuralMIResult",
            "VariationalIB", "binned_information", "cauchy_schwarz_ib_loss", "cca_compress", "compress",
            "compressed_mutual_information", "conditional_mutual_information", "degree_of_ib", "entropy",
            "ib_generalization_correlation", "mutual_information", "neural_mutual_information",
-           "pairwise_information_bounds", "rate_distortion", "run_info_plane", "silverman_bandwidth"]
+           "pairwise_information_bounds", "rate_distortion", "silverman_bandwidth"]

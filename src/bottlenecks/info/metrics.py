@@ -17,8 +17,8 @@ import torch
 
 from ..cluster import kmeans
 from ..validation import as_tensor, check_choice, check_finite, check_ndim, check_nonempty, check_positive_int
+from .binning import _bin_codes
 from .estimators import conditional_mutual_information
-from .plane import _bin_codes
 
 __all__ = ["degree_of_ib", "ib_generalization_correlation", "rate_distortion"]
 

@@ -77,7 +77,19 @@ class StudyConfig(_FromDict):
 
 class StudyResults(_FromDict):
     """Base of every study's results dataclass: plain JSON-able fields (numbers, strings, lists,
-    dicts), so ``from_json(to_json(r)) == r``. NaN survives the round trip (Python's JSON)."""
+    dicts), so ``from_json(to_json(r)) == r``. NaN survives the round trip (Python's JSON).
+    ``results["name"]`` reads a field too (the studies returned dicts before)."""
+
+    def __getitem__(self, key: str):
+        if key not in {f.name for f in dataclasses.fields(self)}:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default=None):
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
     def to_json(self, path=None, indent: int = 2) -> str:
         text = json.dumps(self.to_dict(), indent=indent, allow_nan=True)
@@ -99,6 +111,17 @@ class StudyResults(_FromDict):
         else:
             values = json.loads(text_or_path)
         return cls.from_dict(values)
+
+
+def write_json(obj, path, indent: int | None = 2) -> Path:
+    """Write ``obj`` (plain values, dataclasses) as JSON to ``path`` (folders made), through a
+    temporary file so a reader never sees half a file: partial results of a running study."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_plain(obj), indent=indent, allow_nan=True, default=float))
+    tmp.replace(path)
+    return path
 
 
 def nan_equal(a, b) -> bool:

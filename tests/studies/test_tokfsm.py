@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from bottlenecks.codebook.analysis import best_codes, code_label_counts, precision_recall
-from bottlenecks.codebook.experiment import _codes_at, _spec, _state_codes, _steering
 from bottlenecks.codebook.tokfsm import TokFSM
+from bottlenecks.studies.tokfsm_analysis import _codes_at, _spec, _state_codes, _steering
 
 
 def _codebook(site, group, ids, states, num_codes=6, num_states=3):
@@ -49,7 +49,7 @@ def test_steering_toward_each_state_with_digit_aware_next_codes(tiny_tokfsm, one
 
 
 def test_transition_accuracy_per_sequence_pairs_models_on_the_same_prompts(tiny_tokfsm, one_thread):
-    from bottlenecks.codebook.experiment import _cuts, next_states, transition_accuracy
+    from bottlenecks.studies.tokfsm_analysis import _cuts, next_states, transition_accuracy
 
     fsm, model, tokens, states = tiny_tokfsm.fsm, tiny_tokfsm.model, tiny_tokfsm.tokens, tiny_tokfsm.states
     ok = transition_accuracy(model, fsm, tokens, states, seed=3, per_sequence=True)
@@ -62,3 +62,29 @@ def test_transition_accuracy_per_sequence_pairs_models_on_the_same_prompts(tiny_
         j = int(cuts[i])
         nxt = next_states(model, tokens[i: i + 1, : 1 + 2 * j])
         assert bool(fsm.is_valid(states[i: i + 1, j - 1], nxt)[0]) == bool(ok[i])
+
+
+TINY = dict(num_states=10, num_successors=2, length=8, hidden=32, intermediate=64, layers=1, heads=2,
+            prompt_states=4, steps=40, batch_size=16, lr=1e-2, num_codes=16, eval_sequences=64,
+            analysis_sequences=64, prompts_per_state=2, models=("original", "codebook_attn"))
+
+
+def test_a_tiny_machine_and_model_run_through_the_config(tmp_path):
+    from bottlenecks.studies.tokfsm import TokFSMConfig, TokFSMResults, run
+
+    cfg = TokFSMConfig(**TINY)
+    res = run(cfg, out=tmp_path, progress=False)
+    assert res.config["num_states"] == 10 and res.config["model"].startswith("GPT-NeoX hidden 32")
+    assert set(res.models) == {"original", "codebook_attn"}
+    assert all(0.0 <= m["transition_accuracy"] <= 1.0 and len(m["train_loss"]) == 40 for m in res.models.values())
+    assert len(res.analysis["state"]["best_code_precision"]) == 10  # one per state of the tiny machine
+    assert TokFSMResults.from_json(tmp_path / "metrics.json") == res
+    assert "/ 10 |" in (tmp_path / "report.md").read_text()
+    with pytest.raises(ValueError, match="num_states: expected at most 100"):
+        cfg.replace(num_states=101)
+    with pytest.raises(ValueError, match="prompt_states"):
+        cfg.replace(prompt_states=8)
+    with pytest.raises(ValueError, match="did you mean 'num_codes'"):
+        TokFSMConfig.from_dict({"num_code": 8})
+    with pytest.raises(FileNotFoundError, match="reuse: no trained models"):
+        run(cfg.replace(reuse=True), out=tmp_path / "empty", progress=False)

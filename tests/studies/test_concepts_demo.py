@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from bottlenecks.concepts.demo import run_concepts_demo
 from bottlenecks.report.concept_plots import save_concept_weights, save_intervention_curve
+from bottlenecks.studies.concepts_demo import ConceptsDemoConfig, ConceptsDemoResults, run
 
 
 def test_small_demo_writes_report_metrics_and_pngs_and_ignores_thread_count(tmp_path):
     before = torch.get_num_threads()
-    m = run_concepts_demo(tmp_path, n_train=300, n_test=120, encoder="pixels", compare=False, quiet=True)
+    cfg = ConceptsDemoConfig(n_train=300, n_test=120, encoder="pixels", compare=False)
+    m = run(cfg, out=tmp_path, progress=False)
     for name in ("report.md", "metrics.json", "intervention_curve.png", "concept_weights.png", "samples.png",
                  "model/model.safetensors", "model/config.json"):
         assert (tmp_path / name).stat().st_size > 0, name
@@ -30,10 +31,10 @@ def test_small_demo_writes_report_metrics_and_pngs_and_ignores_thread_count(tmp_
     assert m["config"]["glm_val_accuracy"] >= m["config"]["glm_best_val_accuracy"] - 0.1
     # the same seed at another thread count: the same numbers (without pinning the solvers to one
     # thread, the CAVs and the chosen lambda moved here, measured)
-    m2 = run_concepts_demo(tmp_path / "threads2", n_train=300, n_test=120, encoder="pixels", compare=False,
-                           quiet=True, threads=2)
+    m2 = run(cfg.replace(threads=2), out=tmp_path / "threads2", progress=False)
     assert torch.get_num_threads() == before
-    m.pop("seconds"), m2.pop("seconds")
+    assert ConceptsDemoResults.from_json(tmp_path / "metrics.json") == m  # the JSON round trip
+    m.seconds = m2.seconds = None
     assert m2 == m
 
 

@@ -1,0 +1,202 @@
+"""The TokFSM study's report: ``report.md`` (the metrics as tables, the targets) and its PNGs
+(precision / recall of the best codes against the best neurons, code usage, training loss)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+__all__ = ["tokfsm_markdown", "tokfsm_plots"]
+
+
+def tokfsm_plots(out: Path, metrics: dict, best_code_p, best_neuron_p, best_code_r, usage: dict) -> list[str]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = []
+    fig = Figure(figsize=(9, 3.4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.subplots(1, 2)
+    bins = torch.linspace(0, 1, 21).tolist()
+    ax1.hist([best_code_p.tolist(), best_neuron_p.tolist()], bins=bins, label=["best code", "best neuron"])
+    ax1.set_xlabel("precision for its state")
+    ax1.set_ylabel("states")
+    ax1.legend()
+    ax2.hist(best_code_r.tolist(), bins=bins, color="C0")
+    ax2.set_xlabel("recall of the best code")
+    ax2.set_ylabel("states")
+    fig.tight_layout()
+    fig.savefig(out / "precision_recall.png")
+    names.append("precision_recall.png")
+
+    fig = Figure(figsize=(5, 3.4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for label, u in usage.items():
+        u = torch.sort(u, descending=True).values
+        ax.plot(range(1, len(u) + 1), (u + 1e-12).tolist(), label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("code rank (per codebook, averaged)")
+    ax.set_ylabel("share of selections")
+    ax.set_title("code usage on held-out data")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "code_usage.png")
+    names.append("code_usage.png")
+
+    fig = Figure(figsize=(5, 3.4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for name, m in metrics["models"].items():
+        loss = torch.tensor(m["train_loss"])
+        w = max(1, len(loss) // 50)
+        smooth = loss.unfold(0, w, w).mean(1) if len(loss) >= w else loss
+        ax.plot([(i + 1) * w for i in range(len(smooth))], smooth.tolist(), label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel("train LM loss")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "train_loss.png")
+    names.append("train_loss.png")
+    return names
+
+
+
+
+_SCALE_WORDS = {"running": "one running scalar per codebook, matched to the activations' mean norm",
+                "code": "a learned norm per code", "learned": "one learned scalar per codebook",
+                "match": "each output rescaled to its input's norm", "none": "unit codes"}
+
+
+_AELOSS_WORDS = "codes also trained by the downstream gradient (`code_gradient`, the public aeloss), "
+
+
+def _warmup_words(c: dict) -> str:
+    warm, commit = c.get("codebook_warmup", 0.0), c.get("mlp_commitment", 0.0)
+    words = (f"codebooks bypassed for the first {100 * warm:.0f}% of the steps, then fitted by k-means on the "
+             "warmed-up activations, " if warm else "codebooks fitted by k-means at step 0, ")
+    return words + (f"MLP codebooks with commitment loss {commit:g}, " if commit else "")
+
+
+def _fmt(x, pct=True) -> str:
+    return "n/a" if x is None else (f"{100 * x:.1f}%" if pct else f"{x:.3f}")
+
+
+def _perplexity(dead: dict | None) -> str:
+    return "-" if dead is None else f"{dead['perplexity']:.0f}"
+
+
+def tokfsm_markdown(m: dict) -> str:
+    c = m["config"]
+    models = m["models"]
+    lines = ["# TokFSM reproduction (Codebook Features)", "",
+             f"GPT-NeoX (hidden {c.get('hidden', 128)}, intermediate {c.get('intermediate', 512)}, "
+             f"{c.get('layers', 4)} layers, {c.get('heads', 4)} heads) trained from scratch, {c['steps']} steps "
+             f"of {c['batch_size']} sequences (lr {c['lr']}; the paper: 20,000 steps of 512), seed {c['seed']}, "
+             f"device {c['device']} ({c.get('threads', '?')} thread(s), a shared machine); every model "
+             f"starts from the same weights and sees the same sequences. Codebooks: one per attention head "
+             f"(input of the attention output projection), k={c['k']}, {c['num_codes']} codes, cosine "
+             f"similarity, {c.get('scale', 'running')} output scale "
+             f"({_SCALE_WORDS.get(c.get('scale', 'running'), '')}), "
+             f"{_AELOSS_WORDS if c.get('code_gradient') else ''}"
+             f"{_warmup_words(c)}"
+             "dead codes re-seeded every 50 steps except in `codebook_attn_raw`. Held-out: "
+             f"{c['eval_sequences']} sequences for accuracy, {c['analysis_sequences']} for codes. "
+             f"Total time {m['seconds']:.0f} s" + (
+                 " (the weights of " + ", ".join(f"`{n}`" for n, r in models.items() if r.get("reused")) +
+                 " were reloaded from `models/`, trained by an earlier run with the same settings: the time "
+                 "excludes their training)." if any(r.get("reused") for r in models.values()) else "."), "",
+             "| model | transition accuracy | vs original (± paired SE) | dead codes (held-out) | code perplexity | "
+             "train loss |",
+             "|---|---|---|---|---|---|"]
+    for name, r in models.items():
+        dead = r.get("dead_codes")
+        lines.append(f"| {name} | {_fmt(r['transition_accuracy'])} | {_vs_original(r)} | "
+                     f"{_fmt(dead['mean']) if dead else '-'} | {_perplexity(dead)} | "
+                     f"{r['final_train_loss']:.3f} |")
+    a = m.get("analysis")
+    S = c.get("num_states", 100)
+    if a:
+        st = a["steering"]
+        lines += ["", "## Codes vs neurons, steering", "",
+                  f"Analysis model: `{a['model']}` ({a.get('num_codebooks', 16)} head codebooks). Labels: the FSM "
+                  "state, read at its second digit (**state token**, the primary measure) and at the first digit "
+                  "of the next state (**next token**, where the model carries the state forward). Best code per "
+                  "state: highest precision among codes with recall >= 5% and >= 10 uses, over all head "
+                  "codebooks; best neuron: highest precision among the original model's "
+                  f"{c.get('layers', 4) * c.get('intermediate', 512):,} MLP neurons (either "
+                  "sign) thresholded to the best code's recall.", "",
+                  "| metric | state token | next token |", "|---|---|---|"]
+        for key, label in (("mean_best_code_precision", "mean precision of the best code per state"),
+                           ("mean_best_code_recall", "mean recall of that code"),
+                           ("mean_best_neuron_precision", "mean precision of the best neuron at the same recall")):
+            lines.append(f"| {label} | {_fmt(a['state'][key])} | {_fmt(a['next'][key])} |")
+        lines.append(f"| states with a qualifying code | {a['state']['states_with_a_code']} / {S} | "
+                     f"{a['next']['states_with_a_code']} / {S} |")
+        if "recall_floors" in a:
+            lines += ["", "The same comparison when the best code must also cover more of its state (recall floor): "
+                      "the means are over the states that have such a code.", "",
+                      "| recall floor | position | states with a code | best code precision | its recall | "
+                      "best neuron at that recall | code - neuron |", "|---|---|---|---|---|---|---|"]
+            for where, label in (("state", "state token"), ("next", "next token")):
+                for f in a["recall_floors"][where]:
+                    lines.append(f"| {100 * f['min_recall']:.0f}% | {label} | {f['states']} / {S} | "
+                                 f"{_fmt(f['code_precision'])} | {_fmt(f['code_recall'])} | "
+                                 f"{_fmt(f['neuron_precision'])} | "
+                                 f"{100 * (f['code_precision'] - f['neuron_precision']):+.1f} pt |")
+        lines += ["", f"Steering toward state s ({c.get('prompts_per_state', 10)} prompts per state, each ending in "
+                  "another state): the codes of s are activated on the prompt's last token (codes read at the state "
+                  "token), then on the generated first digit d (codes read at the next token on s followed by d; "
+                  "the last row: on s whatever digit follows, as before). **Precise codes**: in "
+                  "each codebook of the model (attention heads, and MLPs where it has them), its best code for s if "
+                  "its precision is >= 50%; **frequent codes**: in every codebook, the code the model chooses most "
+                  "often on s. `replace` overwrites the "
+                  "chosen codes' output, `add` adds the steering codes' output. Success for a state: more than half "
+                  "of its prompts continue with a successor of s.", "",
+                  "| steering | codes activated per state (mean) | next states that follow s | unsteered | "
+                  "states steered |", "|---|---|---|---|---|"]
+        for s in st.values():
+            lines.append(f"| {_steering_name(s, a)} (strength {s['strength']}) | {s['mean_codes_used']:.1f} | "
+                         f"{_fmt(s['mean_success'])} | {_fmt(s['baseline_mean'])} | {_fmt(s['states_steered'])} |")
+        lines += ["", "| metric | value |", "|---|---|"]
+        lines.append(f"| output/input norm ratio, our {c.get('scale', 'running')} scale (held-out) | "
+                     f"{a['norm_ratio_learned_scale']:.3f} |")
+        lines.append(f"| output/input norm ratio with unit codes and no scale (`scale='none'`) | "
+                     f"{a['norm_ratio_without_scale']:.3f} |")
+        lines += ["", "## Targets", ""] + _targets(m)
+    for p in m.get("plots", []):
+        lines += ["", f"![{p}]({p})"]
+    return "\n".join(lines) + "\n"
+
+
+def _vs_original(r: dict) -> str:
+    """``-1.3 ± 0.2 pt``: accuracy minus the original's, with its paired standard error."""
+    gap = r.get("gap_to_original")
+    return "+0.0 pt" if gap is None else f"{-gap['points']:+.1f} ± {gap['paired_se']:.1f} pt"
+
+
+def _steering_name(s: dict, a: dict) -> str:
+    by_state = ", next codes by state only" if s.get("next_codes", "state") == "state" else ""
+    return f"`{s.get('model', a['model'])}`: {s['mode']}, {s.get('codes', 'precise')} codes{by_state}"
+
+
+def _targets(m: dict) -> list[str]:
+    models, a = m["models"], m["analysis"]
+    rows = ["| target | measured | met |", "|---|---|---|"]
+    for name in ("codebook_attn", "codebook_attn_mlp"):
+        if name in models:
+            gap = models[name]["gap_to_original"]
+            rows.append(f"| {name}: accuracy within 2 points of the original | {gap['points']:+.1f} pt below "
+                        f"(paired SE {gap['paired_se']:.1f}) | {'yes' if gap['points'] <= 2 else 'no'} |")
+    gap = 100 * (a["state"]["mean_best_code_precision"] - a["state"]["mean_best_neuron_precision"])
+    rows.append(f"| best-code precision >= best-neuron + 20 pt | {gap:+.1f} pt | {'yes' if gap >= 20 else 'no'} |")
+    for name in ("codebook_attn", "codebook_attn_raw"):
+        if name in models:
+            d = models[name]["dead_codes"]["mean"]
+            met = ("yes" if d < 0.5 else "no") if name == "codebook_attn" else "(reported: no dead-code handling)"
+            rows.append(f"| dead codes < 50% ({name}) | {_fmt(d)} | {met} |")
+    best = max(a["steering"].values(), key=lambda s: s["states_steered"])
+    rows.append(f"| steering succeeds for >= 80% of states (best: {_steering_name(best, a)}) | "
+                f"{_fmt(best['states_steered'])} | {'yes' if best['states_steered'] >= 0.8 else 'no'} |")
+    return rows

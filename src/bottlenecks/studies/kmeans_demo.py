@@ -1,0 +1,128 @@
+"""The k-means demo: cluster an image data set (or an ``.npy`` / ``.npz`` array) with the exact
+engine, report the time, the inertia and the purity against the labels, and save the centroids
+as images (``centroids.png``, ``metrics.json``)."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..progress import phase
+from ..validation import check_choice, check_positive_int
+from .base import StudyConfig, StudyResults
+
+__all__ = ["KMeansDemoConfig", "KMeansDemoResults", "load_points", "purity", "run"]
+
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass
+class KMeansDemoConfig(StudyConfig):
+    """``dataset``: ``fashion-mnist`` (digits when absent), ``digits``, or a path to an ``.npy`` /
+    ``.npz`` (arrays ``x`` and optional ``y``); ``data_dir``: the Fashion-MNIST folder. The other
+    fields are :func:`bottlenecks.cluster.kmeans`'s (``n_clusters`` is its ``k``)."""
+
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    n_clusters: int = 10
+    n_init: int = 1
+    max_iter: int = 100
+    tol: float = 1e-4
+    precision: str = "auto"
+    prune: bool = True
+    device: str = "cpu"
+    seed: int = 0
+
+    def validate(self) -> None:
+        check_positive_int(self.n_clusters, "n_clusters")
+        check_positive_int(self.n_init, "n_init")
+        check_positive_int(self.max_iter, "max_iter")
+        check_positive_int(self.seed, "seed", minimum=0)
+        check_choice(self.precision, "precision", PRECISIONS)
+        if isinstance(self.tol, bool) or not isinstance(self.tol, (int, float)) or not 0 <= self.tol < float("inf"):
+            raise ValueError(f"tol: expected a finite number >= 0, got {self.tol!r}")
+
+
+@dataclass
+class KMeansDemoResults(StudyResults):
+    """What ``metrics.json`` holds (``purity`` is None without labels)."""
+
+    dataset: str
+    n_samples: int
+    n_features: int
+    k: int
+    seed: int
+    inertia: float
+    n_iter: int
+    seconds: float
+    precision: str
+    purity: float | None = None
+    centroids_png: str | None = None
+
+
+def purity(labels: np.ndarray, classes: np.ndarray) -> float:
+    """Fraction of points whose cluster's majority class is their own class."""
+    table = np.zeros((labels.max() + 1, classes.max() + 1), dtype=np.int64)
+    np.add.at(table, (labels, classes), 1)
+    return float(table.max(1).sum() / len(labels))
+
+
+def load_points(cfg: KMeansDemoConfig):
+    """-> (x (n, d) float32, labels or None, image shape or None, name, class names)."""
+    path = Path(cfg.dataset)
+    if path.suffix in (".npy", ".npz"):
+        if not path.exists():
+            raise FileNotFoundError(f"dataset {path}: no such file")
+        arr = np.load(path)
+        x, y = (arr, None) if path.suffix == ".npy" else (arr["x"], arr["y"] if "y" in arr else None)
+        return np.asarray(x, np.float32).reshape(len(x), -1), y, None, path.name, None
+    from ..data import load_image_dataset
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = load_image_dataset(cfg.dataset, data_dir=cfg.data_dir, split="train")
+    for w in caught:
+        warnings.warn(str(w.message), UserWarning, stacklevel=2)
+    return ds.flat, ds.labels, ds.image_shape, ds.name, ds.class_names
+
+
+def run(config: KMeansDemoConfig, out="runs/kmeans", progress: bool | None = True) -> KMeansDemoResults:
+    """Cluster, measure, write ``metrics.json`` (and ``centroids.png`` for images) into ``out``."""
+    import torch
+
+    from ..cluster import kmeans
+    from ..report.plots import save_image_grid
+
+    cfg = config
+    x, y, shape, name, class_names = load_points(cfg)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    phase(f"k-means: {name}, {x.shape[0]} samples x {x.shape[1]} features, k={cfg.n_clusters}, seed={cfg.seed}",
+          progress)
+    xt = torch.from_numpy(x).to(cfg.device)
+    t0 = time.perf_counter()
+    res = kmeans(xt, cfg.n_clusters, n_init=cfg.n_init, max_iter=cfg.max_iter, tol=cfg.tol, seed=cfg.seed,
+                 precision=cfg.precision, prune=cfg.prune, progress=progress)
+    seconds = time.perf_counter() - t0
+    labels = res.labels.cpu().numpy()
+    results = KMeansDemoResults(dataset=name, n_samples=int(x.shape[0]), n_features=int(x.shape[1]),
+                                k=cfg.n_clusters, seed=cfg.seed, inertia=res.inertia, n_iter=res.n_iter,
+                                seconds=round(seconds, 3), precision=res.info["precision"])
+    if y is not None:
+        results.purity = purity(labels, np.asarray(y))
+    if shape is not None:
+        centroids = res.centroids.cpu().numpy().reshape(-1, *shape)
+        titles = None
+        if y is not None and class_names is not None:
+            majority = [np.bincount(np.asarray(y)[labels == j], minlength=len(class_names)).argmax()
+                        if (labels == j).any() else -1 for j in range(cfg.n_clusters)]
+            titles = [class_names[m][:12] if m >= 0 else "(empty)" for m in majority]
+        png = save_image_grid(centroids, out / "centroids.png", titles=titles,
+                              suptitle=f"k-means centroids of {name} (k={cfg.n_clusters})")
+        results.centroids_png = str(png)
+    results.to_json(out / "metrics.json")
+    return results
