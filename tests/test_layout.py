@@ -28,8 +28,8 @@ def _project_imports(path: Path, package: str) -> set[str]:
                 continue  # inside the same package
             elif node.level == 2 and node.module:
                 found.add(node.module.split(".")[0])
-            elif node.level == 2:  # from .. import x
-                found.update(a.name for a in node.names)
+            elif node.level == 2:  # from .. import x: x a module of the project (not e.g. __version__)
+                found.update(a.name for a in node.names if (SRC / a.name).is_dir() or (SRC / f"{a.name}.py").exists())
         elif isinstance(node, ast.Import):
             found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("bottlenecks."))
     return found - {package}

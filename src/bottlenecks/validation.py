@@ -98,3 +98,108 @@ def check_choice(value, name: str, choices) -> str:
     if value not in choices:
         raise ValueError(f"{name}: expected one of {sorted(choices)}, got {value!r}")
     return value
+
+
+# ------------------------------------------------------------------------------- declarative checks
+class ParameterError(ValueError, TypeError):
+    """A parameter outside its constraints (both a ``ValueError`` and a ``TypeError``, as
+    scikit-learn's ``InvalidParameterError``: callers catching either see it)."""
+
+
+class Interval:
+    """A constraint on a number: ``Interval(int, 1, None)`` is an integer >= 1,
+    ``Interval(float, 0, 1, closed="right")`` a number in (0, 1] (``float`` accepts ints too,
+    never booleans, never NaN; an unbounded side still refuses infinity).
+
+    As scikit-learn's ``_parameter_constraints``: a list of constraints per parameter, the value
+    passes if any of them accepts it (``None`` in the list accepts ``None``); see :func:`check_params`.
+    """
+
+    def __init__(self, kind: type, left=None, right=None, closed: str = "both"):
+        if kind not in (int, float):
+            raise TypeError(f"kind: expected int or float, got {kind!r}")
+        if closed not in ("both", "left", "right", "neither"):
+            raise ValueError(f"closed: expected 'both', 'left', 'right' or 'neither', got {closed!r}")
+        self.kind, self.left, self.right, self.closed = kind, left, right, closed
+
+    def accepts(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return False
+        if self.kind is int and not isinstance(value, numbers.Integral):
+            return False
+        if not np.isfinite(float(value)):
+            return False
+        lo_ok = self.left is None or (value >= self.left if self.closed in ("both", "left") else value > self.left)
+        hi_ok = self.right is None or (value <= self.right if self.closed in ("both", "right") else value < self.right)
+        return lo_ok and hi_ok
+
+    def __str__(self) -> str:
+        what = "an integer" if self.kind is int else "a finite number"
+        lo_in, hi_in = self.closed in ("both", "left"), self.closed in ("both", "right")
+        if self.left is not None and self.right is not None:
+            return f"{what} in {'[' if lo_in else '('}{self.left:g}, {self.right:g}{']' if hi_in else ')'}"
+        if self.left is not None:
+            return f"{what} {'>=' if lo_in else '>'} {self.left:g}"
+        if self.right is not None:
+            return f"{what} {'<=' if hi_in else '<'} {self.right:g}"
+        return what
+
+
+class Options:
+    """A constraint: one of a fixed set of values (``Options({"kmeans", "ema"})``)."""
+
+    def __init__(self, choices):
+        self.choices = tuple(choices)
+
+    def accepts(self, value) -> bool:
+        try:
+            return value in self.choices
+        except TypeError:  # unhashable or incomparable
+            return False
+
+    def __str__(self) -> str:
+        return "one of " + ", ".join(repr(c) for c in self.choices)
+
+
+class InstanceOf:
+    """A constraint: an instance of ``kind`` (a type or a tuple of types; ``bool`` is not an ``int`` here)."""
+
+    def __init__(self, kind, description: str | None = None):
+        self.kind, self.description = kind, description
+
+    def accepts(self, value) -> bool:
+        kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            return False
+        return isinstance(value, self.kind)
+
+    def __str__(self) -> str:
+        if self.description:
+            return self.description
+        kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
+        return "a " + " or a ".join(k.__name__ for k in kinds)
+
+
+def _describe(constraints) -> str:
+    return " or ".join("None" if c is None else str(c) for c in constraints)
+
+
+def check_param(value, name: str, constraints):
+    """Return ``value`` if one of ``constraints`` (a constraint or a list of them, see
+    :class:`Interval`, :class:`Options`, :class:`InstanceOf`; ``None`` accepts ``None``) accepts
+    it; else raise :class:`ParameterError` (a ``ValueError`` and a ``TypeError``) naming ``name``,
+    what was given and what is expected."""
+    constraints = constraints if isinstance(constraints, (list, tuple)) else [constraints]
+    for c in constraints:
+        if (value is None) if c is None else c.accepts(value):
+            return value
+    shown = repr(value) if isinstance(value, (numbers.Real, str)) and not isinstance(value, bool) else \
+        f"{value!r} ({type(value).__name__})"
+    raise ParameterError(f"{name}: expected {_describe(constraints)}, got {shown}")
+
+
+def check_params(values: dict, constraints: dict) -> None:
+    """:func:`check_param` for every name of ``constraints`` present in ``values``."""
+    for name, cons in constraints.items():
+        if name in values:
+            check_param(values[name], name, cons)

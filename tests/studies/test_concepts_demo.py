@@ -12,6 +12,7 @@ from bottlenecks.report.concept_plots import save_concept_weights, save_interven
 from bottlenecks.studies.concepts_demo import ConceptsDemoConfig, ConceptsDemoResults, run
 
 
+@pytest.mark.slow
 def test_small_demo_writes_report_metrics_and_pngs_and_ignores_thread_count(tmp_path):
     before = torch.get_num_threads()
     cfg = ConceptsDemoConfig(n_train=300, n_test=120, encoder="pixels", compare=False)

@@ -19,6 +19,7 @@ def digits():
 SMALL = {"num_codebooks": 8, "keys_per_codebook": 32, "dim_key": 8, "head_lr": 1e-2}  # typed config fields
 
 
+@pytest.mark.slow
 def test_every_method_runs_end_to_end_and_reports_its_metrics():
     cfg = ContinualConfig(n_tasks=5, epochs=2, batch_size=64, methods=("dkvb", "linear", "mlp", "replay"),
                           eval_every=10, **SMALL)
@@ -85,6 +86,7 @@ def test_toy2d_tasks_are_checked_not_changed():
     assert (big.n_tasks, big.num_codebooks, big.keys_per_codebook, big.dim_key, big.batch_size) == (5, 64, 512, 14, 256)
 
 
+@pytest.mark.slow
 def test_the_study_runs_from_its_config_and_its_results_round_trip(tmp_path):
     cfg = ContinualConfig(dataset="toy2d", epochs=1, methods=("dkvb", "linear"), joint=False, num_codebooks=4,
                           keys_per_codebook=16)

@@ -11,6 +11,7 @@ def run_info_plane(out, **kwargs):
     return run(InfoPlaneConfig(**kwargs), out=out, progress=False)
 
 
+@pytest.mark.slow
 def test_run_info_plane_writes_report_and_respects_bounds(tmp_path):
     m = run_info_plane(tmp_path, activation="both", epochs=12, n_points=4, seed=0)
     for name in ("info-plane-tanh.png", "info-plane-relu.png", "report.md", "metrics.json"):

@@ -7,6 +7,9 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+from typing import ClassVar
+
+from ..validation import check_params
 
 
 def _plain(value):
@@ -57,10 +60,16 @@ class _FromDict:
 class StudyConfig(_FromDict):
     """Base of every study's config dataclass (subclass it with ``@dataclass``).
 
-    Override :meth:`validate` to check values; it runs on construction, so a config that exists
-    is a valid one. Every config has a ``seed`` field of its own choosing (``--seed``)."""
+    ``constraints`` (a class attribute): ``{field: [constraint, ...]}`` in
+    :mod:`bottlenecks.validation`'s declarative style (``Interval(int, 1, None)``, ``Options(...)``,
+    ``None``), checked on construction; override :meth:`validate` for what depends on several
+    fields. A config that exists is a valid one. Every config has a ``seed`` field of its own
+    choosing (``--seed``)."""
+
+    constraints: ClassVar[dict] = {}
 
     def __post_init__(self):
+        check_params({f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, self.constraints)
         self.validate()
 
     def validate(self) -> None:

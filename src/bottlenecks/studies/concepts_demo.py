@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from ..data.concept_shapes import make_concept_shapes
 from ..encoders import get_encoder
 from ..progress import phase
 from ..threads import fixed_threads
-from ..validation import check_choice, check_positive_int
+from ..validation import InstanceOf, Interval, Options
 from .base import StudyConfig, StudyResults, write_json
 
 __all__ = ["TARGETS", "ConceptsDemoConfig", "ConceptsDemoResults", "run"]
@@ -117,14 +118,10 @@ class ConceptsDemoConfig(StudyConfig):
     compare: bool = True
     threads: int | None = 1
 
-    def validate(self) -> None:
-        check_choice(self.encoder, "encoder", ("pixels", "scattering"))
-        check_positive_int(self.seed, "seed", minimum=0)
-        check_positive_int(self.n_train, "n_train", 50)
-        check_positive_int(self.n_test, "n_test", 10)
-        check_positive_int(self.image_size, "image_size", 8)
-        if self.threads is not None:
-            check_positive_int(self.threads, "threads")
+    constraints: ClassVar[dict] = {
+        "encoder": Options(("pixels", "scattering")), "seed": Interval(int, 0, None),
+        "n_train": Interval(int, 50, None), "n_test": Interval(int, 10, None), "image_size": Interval(int, 8, None),
+        "threads": [Interval(int, 1, None), None], "compare": InstanceOf(bool)}
 
 
 @dataclass

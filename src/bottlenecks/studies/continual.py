@@ -17,6 +17,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from ..continual.methods import METHODS, make_learner
 from ..continual.metrics import average_accuracy, backward_transfer, class_balanced_accuracy, forgetting, summarize
 from ..continual.streams import ClassIncrementalStream
 from ..progress import phase, track
-from ..validation import check_choice, check_positive_int
+from ..validation import InstanceOf, Interval, Options
 from .base import StudyConfig, StudyResults, write_json
 
 __all__ = ["ContinualConfig", "ContinualData", "ContinualResults", "load_data", "run", "run_experiment",
@@ -38,6 +39,8 @@ KNOWN_CLASSES = {"toy2d": 8, "digits": 10, "fashion-mnist": 10, "cifar10": 10, "
 DEFAULTS = {"n_tasks": (5, 4), "epochs": (5, 20), "num_codebooks": (64, 16), "keys_per_codebook": (512, 64),
             "dim_key": (14, 2), "head_lr": (1e-3, 1e-2)}
 LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+_POSITIVE_OR_NONE = [Interval(int, 1, None), None]
+_LR = Interval(float, 0, None, closed="neither")
 
 
 def _named(dataset: str) -> str:
@@ -100,6 +103,17 @@ class ContinualConfig(StudyConfig):
     buffer_size: int = 500
     tune_lr: bool = False
 
+    constraints: ClassVar[dict] = {
+        **{name: _POSITIVE_OR_NONE for name in ("n_tasks", "classes_per_task", "epochs", "batch_size",
+                                                "num_codebooks", "keys_per_codebook", "dim_key")},
+        **{name: Interval(int, 1, None) for name in ("eval_every", "n_seeds", "topk", "hidden", "buffer_size")},
+        "seed": Interval(int, 0, None), "key_init": Options(("kmeans", "ema", "random")),
+        "dkvb_lr": _LR, **{name: [_LR, None] for name in ("head_lr", "linear_lr", "mlp_lr", "replay_lr")},
+        "dataset": InstanceOf(str, "a data set name or a path"),
+        **{name: [InstanceOf(str, "a path"), None] for name in ("data_dir", "cache_dir", "keys_from")},
+        **{name: InstanceOf(bool) for name in ("download", "joint", "tune_lr")},
+    }
+
     def validate(self) -> None:
         if isinstance(self.methods, str):
             self.methods = tuple(m.strip() for m in self.methods.split(",") if m.strip())
@@ -109,20 +123,7 @@ class ContinualConfig(StudyConfig):
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ValueError(f"methods: unknown method(s) {unknown}; expected some of {list(METHODS)}")
-        for name in ("n_tasks", "classes_per_task", "epochs", "batch_size", "num_codebooks", "keys_per_codebook",
-                     "dim_key"):
-            if getattr(self, name) is not None:
-                check_positive_int(getattr(self, name), name)
-        for name in ("eval_every", "n_seeds", "topk", "hidden", "buffer_size"):
-            check_positive_int(getattr(self, name), name)
-        check_positive_int(self.seed, "seed", minimum=0)
-        check_choice(self.key_init, "key_init", ("kmeans", "ema", "random"))
-        for name in ("dkvb_lr", "head_lr", "linear_lr", "mlp_lr", "replay_lr"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not 0 < value < float("inf")):
-                raise ValueError(f"{name}: expected a finite learning rate > 0, got {value!r}")
-        if not isinstance(self.dataset, str) or not self.dataset.strip():
+        if not self.dataset.strip():
             raise ValueError(f"dataset: expected a data set name or a path, got {self.dataset!r}")
         n_classes = KNOWN_CLASSES.get(_named(self.dataset))
         if n_classes is not None and self.n_tasks is not None:

@@ -13,6 +13,7 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ from ..data.twelve_bit import load_twelve_bit
 from ..info.metrics import degree_of_ib
 from ..info.plane import InfoPlane
 from ..progress import phase, track
-from ..validation import check_choice, check_positive_int
+from ..validation import InstanceOf, Interval, Options, check_choice, check_positive_int
 from .base import StudyConfig, StudyResults, write_json
 
 __all__ = ["InfoPlaneConfig", "InfoPlaneResults", "TwelveBitNet", "run"]
@@ -144,17 +145,11 @@ class InfoPlaneConfig(StudyConfig):
     train_fraction: float = 0.85
     n_points: int = 40
 
-    def validate(self) -> None:
-        check_choice(self.activation, "activation", (*ACTIVATIONS, "both"))
-        check_positive_int(self.epochs, "epochs")
-        check_positive_int(self.seed, "seed", minimum=0)
-        check_positive_int(self.bins, "bins", 2)
-        check_positive_int(self.batch_size, "batch_size")
-        check_positive_int(self.n_points, "n_points", 2)
-        if not isinstance(self.train_fraction, (int, float)) or not 0 < self.train_fraction < 1:
-            raise ValueError(f"train_fraction: expected a fraction in (0, 1), got {self.train_fraction!r}")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < math.inf:
-            raise ValueError(f"lr: expected a finite learning rate > 0, got {self.lr!r}")
+    constraints: ClassVar[dict] = {
+        "activation": Options((*ACTIVATIONS, "both")), "epochs": Interval(int, 1, None),
+        "seed": Interval(int, 0, None), "bins": Interval(int, 2, None), "batch_size": Interval(int, 1, None),
+        "n_points": Interval(int, 2, None), "train_fraction": Interval(float, 0, 1, closed="neither"),
+        "lr": Interval(float, 0, None, closed="neither"), "estimator": InstanceOf(str, "an estimator name")}
 
 
 @dataclass

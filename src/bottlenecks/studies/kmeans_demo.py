@@ -8,11 +8,12 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from ..progress import phase
-from ..validation import check_choice, check_positive_int
+from ..validation import InstanceOf, Interval, Options
 from .base import StudyConfig, StudyResults
 
 __all__ = ["KMeansDemoConfig", "KMeansDemoResults", "load_points", "purity", "run"]
@@ -37,14 +38,11 @@ class KMeansDemoConfig(StudyConfig):
     device: str = "cpu"
     seed: int = 0
 
-    def validate(self) -> None:
-        check_positive_int(self.n_clusters, "n_clusters")
-        check_positive_int(self.n_init, "n_init")
-        check_positive_int(self.max_iter, "max_iter")
-        check_positive_int(self.seed, "seed", minimum=0)
-        check_choice(self.precision, "precision", PRECISIONS)
-        if isinstance(self.tol, bool) or not isinstance(self.tol, (int, float)) or not 0 <= self.tol < float("inf"):
-            raise ValueError(f"tol: expected a finite number >= 0, got {self.tol!r}")
+    constraints: ClassVar[dict] = {
+        "n_clusters": Interval(int, 1, None), "n_init": Interval(int, 1, None), "max_iter": Interval(int, 1, None),
+        "seed": Interval(int, 0, None), "precision": Options(PRECISIONS), "tol": Interval(float, 0, None),
+        "dataset": InstanceOf(str, "a data set name or a path"), "data_dir": [InstanceOf(str, "a path"), None],
+        "prune": InstanceOf(bool), "device": InstanceOf(str, "a torch device name")}
 
 
 @dataclass

@@ -25,6 +25,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -35,7 +36,7 @@ from ..codebook.tokfsm import EOT, VOCAB_SIZE, TokFSM
 from ..codebook.wrap import bypass_codebooks, codebook_loss, codebook_sites, wrap_codebook
 from ..progress import phase, track
 from ..threads import fixed_threads
-from ..validation import check_choice, check_positive_int
+from ..validation import InstanceOf, Interval, Options
 from .base import StudyConfig, StudyResults, write_json
 from .tokfsm_analysis import (
     RECALL_FLOORS,
@@ -112,31 +113,23 @@ class TokFSMConfig(StudyConfig):
     threads: int | None = None
     reuse: bool = False
 
+    constraints: ClassVar[dict] = {
+        **{name: Interval(int, 1, None) for name in (
+            "steps", "batch_size", "num_codes", "k", "mlp_k", "num_successors", "hidden", "intermediate", "layers",
+            "heads", "prompt_states", "eval_sequences", "analysis_sequences", "prompts_per_state")},
+        "num_states": Interval(int, 1, 100), "length": Interval(int, 2, None), "seed": Interval(int, 0, None),
+        "threads": [Interval(int, 1, None), None], "scale": Options(SCALES),
+        "lr": Interval(float, 0, None, closed="neither"), "codebook_warmup": Interval(float, 0, 1, closed="left"),
+        "mlp_commitment": Interval(float, 0, None), "code_gradient": InstanceOf(bool), "reuse": InstanceOf(bool),
+        "device": InstanceOf(str, "a torch device name")}
+
     def validate(self) -> None:
         if isinstance(self.models, str):
             self.models = tuple(m.strip() for m in self.models.split(",") if m.strip())
         self.models = tuple(self.models)
-        for name in ("steps", "batch_size", "num_codes", "k", "mlp_k", "num_states", "num_successors", "hidden",
-                     "intermediate", "layers", "heads", "prompt_states", "eval_sequences", "analysis_sequences",
-                     "prompts_per_state"):
-            check_positive_int(getattr(self, name), name)
-        check_positive_int(self.seed, "seed", minimum=0)
-        check_positive_int(self.length, "length", minimum=2)
-        if self.threads is not None:
-            check_positive_int(self.threads, "threads")
-        check_choice(self.scale, "scale", SCALES)
-        if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not 0 < self.lr < math.inf:
-            raise ValueError(f"lr: expected a finite learning rate > 0, got {self.lr!r}")
-        if not 0.0 <= self.codebook_warmup < 1.0:
-            raise ValueError(f"codebook_warmup: expected a fraction of the steps in [0, 1), got {self.codebook_warmup}")
-        if not 0 <= self.mlp_commitment < math.inf:
-            raise ValueError(f"mlp_commitment: expected a weight >= 0, got {self.mlp_commitment}")
         unknown = [m for m in self.models if m not in MODELS]
         if unknown or "original" not in self.models:
             raise ValueError(f"models: expected 'original' and any of {list(MODELS)}, got {list(self.models)}")
-        if self.num_states > 100:
-            raise ValueError(f"num_states: expected at most 100 (states are written as two digits), "
-                             f"got {self.num_states}")
         if self.num_successors > self.num_states:
             raise ValueError(f"num_successors: expected at most num_states={self.num_states}, "
                              f"got {self.num_successors}")
