@@ -24,7 +24,7 @@ def test_shapes_and_ids_match_brute_force(metric):
     layer = CodebookLayer(16, 40, k=3, metric=metric, kmeans_init=False, seed=1).eval()
     x = torch.randn(2, 7, 16, dtype=torch.float64)
     layer.double()
-    out, ids = layer(x)
+    out, ids, _ = layer(x)
     assert out.shape == (2, 7, 16) and ids.shape == (2, 7, 3)
     want = _brute_topk(x.reshape(-1, 16), layer.codes[0].detach(), 3, metric).reshape(2, 7, 3)
     assert torch.equal(ids, want)
@@ -38,7 +38,7 @@ def test_group_layer_searches_each_head_in_its_own_codebook():
     torch.manual_seed(0)
     layer = GroupCodebookLayer(12, 3, 20, k=2, metric="dot", kmeans_init=False, scale="none").eval()
     x = torch.randn(5, 12)
-    out, ids = layer(x)
+    out, ids, _ = layer(x)
     assert out.shape == (5, 12) and ids.shape == (5, 3, 2)
     for g in range(3):
         want = _brute_topk(x[:, 4 * g:4 * g + 4], layer.codes[g].detach(), 2, "dot")
@@ -50,9 +50,9 @@ def test_straight_through_gradient_reaches_the_input_and_loss_trains_codes():
     torch.manual_seed(0)
     layer = CodebookLayer(8, 16, k=2, commitment=0.25, scale="learned").train()
     x = torch.randn(64, 8, requires_grad=True)
-    out, _ = layer(x)
+    out, _, loss = layer(x)
     w = torch.randn(64, 8)
-    ((out * w).sum() + layer.loss).backward()
+    ((out * w).sum() + loss).backward()
     # downstream gradient passes unchanged, plus the commitment term's gradient
     commit = 0.25 * 2 * (x.detach() - out.detach()) / x.numel()
     torch.testing.assert_close(x.grad, w + commit, atol=1e-5, rtol=1e-5)
@@ -68,7 +68,7 @@ def test_code_gradient_gives_the_chosen_codes_the_downstream_gradient():
     for flag in (False, True):
         layer = CodebookLayer(8, 16, k=2, metric="l2", scale="none", reconstruction=0.0, code_gradient=flag).train()
         xi = x.clone().requires_grad_(True)
-        out, ids = layer(xi)
+        out, ids, _ = layer(xi)
         (out * w).sum().backward()
         torch.testing.assert_close(xi.grad, w)  # the input gets the downstream gradient either way
         grads[flag] = (layer.codes.grad, ids)
@@ -108,9 +108,9 @@ def test_running_scale_follows_growing_activations():
     for layer in layers.values():
         opt = torch.optim.Adam(layer.parameters(), lr=1e-3)
         for step in range(60):  # the activations grow 4x, as early in training, then settle
-            layer(x * (1 + 3 * min(step, 39) / 39))
+            loss = layer(x * (1 + 3 * min(step, 39) / 39))[2]
             opt.zero_grad()
-            layer.loss.backward()
+            loss.backward()
             opt.step()
         layer.eval().reset_stats()
         layer(4 * x)
@@ -129,11 +129,11 @@ def test_code_scale_keeps_a_norm_per_code():
         layer = CodebookLayer(6, 2, k=1, metric="cosine", scale=mode, replace_dead=False).train()
         opt = torch.optim.Adam(layer.parameters(), lr=0.05)
         for _ in range(100):
-            layer(x)
+            loss = layer(x)[2]
             opt.zero_grad()
-            layer.loss.backward()
+            loss.backward()
             opt.step()
-        out, _ = layer.eval()(x)
+        out, _, _ = layer.eval()(x)
         err[mode] = float(((out - x) ** 2).sum() / (x ** 2).sum())
     assert err["code"] < 0.01
     assert err["running"] > 0.1
@@ -144,7 +144,7 @@ def test_statistics_usage_perplexity_dead_fraction():
     with torch.no_grad():
         layer.codes[0] = torch.tensor([[0.0, 0], [10, 0], [0, 10], [10, 10]])
     x = torch.tensor([[0.1, 0], [0.2, 0], [9.9, 0], [10, 0.1]])
-    _, ids = layer(x)
+    _, ids, _ = layer(x)
     assert ids.flatten().tolist() == [0, 0, 1, 1]
     torch.testing.assert_close(layer.usage()[0], torch.tensor([0.5, 0.5, 0, 0], dtype=torch.float64))
     assert float(layer.perplexity()[0]) == pytest.approx(2.0)
@@ -214,8 +214,8 @@ def test_errors_name_what_was_given():
 def test_low_precision_input_is_searched_in_the_codes_precision_and_returned_in_its_own():
     layer = CodebookLayer(16, 32, k=2, kmeans_init=False, seed=1).eval()
     x = (torch.randn(5, 7, 16, generator=torch.Generator().manual_seed(0)) * 3).to(torch.bfloat16)
-    out, ids = layer(x)
-    out32, ids32 = layer(x.float())  # the same bf16 values, upcast: the codes' float32 search
+    out, ids, _ = layer(x)
+    out32, ids32, _ = layer(x.float())  # the same bf16 values, upcast: the codes' float32 search
     assert out.dtype == torch.bfloat16 and torch.equal(ids, ids32)
     assert torch.equal(out, out32.to(torch.bfloat16))
     layer.train()
@@ -229,9 +229,9 @@ def _train_steps(layer, xs):
     opt = torch.optim.SGD(layer.parameters(), lr=0.1)
     seen = []
     for x in xs:
-        out, ids = layer(x)
+        out, ids, loss = layer(x)
         opt.zero_grad()
-        (out.square().mean() + layer.loss).backward()
+        (out.square().mean() + loss).backward()
         opt.step()
         seen.append((out.detach(), ids))
     return seen

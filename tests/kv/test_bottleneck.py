@@ -20,7 +20,7 @@ def small(**kw):
 def test_shapes_and_learning_on_separable_data():
     x, y = blobs()
     b = small().fit_keys(x).freeze_keys()
-    values, idx = b(x[:5])
+    values, idx, _ = b(x[:5])
     assert values.shape == (5, 8, 4) and idx.shape == (5, 8, 1)
     model = KeyValueClassifier(None, b).fit(x, y, epochs=10)
     assert (model.predict(x) == y).float().mean() > 0.9
@@ -39,7 +39,7 @@ def test_keys_do_not_change_during_value_training_and_only_values_are_parameters
 def test_only_fetched_values_receive_gradient():
     x, _ = blobs(n=7)
     b = small().fit_keys(blobs()[0]).freeze_keys()
-    values, idx = b(x)
+    values, idx, _ = b(x)
     values.sum().backward()
     grad = b.values.grad
     touched = torch.zeros(8, 32, dtype=torch.bool)
@@ -57,10 +57,10 @@ def test_untrained_keys_are_unreachable_at_eval():
     trained = b.value_usage > 0
     assert not bool(trained.all())
     model.eval()
-    _, idx = b(x)  # includes inputs of never-seen classes
+    _, idx, _ = b(x)  # includes inputs of never-seen classes
     assert bool(trained.gather(1, idx[:, :, 0].T).all())
     b.mask_untrained = False  # without the mask, some lookups land on untrained keys
-    _, idx = b(x)
+    _, idx, _ = b(x)
     assert not bool(trained.gather(1, idx[:, :, 0].T).all())
 
 
@@ -86,7 +86,7 @@ def test_topk_sums_the_fetched_values():
     b = small(topk=3).fit_keys(blobs()[0]).freeze_keys()
     with torch.no_grad():
         b.values.normal_()
-    values, idx = b(x)
+    values, idx, _ = b(x)
     assert idx.shape == (20, 8, 3)
     manual = torch.stack([b.values[c, idx[:, c]].sum(1) for c in range(8)], 1)
     torch.testing.assert_close(values, manual)
@@ -96,7 +96,7 @@ def test_gradcheck_on_the_value_path():
     b = small(dim_value=2, keys_per_codebook=8).double()
     b.fit_keys(blobs(n=100)[0].double()).freeze_keys()
     x = blobs(n=4)[0].double()
-    _, idx = b(x)
+    _, idx, _ = b(x)
     with torch.no_grad():
         b.values.normal_()
     values = b.values.detach().clone().requires_grad_(True)

@@ -7,7 +7,8 @@
       -> straight-through                        out = z + (q - z).detach()   value q, gradient 1 to z
 
 The downstream gradient passes straight through to the input; the codes learn from a
-reconstruction loss ``|q - sg(z)|^2`` (left in ``layer.loss``), or from EMA updates. With
+reconstruction loss ``|q - sg(z)|^2`` (the third output, as every quantiser returns
+``(values, indices, loss)``), or from EMA updates. With
 ``code_gradient=True`` the chosen codes also receive the downstream gradient (``out = q + z - sg(z)``),
 as the public code's ``aeloss`` does. An optional commitment loss ``|sg(q) - z|^2`` pulls the input
 towards its codes.
@@ -113,7 +114,6 @@ class _Codebooks(nn.Module, Checkpointable):
         self.register_buffer("initialized", torch.tensor(False))
         self.register_buffer("replaced", torch.zeros((), dtype=torch.long))  # codes re-seeded so far
         self.track_stats = True
-        self.loss: torch.Tensor | None = None  # codebook loss of the last training forward
         self.last_ids: torch.Tensor | None = None
         self.steering: list[dict] = []  # active steering entries, applied in order (codebook.steer)
         self.reset_parameters()
@@ -326,8 +326,8 @@ class _Codebooks(nn.Module, Checkpointable):
         if x.dim() == 0 or x.shape[-1] != self.dim:
             raise ValueError(f"x: expected shape (..., dim={self.dim}), got {tuple(x.shape)}")
 
-    def _codes_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(..., dim) -> (..., dim), ids (..., C, k)``."""
+    def _codes_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(..., dim) -> (..., dim), ids (..., C, k), loss ()``."""
         self._check(x)
         lead = x.shape[:-1]
         # in the codes' precision (e.g. float32 codes inside a bfloat16 model); the output goes back in x's
@@ -339,13 +339,12 @@ class _Codebooks(nn.Module, Checkpointable):
         q = self._lookup(z, ids)
         for entry in self.steering:
             q = self._steer(q, lead, entry)
+        loss = q.new_zeros(())  # the codebook loss: only a training forward that tracks gradients has one
         if self.training and torch.is_grad_enabled():
-            loss = q.new_zeros(())
             if self.reconstruction > 0:
                 loss = loss + self.reconstruction * F.mse_loss(q, z.detach())
             if self.commitment > 0:
                 loss = loss + self.commitment * F.mse_loss(z, q.detach())
-            self.loss = loss
         # straight-through: the value of q, the downstream gradient passed unchanged to z; with
         # code_gradient the chosen codes receive that gradient too (the public code's 'aeloss')
         if not torch.is_grad_enabled():
@@ -356,7 +355,7 @@ class _Codebooks(nn.Module, Checkpointable):
             out = z + (q - z).detach()
         self._after_forward(z, ids, q)
         self.last_ids = ids.reshape(*lead, self.num_codebooks, self.k)
-        return out.reshape(*lead, self.dim).to(x.dtype), self.last_ids
+        return out.reshape(*lead, self.dim).to(x.dtype), self.last_ids, loss
 
     @torch.no_grad()
     def _after_forward(self, z: torch.Tensor, ids: torch.Tensor, q: torch.Tensor) -> None:
@@ -502,7 +501,7 @@ class CodebookLayer(_Codebooks):
         aggregate: ``'mean'`` (as the public code) or ``'sum'`` of the chosen codes.
         scale: ``'running'``, ``'learned'``, ``'match'``, ``'code'`` or ``'none'`` (see the module
             docstring).
-        reconstruction: weight of the codebook loss ``|q - sg(x)|^2`` (``layer.loss``).
+        reconstruction: weight of the codebook loss ``|q - sg(x)|^2`` (the third output).
         commitment: weight of the commitment loss ``|sg(q) - x|^2`` (0 = off, the paper's default).
         code_gradient: the chosen codes also receive the downstream gradient (the public code's
             ``aeloss``); off by default (no gain on TokFSM at 400 and 600 CPU steps, seed 0).
@@ -519,10 +518,10 @@ class CodebookLayer(_Codebooks):
             raise TypeError("CodebookLayer has one codebook; use GroupCodebookLayer for several")
         super().__init__(dim, num_codes, k, metric, num_codebooks=1, **kwargs)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x: (..., dim)`` -> ``(out (..., dim), ids (..., k))``."""
-        out, ids = self._codes_forward(x)
-        return out, ids.squeeze(-2)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x: (..., dim)`` -> ``(out (..., dim), ids (..., k), loss ())``; add ``loss`` to the training loss."""
+        out, ids, loss = self._codes_forward(x)
+        return out, ids.squeeze(-2), loss
 
 
 class GroupCodebookLayer(_Codebooks):
@@ -538,8 +537,8 @@ class GroupCodebookLayer(_Codebooks):
     def num_groups(self) -> int:
         return self.num_codebooks
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x: (..., dim)`` -> ``(out (..., dim), ids (..., num_groups, k))``."""
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x: (..., dim)`` -> ``(out (..., dim), ids (..., num_groups, k), loss ())``."""
         return self._codes_forward(x)
 
 

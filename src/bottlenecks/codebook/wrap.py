@@ -50,6 +50,7 @@ class CodebookWrap:
         self.layers: dict[str, _Codebooks] = {}
         self._handles: list = []
         self._owners: dict[str, nn.Module] = {}
+        self._losses: dict[str, torch.Tensor] = {}  # each site's codebook loss of its last forward
         self.bypassed = False  # True inside bypass_codebooks: the hooks pass activations through
 
     def __repr__(self) -> str:
@@ -59,7 +60,7 @@ class CodebookWrap:
         """Sum of the codebook losses of the last training forward of every site (0 when bypassed)."""
         if self.bypassed:
             return torch.zeros(())
-        losses = [layer.loss for layer in self.layers.values() if layer.loss is not None]
+        losses = list(self._losses.values())
         return torch.stack(losses).sum() if losses else torch.zeros(())
 
     def reset_stats(self) -> None:
@@ -138,20 +139,20 @@ def _first(output) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output[0]
 
 
-def _output_hook(layer: _Codebooks, wrap: CodebookWrap):
+def _output_hook(name: str, layer: _Codebooks, wrap: CodebookWrap):
     def hook(module, args, output):
         if wrap.bypassed:
             return None
-        out, _ = layer(_first(output))
+        out, _, wrap._losses[name] = layer(_first(output))
         return _replace_output(output, out)
     return hook
 
 
-def _input_hook(layer: _Codebooks, wrap: CodebookWrap):
+def _input_hook(name: str, layer: _Codebooks, wrap: CodebookWrap):
     def hook(module, args):
         if wrap.bypassed:
             return None
-        out, _ = layer(args[0])
+        out, _, wrap._losses[name] = layer(args[0])
         return (out,) + tuple(args[1:])
     return hook
 
@@ -237,8 +238,8 @@ def wrap_codebook(model: nn.Module, sites: str | Sequence[str] = ("attn_heads",)
         if param is not None:
             layer.to(device=param.device)
         module.add_module("codebook", layer)
-        handle = (module.register_forward_pre_hook(_input_hook(layer, wrap)) if pre
-                  else module.register_forward_hook(_output_hook(layer, wrap)))
+        handle = (module.register_forward_pre_hook(_input_hook(name, layer, wrap)) if pre
+                  else module.register_forward_hook(_output_hook(name, layer, wrap)))
         wrap.layers[name] = layer
         wrap._owners[name] = module
         wrap._handles.append(handle)

@@ -195,8 +195,9 @@ class DiscreteKeyValueBottleneck(nn.Module, Checkpointable):
         _, idx = nearest(z.detach(), self.keys, k=self.topk, mask=mask, max_memory=self.max_memory, validate=False)
         return idx
 
-    def forward(self, x: torch.Tensor, *, sparse_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x: (batch, dim_in)`` -> ``(values (batch, C, dim_value), indices (batch, C, topk))``.
+    def forward(self, x: torch.Tensor, *, sparse_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x: (batch, dim_in)`` -> ``(values (batch, C, dim_value), indices (batch, C, topk), loss ())``,
+        the quantisers' one convention; the keys are fixed, so the codebook loss is a zero scalar.
 
         In training mode the selected keys are recorded (``value_usage``); in eval mode keys
         never selected in training are masked out. The gradient reaches only the fetched values
@@ -213,7 +214,7 @@ class DiscreteKeyValueBottleneck(nn.Module, Checkpointable):
             heads = torch.arange(C, device=idx.device).view(1, C, 1) * K
             self.value_usage.view(-1).index_add_(0, (idx + heads).reshape(-1),
                                                  torch.ones(idx.numel(), dtype=torch.long, device=idx.device))
-        return self.fetch(idx, sparse_grad=sparse_grad), idx
+        return self.fetch(idx, sparse_grad=sparse_grad), idx, x.new_zeros(())
 
     def fetch(self, idx: torch.Tensor, *, sparse_grad: bool = False) -> torch.Tensor:
         """Values of key indices ``(batch, C, topk)``, summed over ``topk``: ``(batch, C, dim_value)``."""

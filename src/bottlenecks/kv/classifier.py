@@ -110,7 +110,7 @@ class KeyValueClassifier(nn.Module, Checkpointable):
         return x if self.encoder is None else self.encoder(x).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        values, _ = self.bottleneck(self.embed(x))  # (batch, C, dim_value)
+        values, _, _ = self.bottleneck(self.embed(x))  # (batch, C, dim_value)
         if self.decoder is None:
             return values.mean(dim=1)
         return self.decoder(values.flatten(1))
