@@ -285,3 +285,13 @@ def test_save_writes_safetensors_and_config(tmp_path):
     meta = json.loads((tmp_path / "cb" / "config.json").read_text())
     cfg = meta["config"]
     assert meta["class"] == "GroupCodebookLayer" and cfg["num_codebooks"] == 2 and cfg["k"] == 2
+
+
+def test_group_layer_takes_num_codebooks_and_its_earlier_name():
+    a = GroupCodebookLayer(12, num_codebooks=3, num_codes=8, seed=0)
+    b = GroupCodebookLayer(12, num_groups=3, num_codes=8, seed=0)
+    assert a.num_codebooks == b.num_codebooks == b.num_groups == 3 and torch.equal(a.codes, b.codes)
+    with pytest.raises(ValueError, match="give one"):
+        GroupCodebookLayer(12, num_codebooks=3, num_groups=4, num_codes=8)
+    with pytest.raises(TypeError, match="expected num_codebooks and num_codes"):
+        GroupCodebookLayer(12, num_codes=8)

@@ -45,7 +45,7 @@ def test_wrap_trains_records_and_unwrap_restores_bit_identical_outputs(family):
     wrap = wrap_codebook(model, ("attn_heads", "mlp"), layers=[1], num_codes=16, k=2, seed=0)
     assert sorted(wrap.layers) == ["layers.1.attn_heads", "layers.1.mlp"]
     assert isinstance(wrap.layers["layers.1.attn_heads"], GroupCodebookLayer)
-    assert wrap.layers["layers.1.attn_heads"].num_groups == 4
+    assert wrap.layers["layers.1.attn_heads"].num_codebooks == 4 and wrap.layers["layers.1.attn_heads"].num_groups == 4
     model.train()
     out = model(x, labels=x)
     (out.loss + wrap.loss()).backward()
@@ -144,7 +144,7 @@ def test_pattern_sites_on_any_module():
     net = nn.Sequential(nn.Linear(5, 12), nn.ReLU(), nn.Linear(12, 3))
     x = torch.randn(7, 5)
     ref = net(x).detach().clone()
-    wrap = wrap_codebook(net, r"0", num_codes=6, k=1, num_groups=3, metric="l2")
+    wrap = wrap_codebook(net, r"0", num_codes=6, k=1, num_codebooks=3, metric="l2")
     assert list(wrap.layers) == ["0"] and wrap.layers["0"].num_codebooks == 3
     net.train()
     net(x)  # initialises the codes from this batch

@@ -525,20 +525,31 @@ class CodebookLayer(_Codebooks):
 
 
 class GroupCodebookLayer(_Codebooks):
-    """``num_groups`` codebooks, one per slice of the features (e.g. one per attention head):
-    ``x: (..., dim) -> (out (..., dim), ids (..., num_groups, k))``. Other arguments as
-    :class:`CodebookLayer`; ``dim`` must be divisible by ``num_groups``."""
+    """``num_codebooks`` codebooks, one per slice of the features (e.g. one per attention head):
+    ``x: (..., dim) -> (out (..., dim), ids (..., num_codebooks, k), loss ())``. Other arguments as
+    :class:`CodebookLayer`; ``dim`` must be divisible by ``num_codebooks``. ``num_groups`` is the
+    earlier name of ``num_codebooks`` and still accepted."""
 
-    def __init__(self, dim: int, num_groups: int, num_codes: int, k: int = 1, metric: str = "cosine", **kwargs):
-        check_positive_int(num_groups, "num_groups")
-        super().__init__(dim, num_codes, k, metric, num_codebooks=num_groups, **kwargs)
+    def __init__(self, dim: int, num_codebooks: int | None = None, num_codes: int | None = None, k: int = 1,
+                 metric: str = "cosine", *, num_groups: int | None = None, **kwargs):
+        if num_groups is not None:
+            if num_codebooks is not None and num_codebooks != num_groups:
+                raise ValueError(f"num_groups={num_groups} and num_codebooks={num_codebooks}: give one "
+                                 "(num_groups is the earlier name of num_codebooks)")
+            num_codebooks = num_groups
+        if num_codebooks is None or num_codes is None:
+            raise TypeError("GroupCodebookLayer: expected num_codebooks and num_codes, e.g. "
+                            "GroupCodebookLayer(dim=64, num_codebooks=4, num_codes=512)")
+        check_positive_int(num_codebooks, "num_codebooks")
+        super().__init__(dim, num_codes, k, metric, num_codebooks=num_codebooks, **kwargs)
 
     @property
     def num_groups(self) -> int:
+        """The earlier name of ``num_codebooks``."""
         return self.num_codebooks
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``x: (..., dim)`` -> ``(out (..., dim), ids (..., num_groups, k), loss ())``."""
+        """``x: (..., dim)`` -> ``(out (..., dim), ids (..., num_codebooks, k), loss ())``."""
         return self._codes_forward(x)
 
 

@@ -158,8 +158,8 @@ def _input_hook(name: str, layer: _Codebooks, wrap: CodebookWrap):
 
 
 def wrap_codebook(model: nn.Module, sites: str | Sequence[str] = ("attn_heads",), layers: Iterable[int] | None = None,
-                  *, num_codes: int = 1000, k: int = 1, dim: int | None = None, num_groups: int | None = None,
-                  **codebook_kwargs) -> CodebookWrap:
+                  *, num_codes: int = 1000, k: int = 1, dim: int | None = None, num_codebooks: int | None = None,
+                  num_groups: int | None = None, **codebook_kwargs) -> CodebookWrap:
     """Put codebooks at ``sites`` of ``model`` with forward hooks -> :class:`CodebookWrap`.
 
     Args:
@@ -169,7 +169,8 @@ def wrap_codebook(model: nn.Module, sites: str | Sequence[str] = ("attn_heads",)
         layers: transformer layer indices for named sites (default: all).
         num_codes, k: codes per codebook and codes chosen per token.
         dim: features of a pattern site's output when the module is not a Linear / Conv1D.
-        num_groups: codebooks per pattern site (default 1); ``'attn_heads'`` always gets one per head.
+        num_codebooks: codebooks per pattern site (default 1); ``'attn_heads'`` always gets one per head.
+            ``num_groups`` is its earlier name, still accepted.
         codebook_kwargs: passed to :class:`CodebookLayer` / :class:`GroupCodebookLayer`
             (``metric``, ``scale``, ``replace_dead``, ``seed``, ...). Each site gets ``seed + index``.
 
@@ -180,6 +181,11 @@ def wrap_codebook(model: nn.Module, sites: str | Sequence[str] = ("attn_heads",)
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if num_groups is not None:
+        if num_codebooks is not None and num_codebooks != num_groups:
+            raise ValueError(f"num_groups={num_groups} and num_codebooks={num_codebooks}: give one "
+                             "(num_groups is the earlier name of num_codebooks)")
+        num_codebooks = num_groups
     sites = (sites,) if isinstance(sites, str) else tuple(sites)
     if not sites:
         raise ValueError("sites: expected at least one site")
@@ -222,7 +228,7 @@ def wrap_codebook(model: nn.Module, sites: str | Sequence[str] = ("attn_heads",)
                                  f"(for GPT-2 / GPT-NeoX / Llama) or a pattern over names such as "
                                  f"{[n for n in modules if n][:6]}")
             for n, m in found:
-                targets.append((n, m, False, dim or _feature_dim(m, False), num_groups or 1))
+                targets.append((n, m, False, dim or _feature_dim(m, False), num_codebooks or 1))
     seed = int(codebook_kwargs.pop("seed", 0))
     for name, module, pre, d, groups in targets:
         if name in wrap.layers:
