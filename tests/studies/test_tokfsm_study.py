@@ -79,6 +79,9 @@ def test_a_tiny_machine_and_model_run_through_the_config(tmp_path):
     assert set(res.models) == {"original", "codebook_attn"}
     assert all(0.0 <= m["transition_accuracy"] <= 1.0 and len(m["train_loss"]) == 40 for m in res.models.values())
     assert len(res.analysis["state"]["best_code_precision"]) == 10  # one per state of the tiny machine
+    assert all(0.0 <= m["sampled_transition"]["transition_accuracy"] <= 1.0 for m in res.models.values())
+    assert list(res.analysis["paper_protocol"]) == ["codebook_attn: attention-head codes"]
+    assert "The paper's protocol" in (tmp_path / "report.md").read_text()
     assert TokFSMResults.from_json(tmp_path / "metrics.json") == res
     assert "/ 10 |" in (tmp_path / "report.md").read_text()
     with pytest.raises(ValueError, match=r"num_states: expected an integer in \[1, 100\]"):
@@ -89,3 +92,38 @@ def test_a_tiny_machine_and_model_run_through_the_config(tmp_path):
         TokFSMConfig.from_dict({"num_code": 8})
     with pytest.raises(FileNotFoundError, match="reuse: no trained models"):
         run(cfg.replace(reuse=True), out=tmp_path / "empty", progress=False)
+
+
+def test_sampled_transition_accuracy_the_public_way(tiny_tokfsm, one_thread):
+    from bottlenecks.codebook.tokfsm import EOT
+    from bottlenecks.studies.tokfsm_analysis import sampled_transition_accuracy
+
+    fsm, model = tiny_tokfsm.fsm, tiny_tokfsm.model
+    got = sampled_transition_accuracy(model, fsm, num_sequences=20, length=16, seed=5)
+    # the same draws without the key/value cache: the whole sequence re-read at every step
+    g = torch.Generator().manual_seed(5)
+    x = torch.full((20, 1), EOT)
+    with torch.no_grad():
+        for _ in range(15):
+            logits = model(input_ids=x).logits[:, -1].float()
+            logits[:, EOT] = -float("inf")
+            x = torch.cat([x, torch.multinomial(torch.softmax(logits, -1), 1, generator=g)], 1)
+    s = x[:, 1:15:2] * 10 + x[:, 2:16:2]  # 7 states a sequence, 6 transitions
+    ok = (s[:, :-1] < 10) & fsm.is_valid(s[:, :-1].clamp(max=9), s[:, 1:])  # a state >= 10 is no state here
+    assert got["transitions"] == 20 * 6
+    assert got["transition_accuracy"] == pytest.approx(float(ok.float().mean()))
+    assert got["first_transition_accuracy"] == pytest.approx(float(ok[:, 0].float().mean()))
+    assert 0.5 < got["transition_accuracy"] <= 1.0
+
+
+def test_paper_protocol_on_the_tiny_model(tiny_tokfsm, one_thread):
+    from bottlenecks.studies.tokfsm_analysis import paper_codes_vs_neurons
+
+    tokens, states = tiny_tokfsm.tokens[:40], tiny_tokfsm.states[:40]
+    res = paper_codes_vs_neurons({"original": tiny_tokfsm.model, "codebook_attn": tiny_tokfsm.model}, tokens, states,
+                                 10, 16)
+    (row,) = res.values()
+    assert list(res) == ["codebook_attn: attention-head codes"]
+    assert row["tokens"] == 40 * 16 and row["neurons"] == 2 * 32  # one layer: attention + MLP outputs
+    assert 0 < row["states_with_a_code"] <= 10
+    assert 0 < row["mean_best_code_precision"] <= 1 and 0 < row["mean_best_neuron_precision"] <= 1

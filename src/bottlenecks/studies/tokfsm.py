@@ -50,6 +50,8 @@ from .tokfsm_analysis import (
     _steering,
     _usage,
     next_states,
+    paper_codes_vs_neurons,
+    sampled_transition_accuracy,
     transition_accuracy,
 )
 
@@ -349,6 +351,9 @@ def _steering_all(trained: dict, cb_name: str, sc: dict, fsm: TokFSM, a_tokens, 
     return steering
 
 
+PAPER_PROTOCOL_SEQUENCES = 256  # every token of these counts: 256 x 128 tokens x 1,024 block outputs = 134 MB
+
+
 def _analyse(trained: dict, models: dict, fsm: TokFSM, held_tokens, held_states, cfg: TokFSMConfig,
              out: Path) -> tuple[dict, list[str]]:
     """Codes vs neurons, recall floors, steering and norm ratios on the analysis sequences; the
@@ -377,6 +382,10 @@ def _analyse(trained: dict, models: dict, fsm: TokFSM, held_tokens, held_states,
                                          held_states, cfg)
     analysis["norm_ratio_learned_scale"] = models[cb_name]["dead_codes"]["norm_ratio"]
     analysis["norm_ratio_without_scale"] = _norm_ratio_without_scale(cbm, held_tokens[:64])
+    if "original" in trained:  # the paper's protocol: every token counts, block outputs as neurons
+        n = min(len(a_tokens), PAPER_PROTOCOL_SEQUENCES)
+        analysis["paper_protocol"] = paper_codes_vs_neurons(trained, a_tokens[:n], held_states[:n], fsm.num_states,
+                                                            cfg.num_codes)
     plots = tokfsm_plots(out, {"models": models}, sc["state"]["best_precision"], neuron_p["state"],
                          sc["state"]["best_recall"], usage)
     return analysis, plots
@@ -431,6 +440,8 @@ def _run(cfg: TokFSMConfig, out: Path, progress) -> TokFSMResults:
         correct[name] = transition_accuracy(model, fsm, held_tokens[:cfg.eval_sequences],
                                             held_states[:cfg.eval_sequences], cfg.seed, per_sequence=True)
         m = _model_metrics(name, model, correct[name], losses, time.time() - t, reused, held_tokens, cfg)
+        # the public protocol beside ours: 100 sampled continuations of BOS, every transition scored
+        m["sampled_transition"] = sampled_transition_accuracy(model, fsm, 100, held_tokens.shape[1], cfg.seed)
         results.models[name] = m
         trained[name] = model
         phase(f"{name}: transition accuracy {m['transition_accuracy']:.3f}, {m['train_seconds']:.0f} s", progress)

@@ -9,12 +9,19 @@ from contextlib import ExitStack
 import torch
 from torch import nn
 
-from ..codebook.analysis import best_codes, code_label_counts, neuron_precision_at_recall, precision_recall
+from ..codebook.analysis import (
+    best_codes,
+    code_label_counts,
+    codes_vs_neurons,
+    neuron_precision_at_recall,
+    precision_recall,
+)
 from ..codebook.tokfsm import EOT, TokFSM
 from ..codebook.wrap import codebook_sites, record_codes, steer
 from ..validation import check_choice
 
-__all__ = ["NEXT_CODES", "RECALL_FLOORS", "STEERING_CODES", "next_states", "transition_accuracy"]
+__all__ = ["NEXT_CODES", "RECALL_FLOORS", "STEERING_CODES", "next_states", "sampled_transition_accuracy",
+           "transition_accuracy"]
 
 
 @torch.no_grad()
@@ -51,6 +58,98 @@ def transition_accuracy(model: nn.Module, fsm: TokFSM, tokens: torch.Tensor, sta
         nxt = next_states(model, tokens[rows, : 1 + 2 * j].to(device)).cpu()
         correct[rows] = fsm.is_valid(states[rows, j - 1], nxt)
     return correct if per_sequence else float(correct.float().mean())
+
+
+@torch.no_grad()
+def sampled_transition_accuracy(model: nn.Module, fsm: TokFSM, num_sequences: int = 100, length: int = 128,
+                                seed: int = 0) -> dict:
+    """The public protocol (``TokFSMModelTrainer.log`` in codebook_features/train_fsm_model.py):
+    ``num_sequences`` continuations of BOS alone, sampled at temperature 1 to ``length`` tokens
+    (end-of-text masked, as its ``min_length=length`` does), digit pairs read as states, every
+    consecutive transition scored. Sampling draws from ``torch.Generator(seed)``; keys and values
+    are cached, one new token per step. Returns ``{"transition_accuracy": valid / all transitions,
+    "first_transition_accuracy", "transitions", "sequences", "length", "seed"}``."""
+    model.eval()
+    device = next(model.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    x = torch.full((num_sequences, 1), EOT, dtype=torch.long)
+    cache, step = None, x
+    for _ in range(length - 1):
+        out = model(input_ids=step.to(device), cache=cache, use_cache=True)
+        cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+        logits = out.logits[:, -1].float().cpu()
+        logits[:, EOT] = -float("inf")
+        step = torch.multinomial(torch.softmax(logits, -1), 1, generator=g)
+        x = torch.cat([x, step], 1)
+    digits = x[:, 1:1 + 2 * ((length - 1) // 2)]
+    states = digits[:, 0::2] * 10 + digits[:, 1::2]
+    prev = states[:, :-1]
+    ok = (prev < fsm.num_states) & fsm.is_valid(prev.clamp(max=fsm.num_states - 1), states[:, 1:])
+    return {"transition_accuracy": float(ok.float().mean()),
+            "first_transition_accuracy": float(ok[:, 0].float().mean()), "transitions": int(ok.numel()),
+            "sequences": num_sequences, "length": length, "seed": seed}
+
+
+@torch.no_grad()
+def _block_outputs(model: nn.Module, tokens: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """What every block writes to the residual stream (each layer's attention and MLP outputs) at
+    every token: ``(n * T, 2 * layers * hidden)``, the paper's neuron baseline."""
+    device = next(model.parameters()).device
+    mods = [m for n, m in model.named_modules() if n.endswith(".attention") or n.endswith(".mlp")]
+    rows = []
+    for s in range(0, len(tokens), batch):
+        got: list[torch.Tensor] = []
+        hooks = [m.register_forward_hook(lambda mod, a, o, got=got: got.append(
+            (o[0] if isinstance(o, tuple) else o).float().cpu())) for m in mods]
+        try:
+            model(input_ids=tokens[s:s + batch].to(device))
+        finally:
+            for h in hooks:
+                h.remove()
+        rows.append(torch.cat([o.reshape(-1, o.shape[-1]) for o in got], 1))
+    return torch.cat(rows)
+
+
+def _state_token_labels(states: torch.Tensor, num_tokens: int) -> torch.Tensor:
+    """``(n * T,)`` labels: each state at its second digit (the state token), -1 at every other token."""
+    pos = TokFSM.state_positions(num_tokens)
+    labels = torch.full((states.shape[0], num_tokens), -1, dtype=torch.long)
+    labels[:, pos] = states[:, :len(pos)]
+    return labels.reshape(-1)
+
+
+def _mean_over(v: torch.Tensor, has: torch.Tensor) -> float:
+    return float(v[has].mean()) if bool(has.any()) else 0.0
+
+
+def paper_codes_vs_neurons(trained: dict, tokens: torch.Tensor, states: torch.Tensor, num_states: int,
+                           num_codes: int) -> dict:
+    """Best code per state against the best neuron on the paper's protocol (see
+    :mod:`bottlenecks.codebook.analysis`): every token of ``tokens (n, T)`` counts, the state is read
+    at its state token, the neurons are the original model's block outputs (top side only). Rows:
+    each codebook model's attention-head codes, and its MLP codes where it has them. ->
+    ``{"<model>: <codes>": summary}``."""
+    labels = _state_token_labels(states, tokens.shape[1])
+    acts = _block_outputs(trained["original"], tokens)
+    everywhere = torch.arange(tokens.shape[1])
+    out = {}
+    for name in (n for n in ("codebook_attn", "codebook_attn_mlp") if n in trained):
+        codes = _codes_at(trained[name], tokens, everywhere)
+        heads = {s: v for s, v in codes.items() if s.endswith("attn_heads")}
+        mlp = {s: v for s, v in codes.items() if not s.endswith("attn_heads")}
+        for what, subset in (("attention-head codes", heads), ("MLP codes", mlp)):
+            if not subset:
+                continue
+            r = codes_vs_neurons(subset, acts, labels, num_codes, num_states, protocol="paper")
+            has = r["code"] >= 0
+            out[f"{name}: {what}"] = {
+                "states_with_a_code": int(has.sum()), "mean_best_code_precision": _mean_over(r["code_precision"], has),
+                "mean_best_code_recall": _mean_over(r["code_recall"], has),
+                "mean_best_neuron_precision": _mean_over(r["neuron_precision"], has), "neurons": acts.shape[1],
+                "tokens": int(labels.numel()),
+                "best_code_precision": r["code_precision"].tolist(),
+                "best_neuron_precision": r["neuron_precision"].tolist(), "best_code_recall": r["code_recall"].tolist()}
+    return out
 
 
 @torch.no_grad()
