@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)" || $(BIN)/pip install -q "torch>=2.1" --index-url https://download.pytorch.org/whl/cpu
-	$(BIN)/pip install -q -e ".[dev,bench,triton,scattering,text,codebook,graph]"
+	$(BIN)/pip install -q -e ".[dev,bench,triton,scattering,text,codebook,graph,fast]"
 	touch $(STAMP)
 
 # Fashion-MNIST ships as a Debian package; the demo falls back to scikit-learn's digits without it.

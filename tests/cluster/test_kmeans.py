@@ -29,7 +29,7 @@ def data(kind, n=1500, d=10, seed=0):
 
 @pytest.mark.parametrize("kind", ["random", "clustered"])
 @pytest.mark.parametrize("precision", ["float32", "bfloat16", "bfloat16x3", "float16"])
-@pytest.mark.parametrize("prune", [False, True])
+@pytest.mark.parametrize("prune", [False, True, "always"])
 def test_labels_equal_float64_lloyd(kind, precision, prune):
     x = data(kind)
     c0 = init_centroids(x, 16, "k-means++", make_generator(3), None)
@@ -52,7 +52,7 @@ def test_low_precision_search_is_certified_not_guessed():
 
 def test_pruning_skips_rows_in_later_iterations():
     x = data("clustered", n=3000)
-    res = kmeans(x, 12, max_iter=30, tol=0, seed=0, prune=True)
+    res = kmeans(x, 12, max_iter=30, tol=0, seed=0, prune="always")
     assert max(res.info["pruned_fraction"][1:]) > 0.5
 
 
@@ -130,7 +130,7 @@ def test_group_bounds_with_many_centres_keep_lloyd_labels(precision):
     # k >= 128 switches on Yinyang group bounds and the group filter (groups of 64 centres)
     x = data("clustered", n=4000, d=6, seed=1)
     c0 = init_centroids(x, 300, "random", make_generator(0), None)
-    res = kmeans(x, 300, init=c0, max_iter=15, tol=0, precision=precision, prune=True)
+    res = kmeans(x, 300, init=c0, max_iter=15, tol=0, precision=precision, prune="always")
     lab, inertia, c_ref = reference_lloyd(x.numpy(), c0.numpy(), res.n_iter)
     assert np.array_equal(res.labels.numpy(), lab)
     assert abs(res.inertia - inertia) <= 1e-5 * inertia

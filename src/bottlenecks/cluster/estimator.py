@@ -36,7 +36,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         exactly; see ``precision``.
     precision : 'auto' | 'float32' | 'bfloat16' | 'float16' — the dtype of the candidate search;
         'auto' measures which is fastest here.
-    prune : bool, default True — Hamerly bounds skip rows whose centre cannot have changed.
+    prune : bool or 'always', default True — Hamerly/Yinyang bounds skip rows whose centre cannot
+        have changed, for as long as that measures faster than searching every row; 'always'
+        keeps them regardless.
     max_memory : int or None — cap in bytes on the working buffers of one assignment pass
         (default 256 MiB).
     distributed : bool — fit inside the current ``torch.distributed`` group, each rank passing its
@@ -143,7 +145,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         w = self._weights(sample_weight, x.shape[0])
         res = kmeans(x, int(self.n_clusters), init=self._init_value(), n_init=self._n_init(),
                      max_iter=self.max_iter, tol=self.tol, seed=self._seed(), sample_weight=w,
-                     prune=self.prune, precision=self.precision, max_memory=self.max_memory,
+                     prune=self.prune if isinstance(self.prune, str) else bool(self.prune),
+                     precision=self.precision, max_memory=self.max_memory,
                      distributed=self.distributed, verbose=bool(self.verbose))
         self._set_state(res.centroids, res.labels, res.inertia, res.n_iter, res.info)
         # a later partial_fit continues from here, each centre weighted by what it already holds

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import _numba
 from .search import rows_per_chunk, top2_blocks
 
 # triton is imported only when its kernel runs (CUDA, or the interpreter in tests): importing it
@@ -46,6 +47,8 @@ SEARCHES = {"float32": (torch.float32, 1), "bfloat16x3": (torch.bfloat16, 3),
 PRECISIONS = ("auto", *SEARCHES)
 _MAX_CANDIDATES = 256  # per undecided row, on average; beyond that, re-score the whole row
 _CHUNK_BYTES = 32 * 2**20  # scores per chunk: measured fastest on CPU (the reduction re-reads them from cache)
+_FUSED_CHUNK_BYTES = 2 * 2**20  # the compiled reduction reads each tile once, right after its GEMM: L2-sized
+_FEW_CODES = 48  # below this many codes the scores are computed transposed, (K, rows): skinny GEMMs run 3x faster
 
 
 @dataclass
@@ -236,6 +239,8 @@ def exact_sq_dist(x: torch.Tensor, c64: torch.Tensor, labels: torch.Tensor,
     """``||x_i - c_{labels_i}||^2`` in float64 by direct differences, for every row of ``x`` or
     for ``x[rows]`` (``labels`` then matches ``rows``): ``-> (len,)``. Rows are gathered in
     bounded sub-chunks, never copied whole."""
+    if _numba.usable(x, c64) and x.dtype in (torch.float32, torch.float64):
+        return _numba.sq_dist(x, c64, labels, rows)
     n = x.shape[0] if rows is None else len(rows)
     out = torch.empty(n, dtype=torch.float64, device=x.device)
     step = f64_rows(x.shape[1])
@@ -326,8 +331,16 @@ def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
     G = table.mat_t.shape[1] // table.group
     glb = torch.empty(n, G, dtype=torch.float32, device=x.device) if group_bounds else None
     s = table.mat_t.element_size()
-    cap = _CHUNK_BYTES if max_memory is None else min(max_memory, _CHUNK_BYTES)
-    m = rows_per_chunk(n, K * s + (K // 64) * s + table.mat_t.shape[0] * s + 12 * d, cap)
+    fused = backend == "torch" and table.dtype == torch.float32 and _numba.usable(x, table.mat_t)
+    Kp = table.mat_t.shape[1]
+    blk = 64 if table.group % 64 == 0 else table.group
+    if fused:  # a tile of scores in L2; at least 4096 rows (per-tile costs), at most 8 MiB of row copies
+        cap = _FUSED_CHUNK_BYTES if max_memory is None else min(max_memory, _FUSED_CHUNK_BYTES)
+        m = rows_per_chunk(n, Kp * s + (Kp // blk) * 4, cap)
+        m = min(n, max(m, 4096), max(1, 8 * 2**20 // (4 * d)))
+    else:
+        cap = _CHUNK_BYTES if max_memory is None else min(max_memory, _CHUNK_BYTES)
+        m = rows_per_chunk(n, K * s + (K // 64) * s + table.mat_t.shape[0] * s + 12 * d, cap)
     for start in range(0, n, m):
         stop = min(n, start + m)
         sel = rows[start:stop] if rows is not None else slice(start, stop)
@@ -336,6 +349,26 @@ def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
         if backend == "triton":
             s1, i1, s2, norms = _triton_top2(xr, table)
             scores = None
+        elif fused:  # tile, reduction and certificate compiled; undecided rows re-scored in float64
+            scores, bias, s1, i1, s2, block_min, xsq = _fused_top2(xr, table, blk, None if x_sq is None else x_sq[sel])
+            lab, d1, lo2, thresh, und = _numba.certify(s1, i1, s2, block_min, xsq, table.order, K, table.a, table.b,
+                                                       table.c_max, table.u_out,
+                                                       None if glb is None else glb[start:stop])
+            sec = lo2
+            und = und.nonzero().squeeze(1)
+            if len(und):
+                n_undecided += len(und)
+                xrows = (rows[start:stop] if rows is not None else torch.arange(start, stop))[und]
+                best_lab, best, runner = _numba.rescore(x, xrows, table.c64, scores, Kp < _FEW_CODES, bias,
+                                                        table.order, und, thresh[und])
+                runner = torch.minimum(runner, d1[und])  # non-candidates are at least up1 away
+                lab[und], d1[und], sec[und] = best_lab, best * (1 + 1e-9), runner * (1 - 1e-9)
+                if glb is not None:  # the fast winner may not be the winner: no group bound holds
+                    glb[start + und] = 0
+            labels[start:stop] = lab
+            sq_dist[start:stop] = exact_sq_dist(xr, table.c64, lab) if exact_distances else d1
+            second[start:stop] = sec
+            continue
         else:
             scores, xsq = table.scores(xr, None if x_sq is None else x_sq[sel])
             norms = xsq.sqrt()
@@ -387,6 +420,32 @@ def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
     return Assignment(labels, sq_dist, second, n_undecided, glb)
 
 
+def _fused_top2(xr: torch.Tensor, table: CentroidTable, blk: int, xsq: torch.Tensor | None):
+    """One tile through BLAS + the compiled reduction: ``(scores, bias, s1, i1, s2, block_min, xsq)``.
+    ``scores`` is the raw GEMM tile ``-2 <x - o, c - o>`` (``(m, Kp)``, or ``(Kp, m)`` for few codes),
+    ``bias`` the codes' ``||c - o||^2``; s1/s2 are scores plus bias (without ``||x - o||^2``)."""
+    m, d = xr.shape
+    Kp = table.mat_t.shape[1]
+    w, bias = table.mat_t[:d], table.mat_t[d]
+    if table.centered or xr.dtype != torch.float32:
+        xa = _workspace("rows", m * d, torch.float32, xr.device).view(m, d)
+        torch.sub(xr, table.center.to(xr.dtype), out=xa) if table.centered else xa.copy_(xr)
+    else:
+        xa = xr
+    if xsq is None:
+        xsq = _numba.sq_norms(xr.contiguous(), table.center)
+    if Kp < _FEW_CODES:
+        scores = _workspace("scores", Kp * m, torch.float32, xr.device).view(Kp, m)
+        torch.mm(w.t(), xa.t(), out=scores)
+        s1, i1, s2 = _numba.top2_transposed(scores, bias)
+        return scores, bias, s1, i1, s2, s2[:, None], xsq
+    scores = _workspace("scores", m * Kp, torch.float32, xr.device).view(m, Kp)
+    torch.mm(xa, w, out=scores)
+    block_min = _workspace("block_min", m * (Kp // blk), torch.float32, xr.device).view(m, Kp // blk)
+    s1, i1, s2 = _numba.top2(scores, bias, blk, block_min)
+    return scores, bias, s1, i1, s2, block_min, xsq
+
+
 def _triton_top2(xr: torch.Tensor, table: CentroidTable):
     """The fused kernel's (winner, index, runner-up) as approximate squared distances, and
     ``||x - o||``. Its scores ``||c||^2 - 2 <x, c>`` stay in float32 registers, so the table's
@@ -421,6 +480,8 @@ def choose_precision(x: torch.Tensor, centroids64: torch.Tensor, precision: str 
     K = centroids64.shape[0]
     if n * K * d < 2**26:  # too small to be worth measuring
         return "float32"
+    if _numba.usable(x):  # the compiled reduction takes float32 scores only, and beats every
+        return "float32"  # low-precision search with the torch reduction: no calibration to pay
     key = (x.device.type, d, K)
     if key in _CALIBRATED:  # measured before for this shape (the k-means loop still falls back
         return _CALIBRATED[key]  # to float32 if too many rows stay undecided on these data)

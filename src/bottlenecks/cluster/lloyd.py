@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 from ..validation import check_finite, check_float, check_ndim, check_nonempty, check_positive_int
+from . import _numba
 from .exact import (
     PRECISIONS,
     Assignment,
@@ -43,15 +44,17 @@ class KMeansResult:
 
 # ---------------------------------------------------------------- validation and plumbing
 
-def check_data(x, name: str = "x") -> torch.Tensor:
-    """A 2-D, non-empty, finite floating tensor (ints are refused: convert them yourself)."""
+def check_data(x, name: str = "x", finite: bool = True) -> torch.Tensor:
+    """A 2-D, non-empty, finite floating tensor (ints are refused: convert them yourself).
+    ``finite=False``: the caller checks finiteness itself (see :func:`_max_abs`)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}; "
                         "use bottlenecks.KMeans for NumPy arrays")
     check_float(x, name)
     check_ndim(x, 2, name, "(n_samples, n_features)")
     check_nonempty(x, name)
-    check_finite(x, name)
+    if finite:
+        check_finite(x, name)
     return x
 
 
@@ -106,6 +109,8 @@ def _sq_dist_to(x: torch.Tensor, x_sq: torch.Tensor, points: torch.Tensor) -> to
 
 def _column_sums(x: torch.Tensor, square: bool = False) -> torch.Tensor:
     """Float64 column sums of ``x`` (or of its squares), in bounded temporaries: ``(n, d) -> (d,)``."""
+    if _numba.usable(x) and x.dtype in (torch.float32, torch.float64):
+        return _numba.column_sums(x, square)
     step = f64_rows(x.shape[1])
     total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
     for s in range(0, x.shape[0], step):
@@ -179,6 +184,8 @@ def init_centroids(x: torch.Tensor, k: int, init, g: torch.Generator,
 def weighted_sums(x, labels, w, k, x64=None):
     """Per-cluster sums of (weighted) rows in float64 and the per-cluster weights. ``x64``: the
     rows already in float64, if the caller keeps them."""
+    if _numba.usable(x, labels) and x.dtype in (torch.float32, torch.float64):
+        return _numba.cluster_sums(x, labels, None if w is None else w.contiguous(), k)
     sums = torch.zeros(k, x.shape[1], dtype=torch.float64, device=x.device)
     if x64 is not None and w is None:
         sums.index_add_(0, labels, x64)
@@ -227,7 +234,7 @@ def _relocate_empty(x, w, labels, c_old, sums, counts, group):
 
 
 def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol: float = 0.0,
-          sample_weight: torch.Tensor | None = None, prune: bool = True, precision: str = "auto",
+          sample_weight: torch.Tensor | None = None, prune: bool | str = True, precision: str = "auto",
           max_memory: int | None = None, group=None, progress: bool = False,
           verbose: bool = False) -> KMeansResult:
     """Lloyd iterations from given float64 ``centroids: (k, d)`` on ``x: (n, d)``.
@@ -237,7 +244,11 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
     With ``prune=True`` each row keeps an upper bound on the distance to its centre and lower
     bounds on the distance to the other centres, one per group of 64 centres (Yinyang; Hamerly's
     single bound below 128 centres); a row is re-searched only when the bounds cross, which
-    yields exactly Lloyd's labels while skipping most of the search. ``verbose``: print one line
+    yields exactly Lloyd's labels while skipping most of the search. ``prune=True`` (the default)
+    measures: it keeps pruning only while a pruned search costs less than the first, full one
+    did, and otherwise searches every row without bounds from then on (so the default is not
+    slower than ``prune=False`` beyond the one iteration that measured it; labels never depend on
+    it). ``prune='always'`` keeps the bounds whatever they cost. ``verbose``: print one line
     per iteration (labels changed, centre shift, seconds) and why the loop stopped.
     """
     t_start = time.perf_counter()
@@ -257,10 +268,15 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
         center = torch.zeros_like(center)
     search = choose_precision(x, c, precision, max_memory, center)
     budget = max_memory if max_memory is not None else 256 * 2**20
-    # rows in float64 for the centroid update, kept if they fit in the memory budget
-    x64 = x.double() if x.dtype != torch.float64 and n * d * 8 <= budget else (x if x.dtype == torch.float64 else None)
+    # rows in float64 for the centroid update, kept if they fit in the memory budget (not needed by
+    # the compiled update, which adds float32 rows into float64 sums directly)
+    compiled = _numba.usable(x) and x.dtype in (torch.float32, torch.float64)
+    x64 = None if compiled else (x.double() if x.dtype != torch.float64 and n * d * 8 <= budget
+                                 else (x if x.dtype == torch.float64 else None))
     x_sq = None
-    if n * 8 <= budget:  # ||x - o||^2 of every row, once: every search needs it
+    if n * 8 <= budget and compiled:
+        x_sq = _numba.sq_norms(x, center)
+    elif n * 8 <= budget:  # ||x - o||^2 of every row, once: every search needs it
         x_sq = torch.empty(n, dtype=torch.float64, device=x.device)
         step = f64_rows(d)
         for s0 in range(0, n, step):
@@ -283,10 +299,16 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
         order = balanced_groups(c, group_size)
     strict = False
     n_iter = 0
+    adaptive = prune is True
+    prune = bool(prune)
+    full_seconds = None  # the first (full) search's time, the yardstick of 'auto'
+    info["prune"] = []
 
     def e_step(first: bool):
-        nonlocal upper, lower, search
+        nonlocal upper, lower, search, prune, full_seconds
+        t0 = time.perf_counter()
         table = CentroidTable(c, search, center, order=order, group=group_size)
+        pruned_step = prune and not first
         if first or not prune:
             a = assign_exact(x, table, max_memory=max_memory, exact_distances=False, group_bounds=prune, x_sq=x_sq)
             new = a.labels
@@ -314,6 +336,14 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
         if search != "float32" and searched and und > 0.25 * searched:
             search = "float32"  # too many rows undecided: low precision no longer pays
             info["fallback_to_float32"] = True
+        seconds = time.perf_counter() - t0
+        info["prune"].append(pruned_step)
+        if first:
+            full_seconds = seconds
+        elif adaptive and pruned_step and seconds >= full_seconds:
+            prune = False  # the bounds cost more than they save here: full searches from now on
+            upper = lower = None
+            info["prune_stopped_at"] = len(info["prune"])
         return new, table
 
     iterator = range(max_iter)
@@ -337,7 +367,7 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
         c = c_new
         n_iter = it + 1
         info["iteration_seconds"].append(round(time.perf_counter() - t_iter, 4))
-        if prune:  # keep the bounds valid for the moved centres
+        if prune and lower is not None:  # keep the bounds valid for the moved centres
             upper += drift[labels]
             padded = torch.cat([drift, drift.new_zeros(1)])[table.order]  # padding codes sit still
             group_drift = padded.view(lower.shape[1], -1).amax(dim=1).float()
@@ -428,8 +458,14 @@ def tolerance(x: torch.Tensor, tol: float, group=None) -> float:
 
 
 def _max_abs(x: torch.Tensor, group) -> float:
-    step = max(1, (1 << 22) // max(1, x.shape[1]))
-    m = max((float(x[s:s + step].abs().amax()) for s in range(0, x.shape[0], step)), default=0.0)
+    """``max |x|`` over every rank; raises the finiteness error (one pass does both)."""
+    if _numba.usable(x):
+        m = _numba.abs_max(x)
+    else:
+        step = max(1, (1 << 22) // max(1, x.shape[1]))
+        m = max((float(x[s:s + step].abs().amax()) for s in range(0, x.shape[0], step)), default=0.0)
+    if not math.isfinite(m):
+        check_finite(x, "x")
     t = torch.tensor(m, dtype=torch.float64, device=x.device)
     if group is not None:
         dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group)
@@ -437,7 +473,7 @@ def _max_abs(x: torch.Tensor, group) -> float:
 
 
 def kmeans(x: torch.Tensor, k: int, *, init="k-means++", n_init: int = 1, max_iter: int = 300,
-           tol: float = 1e-4, seed=None, sample_weight: torch.Tensor | None = None, prune: bool = True,
+           tol: float = 1e-4, seed=None, sample_weight: torch.Tensor | None = None, prune: bool | str = True,
            precision: str = "auto", max_memory: int | None = None, distributed=False,
            progress: bool = False, verbose: bool = False) -> KMeansResult:
     """Exact k-means of ``x: (n, d)`` into ``k`` clusters -> :class:`KMeansResult`.
@@ -457,15 +493,18 @@ def kmeans(x: torch.Tensor, k: int, *, init="k-means++", n_init: int = 1, max_it
         from .batched import kmeans as batched_kmeans
         return batched_kmeans(x, k, init=init, n_init=n_init, max_iter=max_iter, tol=tol, seed=seed,
                               sample_weight=sample_weight, progress=progress)
-    check_data(x)
+    check_data(x, finite=False)  # finiteness: with the magnitude, in one pass below
     check_positive_int(k, "k")
     check_positive_int(n_init, "n_init")
     check_positive_int(max_iter, "max_iter")
     if precision not in PRECISIONS:
         raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
+    if not (prune is True or prune is False or prune == "always"):
+        raise ValueError(f"prune: expected True (prune while it pays), False or 'always', got {prune!r}")
     if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not math.isfinite(tol) or tol < 0:
         raise ValueError(f"tol: expected a finite number >= 0, got {tol!r}")
     group = _group(distributed)
+    scale = safe_scale(_max_abs(x, group))
     n_total = int(_allreduce(torch.tensor(x.shape[0], device=x.device), group))
     if k > n_total:
         raise ValueError(f"k={k} is larger than the number of samples ({n_total}); expected k <= n_samples")
@@ -483,7 +522,6 @@ def kmeans(x: torch.Tensor, k: int, *, init="k-means++", n_init: int = 1, max_it
         warnings.warn(f"an explicit init array was given, so n_init={n_init} is replaced by 1", RuntimeWarning,
                       stacklevel=2)
         n_init = 1
-    scale = safe_scale(_max_abs(x, group))
     if scale != 1.0:  # x / 2^e is exact: the same labels, in a range the float32 search can square
         x = x / scale
         if array_init:

@@ -1,0 +1,366 @@
+"""Compiled CPU kernels (numba) for the exact assignment and the Lloyd update.
+
+The GEMM stays in BLAS (``torch.mm`` on a tile of rows); what follows it is one compiled pass
+per tile while the tile's scores are still in cache: per row the best and second-best code and
+the minimum of every block of codes (Yinyang's group bounds), the code norms added on the fly, so
+no score matrix is ever re-read. The Lloyd update sums float32 rows into float64 centres without
+a float64 copy of the data: each thread owns a range of clusters and adds that range's rows in
+row order, so the sums equal a sequential float64 sum whatever the thread count.
+
+numba is optional (``pip install bottlenecks[fast]``); without it ``HAS_NUMBA`` is False and the
+engine runs its pure-torch path, which gives the same labels (both are tested against each other).
+Kernels compile on first use and are cached on disk (``cache=True``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import torch
+
+try:  # imported with the package: its code pages then count as the library's, not as a fit's memory
+    if os.environ.get("BOTTLENECKS_NO_NUMBA"):
+        raise ImportError("disabled by BOTTLENECKS_NO_NUMBA")
+    import numba as nb
+
+    # numba's own thread pool: its OpenMP layer would share (and fight) torch's OpenMP runtime,
+    # measured 100x slower per call here; NUMBA_THREADING_LAYER still wins when set
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        nb.config.THREADING_LAYER = "workqueue"
+    HAS_NUMBA = True
+except ImportError:  # pragma: no cover - exercised by the pure-torch tests via the flag below
+    nb = None
+    HAS_NUMBA = False
+
+#: set to False to force the pure-torch path (tests compare both)
+ENABLED = HAS_NUMBA
+
+
+def usable(*tensors: torch.Tensor) -> bool:
+    """Whether the compiled kernels can take these tensors: CPU, contiguous."""
+    return ENABLED and all(t.device.type == "cpu" and t.is_contiguous() for t in tensors)
+
+
+def _threads() -> int:
+    """numba's pool follows torch's thread count (the benchmark's and the user's setting)."""
+    n = max(1, min(torch.get_num_threads(), nb.config.NUMBA_NUM_THREADS))
+    if nb.get_num_threads() != n:
+        nb.set_num_threads(n)
+    return n
+
+
+if HAS_NUMBA:
+    _opts = dict(cache=True, nogil=True, fastmath={"nsz", "arcp", "contract", "afn", "reassoc"})
+
+    @nb.njit(parallel=True, **_opts)
+    def _top2_rows(scores, bias, block, s1, i1, s2, block_min):  # pragma: no cover - compiled
+        m, K = scores.shape
+        G = K // block
+        lanes = 16 if block % 16 == 0 else 1  # independent minima: no serial dependency chain
+        for r in nb.prange(m):
+            row = scores[r]
+            bm = block_min[r]
+            acc = np.empty(16, np.float32)
+            gbest = 0
+            vbest = np.inf
+            for g in range(G):
+                base = g * block
+                for q in range(lanes):
+                    acc[q] = row[base + q] + bias[base + q]
+                for j in range(base + lanes, base + block, lanes):
+                    for q in range(lanes):
+                        t = row[j + q] + bias[j + q]
+                        acc[q] = t if t < acc[q] else acc[q]
+                v = acc[0]
+                for q in range(1, lanes):
+                    v = acc[q] if acc[q] < v else v
+                bm[g] = v
+                if v < vbest:
+                    vbest = v
+                    gbest = g
+            # the winner's block again (from L1): its position, and the block's best without it
+            base = gbest * block
+            v1 = np.inf
+            v2 = np.inf
+            p = base
+            for j in range(base, base + block):
+                t = row[j] + bias[j]
+                if t < v1:
+                    v2 = v1
+                    v1 = t
+                    p = j
+                elif t < v2:
+                    v2 = t
+            bm[gbest] = v2
+            sec = np.inf
+            for g in range(G):
+                sec = bm[g] if bm[g] < sec else sec
+            s1[r] = v1
+            i1[r] = p
+            s2[r] = sec
+
+    @nb.njit(parallel=True, **_opts)
+    def _top2_cols(scores_t, bias, s1, i1, s2):  # pragma: no cover - compiled
+        # scores_t: (K, m), a few codes: rows vectorised, codes outer
+        K, m = scores_t.shape
+        tile = 256
+        for t0 in nb.prange((m + tile - 1) // tile):
+            lo = t0 * tile
+            hi = min(m, lo + tile)
+            for r in range(lo, hi):
+                s1[r] = np.inf
+                s2[r] = np.inf
+                i1[r] = 0
+            for j in range(K):
+                b = bias[j]
+                col = scores_t[j]
+                for r in range(lo, hi):
+                    t = col[r] + b
+                    if t < s1[r]:
+                        s2[r] = s1[r]
+                        s1[r] = t
+                        i1[r] = j
+                    elif t < s2[r]:
+                        s2[r] = t
+
+    @nb.njit(parallel=True, cache=True, nogil=True)
+    def _certify(s1, i1, s2, block_min, xsq, order, K, a, b, c_max, u_out, want_glb, ratio,
+                 lab, up1, lo2, thresh, undecided, glb):  # pragma: no cover - compiled (no fastmath: bounds)
+        m = s1.shape[0]
+        shrink = np.float32(1 - 1e-6)
+        for r in nb.prange(m):
+            q = xsq[r]
+            norm = np.sqrt(q)
+            e_in = a * norm * c_max + b * (norm + c_max) ** 2 + 1e-30
+            v1 = np.float64(s1[r]) + q
+            v2 = np.float64(s2[r]) + q
+            code = order[i1[r]]
+            lab[r] = code
+            u = max(v1 + u_out * abs(v1) + e_in, 0.0)
+            if code == K:  # a padding code "won" (scores out of range): re-score
+                u = np.inf
+            lo = max(v2 - u_out * abs(v2) - e_in, 0.0)
+            up1[r] = u
+            lo2[r] = lo
+            undecided[r] = lo <= u
+            t = np.nextafter(np.float32((u + e_in) / (1 - u_out)), np.float32(np.inf))
+            thresh[r] = np.nextafter(np.float32(np.float64(t) - q), np.float32(np.inf))
+            if want_glb:
+                G = glb.shape[1]
+                for g in range(G):
+                    low = np.inf
+                    for h in range(g * ratio, (g + 1) * ratio):
+                        v = np.float64(block_min[r, h]) + q
+                        v = max(v - u_out * abs(v) - e_in, 0.0)
+                        f = np.float32(np.sqrt(v)) * shrink
+                        low = f if f < low else low
+                    glb[r, g] = low
+
+    @nb.njit(parallel=True, **_opts)
+    def _rescore(x, xrows, c64, scores, transposed, bias, order, K, und, thresh,
+                 lab, best, second):  # pragma: no cover - compiled
+        d = x.shape[1]
+        Kp = bias.shape[0]
+        for u in nb.prange(und.shape[0]):
+            r = und[u]
+            xi = x[xrows[u]]
+            b1 = np.inf
+            b2 = np.inf
+            l1 = K
+            for j in range(Kp):
+                sc = scores[j, r] if transposed else scores[r, j]
+                if sc + bias[j] <= thresh[u]:
+                    code = order[j]
+                    if code < K:
+                        c = c64[code]
+                        acc = 0.0
+                        for t in range(d):
+                            diff = np.float64(xi[t]) - c[t]
+                            acc += diff * diff
+                        if acc < b1 or (acc == b1 and code < l1):
+                            b2 = b1
+                            b1 = acc
+                            l1 = code
+                        elif acc < b2:
+                            b2 = acc
+            lab[u] = l1
+            best[u] = b1
+            second[u] = b2
+
+    @nb.njit(parallel=True, **_opts)
+    def _cluster_sums(x, labels, w, use_w, k, parts, sums, counts):  # pragma: no cover - compiled
+        n, d = x.shape
+        for t in nb.prange(parts):
+            lo = t * k // parts
+            hi = (t + 1) * k // parts
+            for i in range(n):
+                lab = labels[i]
+                if lab >= lo and lab < hi:
+                    wi = w[i] if use_w else 1.0
+                    srow = sums[lab]
+                    xrow = x[i]
+                    for j in range(d):
+                        srow[j] += wi * xrow[j]
+                    counts[lab] += wi
+
+    @nb.njit(parallel=True, **_opts)
+    def _sq_dist(x, c64, labels, rows, use_rows, out):  # pragma: no cover - compiled
+        m = out.shape[0]
+        d = x.shape[1]
+        for r in nb.prange(m):
+            i = np.int64(r)
+            if use_rows:
+                i = np.int64(rows[r])
+            c = c64[labels[r]]
+            xi = x[i]
+            acc = 0.0
+            for j in range(d):
+                diff = np.float64(xi[j]) - c[j]
+                acc += diff * diff
+            out[r] = acc
+
+    @nb.njit(parallel=True, **_opts)
+    def _sq_norms(x, center, out):  # pragma: no cover - compiled
+        n, d = x.shape
+        for i in nb.prange(n):
+            xi = x[i]
+            acc = 0.0
+            for j in range(d):
+                diff = np.float64(xi[j]) - center[j]
+                acc += diff * diff
+            out[i] = acc
+
+    @nb.njit(parallel=True, cache=True, nogil=True)
+    def _abs_max(flat, parts, out):  # pragma: no cover - compiled
+        n = flat.shape[0]
+        step = (n + parts - 1) // parts
+        for t in nb.prange(parts):
+            v = 0.0
+            nan = False
+            for i in range(t * step, min(n, (t + 1) * step)):
+                a = abs(np.float64(flat[i]))
+                nan |= np.isnan(a)
+                v = max(v, a)
+            out[t] = np.nan if nan else v
+
+    @nb.njit(parallel=True, **_opts)
+    def _col_sums(x, square, parts, out):  # pragma: no cover - compiled
+        n, d = x.shape
+        step = (n + parts - 1) // parts
+        for t in nb.prange(parts):
+            o = out[t]
+            for i in range(t * step, min(n, (t + 1) * step)):
+                xi = x[i]
+                for j in range(d):
+                    v = np.float64(xi[j])
+                    o[j] += v * v if square else v
+
+
+def top2(scores: torch.Tensor, bias: torch.Tensor, block: int, block_min: torch.Tensor):
+    """Fused reduction of ``scores + bias``: ``scores: (m, G * block)`` float32, ``bias: (G * block,)``
+    -> ``(s1 (m,), i1 (m,), s2 (m,))`` and ``block_min: (m, G)`` filled with each block's minimum
+    other than the winner (lowest index at exact ties, as ``torch.min``)."""
+    m = scores.shape[0]
+    s1 = torch.empty(m, dtype=torch.float32)
+    s2 = torch.empty(m, dtype=torch.float32)
+    i1 = torch.empty(m, dtype=torch.int64)
+    _threads()
+    _top2_rows(scores.numpy(), bias.numpy(), block, s1.numpy(), i1.numpy(), s2.numpy(), block_min.numpy())
+    return s1, i1, s2
+
+
+def top2_transposed(scores_t: torch.Tensor, bias: torch.Tensor):
+    """The same for a few codes, from transposed scores ``(K, m)`` (no block minima)."""
+    m = scores_t.shape[1]
+    s1 = torch.empty(m, dtype=torch.float32)
+    s2 = torch.empty(m, dtype=torch.float32)
+    i1 = torch.empty(m, dtype=torch.int64)
+    _threads()
+    _top2_cols(scores_t.numpy(), bias.numpy(), s1.numpy(), i1.numpy(), s2.numpy())
+    return s1, i1, s2
+
+
+def certify(s1, i1, s2, block_min, xsq, order, K, a, b, c_max, u_out, glb):
+    """The exactness certificate of one tile, per row: ``(label, up1, lo2, thresh, undecided)``
+    (see :func:`bottlenecks.cluster.exact.assign_exact`); fills ``glb`` (group lower bounds, or None)."""
+    m = s1.shape[0]
+    lab = torch.empty(m, dtype=torch.int64)
+    up1 = torch.empty(m, dtype=torch.float64)
+    lo2 = torch.empty(m, dtype=torch.float64)
+    thresh = torch.empty(m, dtype=torch.float32)
+    und = torch.empty(m, dtype=torch.bool)
+    want = glb is not None
+    g = glb if want else torch.empty(1, 1, dtype=torch.float32)
+    ratio = block_min.shape[1] // g.shape[1] if want else 1
+    _threads()
+    _certify(s1.numpy(), i1.numpy(), s2.numpy(), block_min.contiguous().numpy(), xsq.contiguous().numpy(),
+             order.contiguous().numpy(), K, float(a), float(b), float(c_max), float(u_out), want, ratio,
+             lab.numpy(), up1.numpy(), lo2.numpy(), thresh.numpy(), und.numpy(), g.numpy())
+    return lab, up1, lo2, thresh, und
+
+
+def rescore(x: torch.Tensor, xrows: torch.Tensor, c64: torch.Tensor, scores: torch.Tensor, transposed: bool,
+            bias: torch.Tensor, order: torch.Tensor, und: torch.Tensor, thresh: torch.Tensor):
+    """Exact float64 re-scoring of undecided rows among their candidates (codes whose fast score
+    ``scores[und[u], j] + bias[j]`` is at most ``thresh[u]``; ``scores`` of shape ``(Kp, m)`` when
+    ``transposed``): ``-> (label, best, second)`` per undecided row, lowest code index at exact
+    ties; ``second`` covers candidates only. ``xrows[u]``: the row of ``x`` behind ``und[u]``."""
+    u = len(und)
+    lab = torch.empty(u, dtype=torch.int64)
+    best = torch.empty(u, dtype=torch.float64)
+    second = torch.empty(u, dtype=torch.float64)
+    _threads()
+    _rescore(x.numpy(), xrows.contiguous().numpy(), c64.contiguous().numpy(), scores.numpy(), transposed,
+             bias.contiguous().numpy(), order.contiguous().numpy(), c64.shape[0], und.contiguous().numpy(),
+             thresh.contiguous().numpy(), lab.numpy(), best.numpy(), second.numpy())
+    return lab, best, second
+
+
+def cluster_sums(x: torch.Tensor, labels: torch.Tensor, w: torch.Tensor | None, k: int):
+    """Per-cluster float64 sums of the (weighted) rows of ``x: (n, d)`` and per-cluster weights,
+    without a float64 copy of ``x``: ``-> (k, d), (k,)``."""
+    sums = torch.zeros(k, x.shape[1], dtype=torch.float64)
+    counts = torch.zeros(k, dtype=torch.float64)
+    parts = min(k, _threads())
+    ww = w if w is not None else torch.empty(1, dtype=torch.float64)
+    _cluster_sums(x.numpy(), labels.numpy(), ww.numpy(), w is not None, k, parts, sums.numpy(), counts.numpy())
+    return sums, counts
+
+
+def sq_dist(x: torch.Tensor, c64: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor | None = None):
+    """``||x_i - c_{labels_i}||^2`` in float64 for every row or for ``x[rows]``: ``-> (len,)``."""
+    m = len(labels)
+    out = torch.empty(m, dtype=torch.float64)
+    r = rows if rows is not None else torch.empty(1, dtype=torch.int64)
+    _threads()
+    _sq_dist(x.numpy(), c64.contiguous().numpy(), labels.contiguous().numpy(), r.contiguous().numpy(),
+             rows is not None, out.numpy())
+    return out
+
+
+def sq_norms(x: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
+    """``||x_i - o||^2`` in float64: ``(n, d) -> (n,)``."""
+    out = torch.empty(x.shape[0], dtype=torch.float64)
+    _threads()
+    _sq_norms(x.numpy(), center.double().contiguous().numpy(), out.numpy())
+    return out
+
+
+def abs_max(x: torch.Tensor) -> float:
+    """``max |x|`` in one pass; NaN if ``x`` holds a NaN, inf if it holds an infinity."""
+    out = np.zeros(16)
+    _threads()
+    _abs_max(x.reshape(-1).numpy(), 16, out)
+    return float(np.nan if np.isnan(out).any() else out.max())
+
+
+def column_sums(x: torch.Tensor, square: bool = False) -> torch.Tensor:
+    """Float64 column sums of ``x`` (or of its squares): ``(n, d) -> (d,)``; a fixed split of the
+    rows into parts, so the result does not depend on the thread count."""
+    parts = max(1, min(8, math.ceil(x.shape[0] / 4096)))
+    out = torch.zeros(parts, x.shape[1], dtype=torch.float64)
+    _threads()
+    _col_sums(x.numpy(), square, parts, out.numpy())
+    return out.sum(0)
