@@ -1,10 +1,10 @@
 """Neural variational lower bounds on mutual information: InfoNCE, NWJ and MINE.
 
 A small critic ``f(x, y)`` is trained on a training split to maximise a lower bound; the number
-reported is the same bound **evaluated once on held-out data** with the final critic (or, with
-``early_stopping``, the critic that scored best on a validation split carved out of the training
-data). The held-out data never choose anything, so the estimate is not a maximum over test
-evaluations (which would be biased upwards).
+reported is the same bound **evaluated once on held-out data** with the critic that scored best
+on a validation split carved out of the training data (``early_stopping``, the default; without
+it, the final critic, which over-fits). The held-out data never choose anything, so the estimate
+is not a maximum over test evaluations (which would be biased upwards).
 
 Bounds, for a batch of ``B`` pairs with scores ``S_ij = f(x_i, y_j)`` (diagonal: joint samples,
 off-diagonal: product-of-marginals samples):
