@@ -25,6 +25,8 @@ def as_tensor(x, name: str = "x", *, device=None, dtype=None) -> torch.Tensor:
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"{name}: expected numeric data, got dtype {arr.dtype}")
         t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.is_complex():
+        raise TypeError(f"{name}: expected real numbers, got dtype {t.dtype}")
     if dtype is not None or device is not None:
         t = t.to(device=device if device is not None else t.device,
                  dtype=dtype if dtype is not None else t.dtype)
@@ -33,6 +35,8 @@ def as_tensor(x, name: str = "x", *, device=None, dtype=None) -> torch.Tensor:
 
 def check_float(x: torch.Tensor, name: str = "x") -> torch.Tensor:
     """Reject integer / bool / complex tensors: silent casting hides bugs in tensor code."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a floating-point torch.Tensor, got {type(x).__name__}")
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(
             f"{name}: expected a floating-point tensor (float16, bfloat16, float32 or float64), "
@@ -42,6 +46,8 @@ def check_float(x: torch.Tensor, name: str = "x") -> torch.Tensor:
 
 
 def check_ndim(x: torch.Tensor, ndims, name: str = "x", shape_hint: str = "") -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
     ndims = (ndims,) if isinstance(ndims, int) else tuple(ndims)
     if x.dim() not in ndims:
         hint = f" {shape_hint}" if shape_hint else ""

@@ -567,8 +567,11 @@ def assign(x: torch.Tensor, centroids: torch.Tensor, *, precision: str = "auto",
                          "expected the same number")
     if centroids.device != x.device:
         raise ValueError(f"x is on {x.device} but centroids are on {centroids.device}; move them to one device")
+    scale = safe_scale(max(float(x.abs().max()), float(centroids.abs().max())))
+    if scale != 1.0:  # as in kmeans: dividing by 2^e is exact, and the squares stay representable
+        x, centroids = x / scale, centroids / scale
     c64 = centroids.double()
     center = x[: min(len(x), 4096)].double().mean(0)
     search = choose_precision(x, c64, precision, max_memory, center)
     a: Assignment = assign_exact(x, c64, precision=search, center=center, max_memory=max_memory)
-    return a.labels, a.sq_dist
+    return a.labels, (a.sq_dist * scale * scale if scale != 1.0 else a.sq_dist)

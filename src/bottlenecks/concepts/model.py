@@ -215,6 +215,9 @@ class ConceptBottleneckModel:
         if y_raw.ndim != 1 or y_raw.shape[0] != Z.shape[0]:
             raise ValueError(f"y: expected {Z.shape[0]} labels of shape ({Z.shape[0]},) (one per row of Z), "
                              f"got shape {y_raw.shape}")
+        if y_raw.dtype.kind in "fc" and not np.isfinite(y_raw).all():
+            raise ValueError(f"y contains NaN or infinity ({int((~np.isfinite(y_raw)).sum())} labels); "
+                             "expected class labels")
         self.classes_, y_idx = np.unique(y_raw, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(f"y: expected at least 2 classes, got {len(self.classes_)}")

@@ -49,7 +49,11 @@ __all__ = [
 
 # --------------------------------------------------------------------------- checks
 def _matrix(R, name: str = "R") -> np.ndarray:
-    R = np.array(R.detach().cpu().double().numpy() if hasattr(R, "detach") else R, dtype=np.float64)
+    try:
+        R = np.array(R.detach().cpu().double().numpy() if hasattr(R, "detach") else R, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name}: expected a square (T, T) matrix of accuracies, got {type(R).__name__} "
+                        f"({err})") from None
     if R.ndim != 2 or R.shape[0] != R.shape[1] or R.shape[0] == 0:
         raise ValueError(f"{name}: expected a square (T, T) accuracy matrix with T >= 1, got shape {R.shape}")
     if np.isinf(R).any():

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..cluster import nearest
+from ..cluster.search import safe_scale
 from ..validation import as_tensor, check_choice, check_finite, check_ndim, check_nonempty, check_positive_int
 from . import knn
 
@@ -67,6 +68,9 @@ def _check_k(k, n: int, name: str = "x") -> int:
 
 def _standardize(t: torch.Tensor, name: str) -> torch.Tensor:
     t = t.to(torch.float64)
+    scale = safe_scale(float(t.abs().max()) if t.numel() else 0.0, t.dtype)
+    if scale != 1.0:  # a power of two (exact): squares of |t| ~ 1e200 would overflow in the std
+        t = t / scale
     std = t.std(dim=0)
     const = torch.nonzero(std == 0).flatten().tolist()
     if const:
@@ -126,6 +130,11 @@ def _bin_columns(t: torch.Tensor, bins: int | None) -> torch.Tensor:
 
 def _kl_entropy(t: torch.Tensor, k: int, max_memory: int | None) -> float:
     n, d = t.shape
+    # H(x) = H(x / s) + d log s: with s a power of two (exact), squared distances of |x| ~ 1e200
+    # or 1e-200 neither overflow nor underflow
+    scale = safe_scale(float(t.abs().max()), t.dtype)  # 1.0 for data in the usual range
+    log_s = math.log(scale)
+    t = t / scale if scale != 1.0 else t
     dist, _ = nearest(t, t, k=k + 1, metric="l2", max_memory=max_memory)
     r2 = dist[:, k].clamp_min(0)
     if bool((r2 == 0).any()):
@@ -135,7 +144,7 @@ def _kl_entropy(t: torch.Tensor, k: int, max_memory: int | None) -> float:
                          "or use method='plugin' for discrete data")
     log_vd = 0.5 * d * math.log(math.pi) - math.lgamma(0.5 * d + 1)
     return (float(_digamma(torch.tensor(n))) - float(_digamma(torch.tensor(k))) + log_vd
-            + d * float(0.5 * r2.log().mean()))
+            + d * float(0.5 * r2.log().mean()) + d * log_s)
 
 
 def entropy(x, method: str = "kl", k: int = 3, units: str = "nats", *, bins: int | None = None,

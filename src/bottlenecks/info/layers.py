@@ -68,6 +68,10 @@ class VariationalIB(nn.Module, Checkpointable):
         check_float(h, "h")
         if h.shape[1] != self.dim_in:
             raise ValueError(f"h: expected shape (batch, {self.dim_in}), got {tuple(h.shape)}")
+        if h.dtype != self.mean.weight.dtype:
+            raise TypeError(f"h: dtype {h.dtype} differs from the layer's {self.mean.weight.dtype}; convert one of "
+                            f"them, e.g. layer.to({h.dtype})")
+        check_finite(h, "h")  # a NaN here would only surface later as a NaN loss
         return self.mean(h), self.logvar(h)
 
     @staticmethod

@@ -162,6 +162,12 @@ class DiscreteKeyValueBottleneck(nn.Module, Checkpointable):
         if not x.is_floating_point():
             raise TypeError(f"x: expected a floating-point tensor, got {x.dtype}")
         check_finite(x, "x")
+        if x.dtype != self.keys.dtype and x.numel():  # the cast below must not turn the data into inf or 0
+            info, amax = torch.finfo(self.keys.dtype), float(x.abs().max())
+            if amax > info.max / 1e6 or 0 < amax < info.tiny * 1e6:
+                raise ValueError(f"x: {x.dtype} values of magnitude up to {amax:.3g} do not fit the bottleneck's "
+                                 f"{self.keys.dtype}; rescale x or convert the bottleneck, e.g. "
+                                 f"bottleneck.to({x.dtype})")
         return x
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
