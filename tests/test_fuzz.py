@@ -196,7 +196,7 @@ def _dkvb(x, num_codebooks, keys_per_codebook, topk, fit_on=None):
 
 
 def _dkvb_check(r, kw):
-    values, idx = r
+    values, idx = r[0], r[1]
     n = len(kw["x"])
     assert values.shape == (n, kw["num_codebooks"], 3) and idx.shape == (n, kw["num_codebooks"], kw["topk"])
     assert finite(values) and bool(((idx >= 0) & (idx < kw["keys_per_codebook"])).all())

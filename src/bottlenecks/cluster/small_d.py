@@ -524,6 +524,7 @@ def cluster_sums(x: torch.Tensor, labels: torch.Tensor, k: int, codebooks: torch
 
 
 _TABLES: dict = {}
+_TINY = torch.finfo(torch.float32).tiny  # normalising eps: the default 1e-12 leaves rows of norm < 1e-12 short
 
 
 def nearest(x: torch.Tensor, codes: torch.Tensor, k: int = 1, metric: str = "l2", *,
@@ -533,6 +534,9 @@ def nearest(x: torch.Tensor, codes: torch.Tensor, k: int = 1, metric: str = "l2"
     ``(n, C, k)``; distances in the inputs' (promoted) dtype. The prepared codes are remembered
     for the last codes tensor seen (frozen codebooks are prepared once). ``None`` when the
     magnitudes are outside :func:`in_range` (the caller then rescales)."""
+    if metric == "cosine" and not (in_range(float(codes.abs().amax()))
+                                   and in_range(float(x.abs().amax()) if x.numel() else 0.0)):
+        return None  # normalising would square values out of range: the caller rescales first
     single = codes.dim() == 2
     if single:
         x, codes = x.unsqueeze(1), codes.unsqueeze(0)
@@ -548,13 +552,13 @@ def nearest(x: torch.Tensor, codes: torch.Tensor, k: int = 1, metric: str = "l2"
         table = entry[2]
     else:
         if metric == "cosine":  # 1 - cos: minus the dot product of unit vectors, plus one
-            search_codes = torch.nn.functional.normalize(codes.float(), dim=-1)
+            search_codes = torch.nn.functional.normalize(codes.float(), dim=-1, eps=_TINY)
         else:
             search_codes = codes if codes.dtype == torch.float64 else codes.float()
         table = CodeTable(search_codes, "l2" if metric == "l2" else "dot", mask=mask)
         _TABLES["entry"] = (codes, state, table)
     if metric == "cosine":
-        x = torch.nn.functional.normalize(x.float(), dim=-1)
+        x = torch.nn.functional.normalize(x.float(), dim=-1, eps=_TINY)  # unit rows at any scale
     if not (in_range(table.amax) and in_range(float(x.abs().amax()) if x.numel() else 0.0)):
         return None
     dist, idx = search(x, table, k, backend=backend)
