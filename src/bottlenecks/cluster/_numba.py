@@ -39,8 +39,10 @@ ENABLED = HAS_NUMBA
 
 
 def usable(*tensors: torch.Tensor) -> bool:
-    """Whether the compiled kernels can take these tensors: CPU, contiguous."""
-    return ENABLED and all(t.device.type == "cpu" and t.is_contiguous() for t in tensors)
+    """Whether the compiled kernels can take these tensors: CPU, contiguous, not float16 /
+    bfloat16 (numba has no half types: those take the torch path)."""
+    return ENABLED and all(t.device.type == "cpu" and t.is_contiguous()
+                           and t.dtype not in (torch.float16, torch.bfloat16) for t in tensors)
 
 
 def _threads() -> int:
