@@ -397,9 +397,37 @@ def _run_concepts_cub(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------- graph
+def _graph_parser(sub) -> None:
+    from .studies.vqgraph import VQGraphConfig
+
+    p = sub.add_parser("graph", help="graph bottlenecks: VQGraph (graph tokenizer + GNN-to-MLP distillation)")
+    cmds = p.add_subparsers(dest="graph_command", metavar="<graph command>", required=True)
+    v = cmds.add_parser("vqgraph", help="SAGE teacher, graph tokenizer and MLP / GLNN / VQGraph students",
+                        description="VQGraph (Yang et al., ICLR 2024): teacher, tokenizer and students on the same "
+                                    "splits and seeds, transductive and inductive; choices on validation only.")
+    add_config_flags(v, VQGraphConfig, help={"dataset": "cora, citeseer or an .npz graph (CPF or x/edge_index/y)",
+                                             "seeds": "number of seeds (splits)", "seed": "first seed"},
+                     skip=("teacher_dropouts", "student_dropouts", "glnn_label_weights", "vq_grid"))
+    add_run_flags(v, "runs/vqgraph")
+    v.set_defaults(func=_run_vqgraph)
+
+
+def _run_vqgraph(args) -> int:
+    from .studies import vqgraph
+
+    def show(r, out):
+        for setting, runs in r.runs.items():
+            print(f"  {setting}: " + ", ".join(f"{m} {100 * sum(v['test']) / len(v['test']):.1f}%"
+                                               for m, v in runs.items()))
+        print_report_path(r, out)
+
+    return run_study(args, vqgraph.VQGraphConfig, vqgraph.run, show)
+
+
 # ------------------------------------------------------------------------------- the parser and main
 #: functions that add one top-level command (or a family's group of commands) each
-COMMANDS = [_kmeans_parser, _continual_parser, _codebook_parser, _info_parser, _concepts_parser]
+COMMANDS = [_kmeans_parser, _continual_parser, _codebook_parser, _info_parser, _concepts_parser, _graph_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -58,3 +58,16 @@ def test_config_refuses_bad_values():
         VQGraphConfig(vq_grid=((0.0, 1.0),))
     with pytest.raises(ValueError, match="unknown key.*'sedes'.*did you mean 'seeds'"):
         VQGraphConfig.from_dict({"sedes": 3})
+
+
+def test_cli_runs_the_study_and_refuses_bad_files(graph_file, tmp_path, capsys):
+    from bottlenecks.cli import main
+
+    out = tmp_path / "cli"
+    rc = main(["graph", "vqgraph", "--dataset", str(graph_file), "--seeds", "1", "--n-train", "5", "--n-val", "5",
+               "--hidden", "16", "--num-codes", "16", "--epochs", "4", "--patience", "4", "--settings",
+               "transductive", "--timing-repeats", "1", "--view-points", "0", "--quiet", "--out", str(out)])
+    assert rc == 0 and (out / "report.md").exists()
+    assert "VQGraph" in capsys.readouterr().out
+    assert main(["graph", "vqgraph", "--dataset", str(tmp_path / "absent.npz"), "--quiet"]) == 2
+    assert "no such file" in capsys.readouterr().err
