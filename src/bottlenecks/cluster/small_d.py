@@ -65,6 +65,7 @@ typedef int32_t v16i __attribute__((vector_size(64), aligned(64)));
 static inline unsigned lt_mask(v16 a, float t) {
     return (unsigned)_mm512_cmp_ps_mask((__m512)a, _mm512_set1_ps(t), _CMP_LT_OQ);
 }
+static inline int any_set(v16i m) { return _mm512_test_epi32_mask((__m512i)m, (__m512i)m) != 0; }
 #elif defined(__AVX__)
 #include <immintrin.h>
 static inline unsigned lt_mask(v16 a, float t) {
@@ -73,12 +74,22 @@ static inline unsigned lt_mask(v16 a, float t) {
     return (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(lo, tt, _CMP_LT_OQ))
          | ((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(hi, tt, _CMP_LT_OQ)) << 8);
 }
+static inline int any_set(v16i m) {
+    __m256i lo, hi;
+    memcpy(&lo, &m, 32); memcpy(&hi, (const char *)&m + 32, 32);
+    return !_mm256_testz_si256(lo, lo) || !_mm256_testz_si256(hi, hi);
+}
 #else
 static inline unsigned lt_mask(v16 a, float t) {
     v16i m = a < t;
     unsigned r = 0;
     for (int l = 0; l < LANES; l++) r |= (m[l] != 0) << l;
     return r;
+}
+static inline int any_set(v16i m) {
+    int32_t r = 0;
+    for (int l = 0; l < LANES; l++) r |= m[l];
+    return r != 0;
 }
 #endif
 
@@ -163,23 +174,32 @@ int64_t small_d_topk(const float *x, int64_t sxn, int64_t sxc, int64_t d, const 
                 xn[q] = sqrt(s);
                 for (int t = 0; t < kk; t++) { vals[q][t] = INFINITY; ids[q][t] = -1; }
             }
+            /* the rows' current (k+1)-th best, broadcast: a block is looked at only when a
+               score beats it; accumulators and thresholds stay in registers */
+            v16 t0 = vals[0][kk - 1] + (v16){}, t1 = vals[1][kk - 1] + (v16){}, t2 = vals[2][kk - 1] + (v16){},
+                t3 = vals[3][kk - 1] + (v16){}, t4 = vals[4][kk - 1] + (v16){}, t5 = vals[5][kk - 1] + (v16){},
+                t6 = vals[6][kk - 1] + (v16){}, t7 = vals[7][kk - 1] + (v16){};
             for (int64_t b = 0; b < KB; b++) {
                 const v16 *wb = wc + b * d;
-                v16 acc[ROWS];
                 v16 bb = *(const v16 *)(bc + b * LANES);
-                for (int q = 0; q < ROWS; q++) acc[q] = bb;
+                v16 a0 = bb, a1 = bb, a2 = bb, a3 = bb, a4 = bb, a5 = bb, a6 = bb, a7 = bb;
                 for (int64_t j = 0; j < d; j++) {
                     v16 wj = wb[j];
-                    for (int q = 0; q < ROWS; q++) acc[q] += xr[q][j] * wj;
+                    a0 += xr[0][j] * wj; a1 += xr[1][j] * wj; a2 += xr[2][j] * wj; a3 += xr[3][j] * wj;
+                    a4 += xr[4][j] * wj; a5 += xr[5][j] * wj; a6 += xr[6][j] * wj; a7 += xr[7][j] * wj;
                 }
-                unsigned hit = 0;
-                for (int q = 0; q < ROWS; q++) hit |= lt_mask(acc[q], vals[q][kk - 1]);
-                if (hit) {
+                v16i hit = (a0 < t0) | (a1 < t1) | (a2 < t2) | (a3 < t3)
+                         | (a4 < t4) | (a5 < t5) | (a6 < t6) | (a7 < t7);
+                if (any_set(hit)) {
+                    v16 acc[ROWS] = {a0, a1, a2, a3, a4, a5, a6, a7};
                     for (int q = 0; q < nr; q++) {
                         unsigned mq = lt_mask(acc[q], vals[q][kk - 1]);
                         for (int l = 0; mq; l++, mq >>= 1)
                             if (mq & 1) insert(vals[q], ids[q], kk, acc[q][l], b * LANES + l);
                     }
+                    t0 = vals[0][kk - 1] + (v16){}; t1 = vals[1][kk - 1] + (v16){}; t2 = vals[2][kk - 1] + (v16){};
+                    t3 = vals[3][kk - 1] + (v16){}; t4 = vals[4][kk - 1] + (v16){}; t5 = vals[5][kk - 1] + (v16){};
+                    t6 = vals[6][kk - 1] + (v16){}; t7 = vals[7][kk - 1] + (v16){};
                 }
             }
             for (int q = 0; q < nr; q++) {
