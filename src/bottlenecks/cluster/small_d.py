@@ -345,22 +345,44 @@ class CodeTable:
         truth = codes.detach()
         self.truth = (truth if truth.dtype == torch.float64 else truth.float()).contiguous()
         self.center = torch.zeros(C, d) if center is None else center.detach().float().cpu().contiguous()
-        c64 = self.truth.double() - self.center.double()[:, None, :]
-        cs = c64.float()  # the codes the search sees
-        alpha = -2.0 if metric == "l2" else -1.0
-        bias = (cs.double() ** 2).sum(-1).float() if metric == "l2" else torch.zeros(C, K)
-        if mask is not None:
-            bias = bias.masked_fill(~mask.expand(C, K).cpu(), float("inf"))
-        self.bias_k = bias.contiguous()  # (C, K), for the torch path
-        self.w_k = (alpha * cs).contiguous()  # (C, K, d), for the torch path
-        self.cmax = cs.double().norm(dim=-1).amax(dim=1).float().contiguous() if K else torch.zeros(C)
-        self.amax = float(cs.abs().amax()) if cs.numel() else 0.0
+        self.alpha = -2.0 if metric == "l2" else -1.0
         KB = -(-K // _LANES)
-        pad = KB * _LANES - K
-        w = torch.cat([alpha * cs, cs.new_zeros(C, pad, d)], 1)
-        self.w = w.view(C, KB, _LANES, d).transpose(2, 3).contiguous()  # (C, KB, d, 16)
-        self.bias = torch.cat([bias, bias.new_full((C, pad), float("inf"))], 1).contiguous()
         self.KB = KB
+        # built a few codebooks at a time: the temporaries stay small next to the table itself
+        self.w = torch.zeros(C, KB, d, _LANES)  # (C, KB, d, 16): alpha * (c - o), blocked
+        self.bias = torch.full((C, KB * _LANES), float("inf"))  # +inf: padding and masked codes
+        self.cmax = torch.zeros(C)
+        amax = 0.0
+        step = max(1, 2**20 // max(1, K * d))
+        for c0 in range(0, C, step):
+            cs = self._search_codes(slice(c0, c0 + step))  # (c, K, d) float32
+            c = len(cs)
+            padded = torch.cat([cs, cs.new_zeros(c, KB * _LANES - K, d)], 1) * self.alpha
+            self.w[c0:c0 + c] = padded.view(c, KB, _LANES, d).transpose(2, 3)
+            sq = torch.linalg.vector_norm(cs.double(), dim=-1) ** 2  # (c, K)
+            self.bias[c0:c0 + c, :K] = sq.float() if metric == "l2" else 0.0
+            self.cmax[c0:c0 + c] = sq.sqrt().amax(dim=1).float() if K else 0.0
+            amax = max(amax, float(cs.abs().amax()) if cs.numel() else 0.0)
+        if mask is not None:
+            allowed = mask.expand(C, K).cpu()
+            self.bias[:, :K].masked_fill_(~allowed, float("inf"))
+        self.amax = amax
+
+    def _search_codes(self, sel=slice(None)) -> torch.Tensor:
+        """The codes the search sees, ``fl32(c - o)``, for the codebooks ``sel``."""
+        t = self.truth[sel]
+        if not bool(self.center[sel].any()):
+            return t.float()
+        return (t.double() - self.center[sel].double()[:, None, :]).float()
+
+    @property
+    def w_k(self) -> torch.Tensor:
+        """``alpha * (c - o)`` as ``(C, K, d)`` (the torch path)."""
+        return self._search_codes() * self.alpha
+
+    @property
+    def bias_k(self) -> torch.Tensor:
+        return self.bias[:, :self.K]
 
 
 def in_range(amax: float) -> bool:
