@@ -115,13 +115,13 @@ def main(argv=None) -> int:
     import torch
 
     from bottlenecks.continual.methods import DKVBLearner
-    from bottlenecks.continual.runner import ContinualConfig, run_stream
     from bottlenecks.continual.streams import ClassIncrementalStream
+    from bottlenecks.studies.continual import ContinualConfig, run_stream
 
     x_tr, y_tr, x_te, y_te = features(args.seed)
     data = (torch.from_numpy(x_tr), torch.from_numpy(y_tr).long(), torch.from_numpy(x_te),
             torch.from_numpy(y_te).long())
-    cfg = ContinualConfig(methods=("dkvb",), joint=False, seeds=(args.seed,), eval_every=10**9)
+    cfg = ContinualConfig(methods=("dkvb",), joint=False, seed=args.seed, eval_every=10**9).resolved(len(x_tr))
     stream = ClassIncrementalStream(y_tr, cfg.n_tasks, None, class_order="seeded", seed=args.seed)
     out = Path(args.out)
     previous = out / "dkvb-capacity.json"
