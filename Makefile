@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/codebook.py
 	$(BIN)/python benchmarks/mi.py
 	$(BIN)/python benchmarks/concepts_demo.py
+	$(BIN)/python benchmarks/threads.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

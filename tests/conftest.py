@@ -1,7 +1,7 @@
 """Fixtures shared by the whole test suite.
 
-Every test runs on one torch thread unless it asks for more: the tests are many small ops, and on
-a loaded machine two spinning threads made one key fit 9.7 s instead of 0.2 s (issue 18).
+Every test runs on one torch thread unless it asks for more: the tests are many small ops, which
+run slower on two busy threads than on one (benchmarks/results/threads.md).
 ``BOTTLENECKS_TEST_THREADS=N`` sets another count for a whole run.
 """
 

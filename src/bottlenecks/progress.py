@@ -59,14 +59,16 @@ class _Lines:
     def __iter__(self) -> Iterator:
         t0 = last = time.perf_counter()
         i = 0
-        for item in self.iterable:
-            yield item
-            i += 1
-            now = time.perf_counter()
-            if now - last >= self.interval and (self.total is None or i < self.total):
-                self._line(i, t0)
-                last = now
-        self._line(i, t0)
+        try:
+            for item in self.iterable:
+                yield item
+                i += 1
+                now = time.perf_counter()
+                if now - last >= self.interval and (self.total is None or i < self.total):
+                    self._line(i, t0)
+                    last = now
+        finally:  # the last line also when the loop stops early (a converged k-means)
+            self._line(i, t0)
 
 
 class _Silent:

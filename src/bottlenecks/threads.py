@@ -12,7 +12,7 @@ import numbers
 
 import torch
 
-__all__ = ["fixed_threads"]
+__all__ = ["fixed_threads", "small_op_threads"]
 
 
 @contextlib.contextmanager
@@ -30,3 +30,11 @@ def fixed_threads(n: int | None):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def small_op_threads(numel: int, num_threads: int | None = None, limit: int = 1 << 20):
+    """``num_threads`` threads if given; else one while the work's operands (``numel`` elements)
+    are below ``limit``, and the setting left alone above it. For loops of thousands of
+    microsecond ops (GLM paths, small heads, energy models), where waking a thread pool costs
+    more than the work (benchmarks/results/threads.md)."""
+    return fixed_threads(num_threads if num_threads is not None else (1 if numel < limit else None))

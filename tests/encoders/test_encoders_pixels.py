@@ -32,21 +32,29 @@ def test_progress_false_prints_nothing(capsys):
     assert captured.out == "" and captured.err == ""
 
 
-def test_progress_bar_shows_on_a_terminal(monkeypatch, capsys):
-    # disable=None hides the bar off a terminal; progress=True with a forced bar reaches stderr
-    import tqdm.auto
+def test_progress_is_a_bar_on_a_terminal_and_lines_in_a_log(monkeypatch, capsys):
+    from bottlenecks import progress
 
-    real = tqdm.auto.tqdm
+    enc = get_encoder("pixels")
+    enc.encode(torch.rand(4, 2, 2), batch_size=2)  # progress=None off a terminal: nothing
+    assert capsys.readouterr().err == ""
+    enc.encode(torch.rand(4, 2, 2), batch_size=2, progress=True)  # a log: a plain line
+    assert capsys.readouterr().err.startswith("encode pixels (batches of 2): 2/2 (100%), ")
+    monkeypatch.setattr(progress, "_terminal", lambda stream: True)
     seen = {}
+    real = progress.track
 
-    def spy(*args, **kwargs):
-        seen.update(kwargs)
-        return real(*args, **{**kwargs, "disable": kwargs["disable"] is True})
+    def spy(iterable, desc, **kwargs):
+        bar = real(iterable, desc, **kwargs)
+        seen[desc] = type(bar).__module__
+        return bar
 
-    monkeypatch.setattr(tqdm.auto, "tqdm", spy)
-    get_encoder("pixels").encode(torch.rand(4, 2, 2), batch_size=2)
-    assert seen["disable"] is None and seen["leave"] is False and seen["total"] == 4
-    assert "encode pixels" in capsys.readouterr().err
+    monkeypatch.setattr("bottlenecks.encoders.registry.track", spy)
+    enc.encode(torch.rand(4, 2, 2), batch_size=2)
+    assert seen["encode pixels (batches of 2)"].startswith("tqdm")
+    capsys.readouterr()
+    enc.encode(torch.rand(4, 2, 2), batch_size=2, progress=False)
+    assert capsys.readouterr().err == ""
 
 
 def test_input_errors_say_what_is_expected():

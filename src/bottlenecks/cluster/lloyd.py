@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from ..progress import track
 from ..validation import check_finite, check_float, check_ndim, check_nonempty, check_positive_int
 from . import _numba
 from .exact import (
@@ -346,10 +347,7 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
             info["prune_stopped_at"] = len(info["prune"])
         return new, table
 
-    iterator = range(max_iter)
-    if progress:
-        from tqdm.auto import tqdm
-        iterator = tqdm(iterator, desc="k-means", leave=False, disable=None)  # None: off when not a TTY
+    iterator = track(range(max_iter), "k-means", progress=progress, leave=False)  # see bottlenecks.progress
     info["iteration_seconds"] = []
     for it in iterator:
         t_iter = time.perf_counter()

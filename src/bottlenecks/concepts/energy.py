@@ -39,7 +39,6 @@ learns the concept energy on a separate concept-annotation set, as PCBM learns i
 
 from __future__ import annotations
 
-import contextlib
 import math
 from pathlib import Path
 
@@ -48,6 +47,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..checkpoint import Checkpointable, corrupt, load_state, read_legacy_pair
+from ..threads import small_op_threads
 from ..validation import (
     as_tensor,
     check_choice,
@@ -61,22 +61,10 @@ from ..validation import (
 __all__ = ["EnergyCBM"]
 
 
-@contextlib.contextmanager
-def _threads(numel: int, num_threads: int | None = None, limit: int = 1 << 20):
-    """``num_threads`` intra-op threads if given, else one while each op's operands (``numel``
-    elements) are small: training takes thousands of steps of microsecond ops, where waking a
-    thread pool costs more than the work (4x slower with 2 threads on the shared 2-core machine,
-    measured). The previous thread count is restored."""
-    want = num_threads if num_threads is not None else (1 if numel < limit else None)
-    if want is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(want)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+def _threads(numel: int, num_threads: int | None = None):
+    """``num_threads`` threads if given, else one while the ops are small: training takes thousands
+    of steps of microsecond ops (:func:`bottlenecks.threads.small_op_threads`)."""
+    return small_op_threads(numel, num_threads)
 
 
 def _uniform_(t: torch.Tensor, bound: float, g: torch.Generator) -> None:

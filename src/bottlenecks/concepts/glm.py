@@ -17,11 +17,12 @@ with warm starts.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
 
+from ..threads import fixed_threads  # noqa: F401  (imported from here by older code)
+from ..threads import small_op_threads as _small_op_threads
 from ..validation import check_positive_int
 
 __all__ = ["SELECTION_RULES", "elastic_net_path", "fixed_threads", "glm_saga", "lambda_max", "select_lambda",
@@ -31,42 +32,11 @@ __all__ = ["SELECTION_RULES", "elastic_net_path", "fixed_threads", "glm_saga", "
 SELECTION_RULES = ("1se", "best")
 
 
-@contextlib.contextmanager
-def fixed_threads(n: int | None):
-    """Run with exactly ``n`` intra-op threads (None: leave the setting alone), restored afterwards.
-
-    Multi-threaded reductions split sums differently for different thread counts, so the last bits
-    of a result depend on the count; iterative solvers (L-BFGS, the GLM path) amplify those bits
-    into visibly different weights. Pinning the count makes a fit depend on its inputs only.
-    """
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@contextlib.contextmanager
 def small_op_threads(numel: int, limit: int = 1 << 20):
-    """Run with one intra-op thread while the tensors are small (``numel`` below ``limit``).
-
-    These solvers take thousands of steps on (n, C) matrices of concept scores; each op is
-    microseconds of work, and waking a thread pool per op costs more than that (50-100x slower
-    on a busy 2-core machine, measured). Restores the previous thread count afterwards.
-    """
-    if numel >= limit:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    """One intra-op thread while the tensors are small (``numel`` below ``limit``): these solvers
+    take thousands of steps on (n, C) matrices of concept scores, each op microseconds of work
+    (see :func:`bottlenecks.threads.small_op_threads`)."""
+    return _small_op_threads(numel, limit=limit)
 
 
 def _prox(W: torch.Tensor, step: float, lam: float, alpha: float) -> torch.Tensor:

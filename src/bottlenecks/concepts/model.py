@@ -55,9 +55,9 @@ from ..checkpoint import (
     read_tensors,
     write_checkpoint,
 )
+from ..threads import fixed_threads
 from ..validation import as_tensor, check_choice, check_ndim
 from .edits import apply_edit, describe_edit
-from .glm import fixed_threads
 from .heads import ResidualHead, make_head
 from .sources import CAVScorer, LabelScorer, TextScorer, as_concept_labels, as_embeddings, make_scorer
 

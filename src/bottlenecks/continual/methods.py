@@ -43,13 +43,16 @@ class HeadLearner(Learner):
     """A linear probe or an MLP (one hidden layer) trained by naive fine-tuning with Adam."""
 
     def __init__(self, dim: int, n_classes: int, hidden: int | None = None, lr: float = 1e-3, seed: int = 0):
-        torch.manual_seed(seed)
-        if hidden:
-            self.model = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
-            self.name = "mlp"
-        else:
-            self.model = nn.Linear(dim, n_classes)
-            self.name = "linear"
+        # nn.Linear initialises from torch's global generator: seed a forked copy of it, so the
+        # weights depend on ``seed`` alone and the caller's global random state is left untouched
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            if hidden:
+                self.model = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
+                self.name = "mlp"
+            else:
+                self.model = nn.Linear(dim, n_classes)
+                self.name = "linear"
         self.lr = lr
         self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
 

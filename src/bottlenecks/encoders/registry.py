@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..progress import track
 from ..validation import as_tensor, check_finite, check_float, check_nonempty, check_positive_int
 
 __all__ = ["Encoder", "available_encoders", "get_encoder", "register_encoder", "shard_bounds"]
@@ -115,12 +116,13 @@ class Encoder:
             m.to(self.device)
         return self
 
-    def encode(self, inputs, batch_size: int = 256, progress: bool = True,
+    def encode(self, inputs, batch_size: int = 256, progress: bool | None = None,
                distributed: bool | None = None) -> torch.Tensor:
         """inputs: (n, ...) images or a list of n strings -> (n, D) float32 features on the CPU.
 
-        Runs in eval mode under ``torch.no_grad`` in batches of ``batch_size``, with a progress
-        bar (hidden when ``progress=False`` and when the output is not a terminal). Under
+        Runs in eval mode under ``torch.no_grad`` in batches of ``batch_size``, showing its
+        progress as ``progress`` says (:mod:`bottlenecks.progress`: None, a bar on a terminal;
+        True, also plain lines in a log; False, nothing). Under
         ``torchrun`` (an initialised process group with more than one process; ``distributed=None``
         detects it, ``False`` turns it off) each rank encodes a contiguous shard and every rank
         returns all n rows, in order.
@@ -134,18 +136,16 @@ class Encoder:
                                "torch.distributed.init_process_group first (torchrun sets up its environment)")
         sharded = world > 1 and distributed is not False
         start, stop = shard_bounds(n, world, rank) if sharded else (0, n)
-        local = self._encode_range(data, start, stop, batch_size, progress and rank == 0)
+        local = self._encode_range(data, start, stop, batch_size, progress if rank == 0 else False)
         return _all_gather_rows(local, world) if sharded else local
 
-    def _encode_range(self, data, start: int, stop: int, batch_size: int, progress: bool) -> torch.Tensor:
-        from tqdm.auto import tqdm
-
+    def _encode_range(self, data, start: int, stop: int, batch_size: int, progress) -> torch.Tensor:
         for m in self.modules():
             m.eval()
         result = torch.empty(0, 0)  # filled batch by batch once the first one gives the width
-        with torch.no_grad(), tqdm(total=stop - start, desc=f"encode {self.name}", unit="sample", leave=False,
-                                   disable=None if progress else True) as bar:
-            for i in range(start, stop, batch_size):
+        with torch.no_grad():
+            for i in track(range(start, stop, batch_size), f"encode {self.name} (batches of {batch_size})",
+                           progress=progress, leave=False):
                 batch = data[i:min(i + batch_size, stop)]
                 out = self._encode_batch(batch)
                 if not isinstance(out, torch.Tensor) or out.shape[0] != len(batch):
@@ -159,7 +159,6 @@ class Encoder:
                     raise RuntimeError(f"encoder {self.name!r} returned {out.shape[1]} features for inputs "
                                        f"{i}..{i + len(batch) - 1} but {result.shape[1]} before; expected one width")
                 result[i - start:i - start + len(batch)] = out
-                bar.update(len(batch))
         return result
 
     def __call__(self, inputs, **kwargs) -> torch.Tensor:

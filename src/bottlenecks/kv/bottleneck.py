@@ -25,6 +25,7 @@ from torch import nn
 from ..checkpoint import Checkpointable, corrupt, load_state, read_tensors
 from ..cluster import kmeans, nearest
 from ..cluster.maintenance import code_hits, dead_fraction, ema_update_, reseed_, sample_rows
+from ..progress import track
 from ..validation import check_choice, check_finite, check_positive_int
 
 PROJECTIONS = ("random", "chunk", "learned")
@@ -367,12 +368,9 @@ class DiscreteKeyValueBottleneck(nn.Module, Checkpointable):
         return module.to(device) if device is not None else module
 
 
-def _progress(enabled: bool):
-    if not enabled:
-        return lambda it, **_: it
-    from tqdm.auto import tqdm
-
-    return lambda it, **kw: tqdm(it, leave=False, disable=None, **kw)
+def _progress(progress: bool | None):
+    """Loops shown as ``progress`` says (:mod:`bottlenecks.progress`)."""
+    return lambda it, desc: track(it, desc, progress=progress, leave=False)
 
 
 __all__ = ["DiscreteKeyValueBottleneck", "iterate_batches", "PROJECTIONS", "KEY_INITS"]

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..progress import track
 from ..validation import as_tensor, check_positive_int
 
 
@@ -86,12 +87,7 @@ def train_values(model, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 1, lr
     g = torch.Generator().manual_seed(seed)
     model.train()
     losses = []
-    epochs_iter = range(epochs)
-    if progress:
-        from tqdm.auto import tqdm
-
-        epochs_iter = tqdm(epochs_iter, desc="values", leave=False, disable=None)
-    for _ in epochs_iter:
+    for _ in track(range(epochs), "values", progress=progress, leave=False):
         order = torch.randperm(len(x), generator=g) if shuffle else torch.arange(len(x))
         total, count = 0.0, 0
         for s in range(0, len(x), batch_size):

@@ -107,7 +107,7 @@ class ConceptsDemoConfig(StudyConfig):
     ``compare`` also fits the other sources and heads. ``threads``: torch intra-op threads
     during the run (restored after; None keeps the current setting). The default 1 is on
     purpose: the work is many small ops, where waking a thread pool costs more than the work
-    (benchmarks/results/concepts-demo.md). The metrics do not depend on it: the models and the
+    (benchmarks/results/threads.md). The metrics do not depend on it: the models and the
     probe fit and score on one thread whatever it is."""
 
     seed: int = 0

@@ -327,7 +327,6 @@ def run_experiment(x_train, y_train, x_test, y_test, cfg: ContinualConfig, progr
         bar.set_postfix_str(f"{method}{' joint' if joint else ''} seed {seed}")
         stream = ClassIncrementalStream(y_tr.numpy(), cfg.n_tasks, cfg.classes_per_task,
                                         class_order=cfg.class_order, seed=seed)
-        torch.manual_seed(seed)  # the learners' nn.Linear initialisation draws from the global generator
         learner = _learner(method, x_tr.shape[1], n_classes, seed, cfg, keys_from=keys_from)
         t0 = time.perf_counter()
         if joint:
