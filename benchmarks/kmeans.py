@@ -517,7 +517,8 @@ def main(argv=None) -> int:
         ap.error(f"--threads: expected comma-separated positive integers, got {args.threads!r}")
     if not args.threads or min(args.threads) < 1:
         ap.error(f"--threads: expected comma-separated positive integers, got {args.threads!r}")
-    stem = "kmeans" + ("-quick" if args.quick else "") + ("" if args.data == "blobs" else f"-{args.data}")
+    stem = ("kmeans" + ("-quick" if args.quick else "") + ("" if args.data == "blobs" else f"-{args.data}")
+            + ("" if args.threads in ([2, 1], [2]) else "-" + "-".join(map(str, args.threads)) + "thread"))
 
     all_results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="kmeans-bench-") as tmp:
