@@ -60,28 +60,38 @@ if HAS_NUMBA:
     def _top2_rows(scores, bias, block, s1, i1, s2, block_min):  # pragma: no cover - compiled
         m, K = scores.shape
         G = K // block
-        lanes = 16 if block % 16 == 0 else 1  # independent minima: no serial dependency chain
         for r in nb.prange(m):
             row = scores[r]
             bm = block_min[r]
-            acc = np.empty(16, np.float32)
             gbest = 0
             vbest = np.inf
-            for g in range(G):
-                base = g * block
-                for q in range(lanes):
-                    acc[q] = row[base + q] + bias[base + q]
-                for j in range(base + lanes, base + block, lanes):
-                    for q in range(lanes):
-                        t = row[j + q] + bias[j + q]
-                        acc[q] = t if t < acc[q] else acc[q]
-                v = acc[0]
-                for q in range(1, lanes):
-                    v = acc[q] if acc[q] < v else v
-                bm[g] = v
-                if v < vbest:
-                    vbest = v
-                    gbest = g
+            if block % 16 == 0:  # 16 independent minima: no serial dependency chain, vectorised
+                acc = np.empty(16, np.float32)
+                for g in range(G):
+                    base = g * block
+                    for q in range(16):
+                        acc[q] = row[base + q] + bias[base + q]
+                    for j in range(base + 16, base + block, 16):
+                        for q in range(16):
+                            t = row[j + q] + bias[j + q]
+                            acc[q] = t if t < acc[q] else acc[q]
+                    v = acc[0]
+                    for q in range(1, 16):
+                        v = acc[q] if acc[q] < v else v
+                    bm[g] = v
+                    if v < vbest:
+                        vbest = v
+                        gbest = g
+            else:
+                for g in range(G):
+                    v = np.inf
+                    for j in range(g * block, (g + 1) * block):
+                        t = row[j] + bias[j]
+                        v = t if t < v else v
+                    bm[g] = v
+                    if v < vbest:
+                        vbest = v
+                        gbest = g
             # the winner's block again (from L1): its position, and the block's best without it
             base = gbest * block
             v1 = np.inf
@@ -102,6 +112,9 @@ if HAS_NUMBA:
             s1[r] = v1
             i1[r] = p
             s2[r] = sec
+
+    # one thread: the same loop compiled without the parallel wrapper (measured ~30% faster)
+    _top2_rows_serial = nb.njit(**_opts)(_top2_rows.py_func)
 
     @nb.njit(parallel=True, **_opts)
     def _top2_cols(scores_t, bias, s1, i1, s2):  # pragma: no cover - compiled
@@ -268,8 +281,8 @@ def top2(scores: torch.Tensor, bias: torch.Tensor, block: int, block_min: torch.
     s1 = torch.empty(m, dtype=torch.float32)
     s2 = torch.empty(m, dtype=torch.float32)
     i1 = torch.empty(m, dtype=torch.int64)
-    _threads()
-    _top2_rows(scores.numpy(), bias.numpy(), block, s1.numpy(), i1.numpy(), s2.numpy(), block_min.numpy())
+    kernel = _top2_rows if _threads() > 1 else _top2_rows_serial
+    kernel(scores.numpy(), bias.numpy(), block, s1.numpy(), i1.numpy(), s2.numpy(), block_min.numpy())
     return s1, i1, s2
 
 

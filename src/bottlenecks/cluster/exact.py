@@ -47,7 +47,7 @@ SEARCHES = {"float32": (torch.float32, 1), "bfloat16x3": (torch.bfloat16, 3),
 PRECISIONS = ("auto", *SEARCHES)
 _MAX_CANDIDATES = 256  # per undecided row, on average; beyond that, re-score the whole row
 _CHUNK_BYTES = 32 * 2**20  # scores per chunk: measured fastest on CPU (the reduction re-reads them from cache)
-_FUSED_CHUNK_BYTES = 2 * 2**20  # the compiled reduction reads each tile once, right after its GEMM: L2-sized
+_FUSED_CHUNK_BYTES = 8 * 2**20  # the compiled reduction reads each tile once, right after its GEMM: L2-sized
 _FEW_CODES = 48  # below this many codes the scores are computed transposed, (K, rows): skinny GEMMs run 3x faster
 
 
@@ -300,6 +300,11 @@ def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
     ``m`` is the largest count for which the first two terms stay under ``max_memory`` (and under
     32 MiB, which measured fastest: the reduction then re-reads the scores from cache); undecided
     rows are re-scored in float64 in sub-chunks of ~16 MiB. The ``n * K`` matrix never exists.
+    With the compiled kernels (float32 search on CPU, numba installed) the first two terms are
+    instead ``m * K * 4 * (1 + 1/64) + m * d * 4`` (the last only when rows are centred, gathered
+    or cast), with ``m`` such that the scores stay under ``min(max_memory, 2 MiB)`` (a tile that
+    stays in L2 for the compiled pass) and the row copy under ``min(max_memory, 8 MiB)``;
+    undecided rows are re-scored in place, without copies.
 
     With ``exact_distances=False`` the distances are upper bounds from the search (enough for
     pruning bounds) and the float64 pass over the rows is skipped. ``group_bounds=True`` also
@@ -334,10 +339,10 @@ def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
     fused = backend == "torch" and table.dtype == torch.float32 and _numba.usable(x, table.mat_t)
     Kp = table.mat_t.shape[1]
     blk = 64 if table.group % 64 == 0 else table.group
-    if fused:  # a tile of scores in L2; at least 4096 rows (per-tile costs), at most 8 MiB of row copies
+    if fused:  # a tile of scores in L2, and at most 8 MiB of row copies
         cap = _FUSED_CHUNK_BYTES if max_memory is None else min(max_memory, _FUSED_CHUNK_BYTES)
         m = rows_per_chunk(n, Kp * s + (Kp // blk) * 4, cap)
-        m = min(n, max(m, 4096), max(1, 8 * 2**20 // (4 * d)))
+        m = min(m, rows_per_chunk(n, 4 * d, 8 * 2**20 if max_memory is None else min(max_memory, 8 * 2**20)))
     else:
         cap = _CHUNK_BYTES if max_memory is None else min(max_memory, _CHUNK_BYTES)
         m = rows_per_chunk(n, K * s + (K // 64) * s + table.mat_t.shape[0] * s + 12 * d, cap)
