@@ -58,7 +58,7 @@ def targets(results: dict) -> str:
     return "\n".join(lines)
 
 
-def merge(dirs, out: Path) -> None:
+def merge(dirs, out: Path, notes: Path | None = None) -> None:
     results = {}
     for d in dirs:
         r = VQGraphResults.from_json(Path(d) / "results.json")
@@ -82,6 +82,8 @@ def merge(dirs, out: Path) -> None:
              "cores shared with other engineers' (niced) jobs; the timings are single-thread CPU.",
              "",
              "## Targets", "", targets(results), ""]
+    if notes is not None:
+        parts += [Path(notes).read_text().strip(), ""]
     for name, r in results.items():
         c = r.config
         parts += [f"## {name}", "",
@@ -135,13 +137,14 @@ def main() -> None:
     m = sub.add_parser("merge")
     m.add_argument("dirs", nargs="+")
     m.add_argument("--out", default="benchmarks/results")
+    m.add_argument("--notes", default=None, help="a markdown file of findings placed after the targets")
     args = ap.parse_args()
     if args.cmd == "run":
         torch.set_num_threads(args.threads)
         cfg = VQGraphConfig(dataset=args.dataset, settings=tuple(args.settings), seeds=args.seeds, seed=args.seed)
         run(cfg, out=args.out)
     else:
-        merge(args.dirs, Path(args.out))
+        merge(args.dirs, Path(args.out), args.notes)
 
 
 if __name__ == "__main__":
