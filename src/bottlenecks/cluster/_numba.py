@@ -14,25 +14,25 @@ Kernels compile on first use and are cached on disk (``cache=True``).
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
-try:  # imported with the package: its code pages then count as the library's, not as a fit's memory
-    if os.environ.get("BOTTLENECKS_NO_NUMBA"):
-        raise ImportError("disabled by BOTTLENECKS_NO_NUMBA")
-    import numba as nb
 
-    # numba's own thread pool: its OpenMP layer would share (and fight) torch's OpenMP runtime,
-    # measured 100x slower per call here; NUMBA_THREADING_LAYER still wins when set
-    if "NUMBA_THREADING_LAYER" not in os.environ:
-        nb.config.THREADING_LAYER = "workqueue"
-    HAS_NUMBA = True
-except ImportError:  # pragma: no cover - exercised by the pure-torch tests via the flag below
-    nb = None
-    HAS_NUMBA = False
+def _numba_installed() -> bool:
+    if os.environ.get("BOTTLENECKS_NO_NUMBA"):
+        return False
+    return importlib.util.find_spec("numba") is not None
+
+
+# numba is imported (and the kernels compiled) on first use, not with the package: importing it
+# loads SciPy and takes about a second, which `import bottlenecks.kv` should not pay
+HAS_NUMBA = _numba_installed()
+_KERNELS: dict = {}
 
 #: set to False to force the pure-torch path (tests compare both)
 ENABLED = HAS_NUMBA
@@ -40,20 +40,40 @@ ENABLED = HAS_NUMBA
 
 def usable(*tensors: torch.Tensor) -> bool:
     """Whether the compiled kernels can take these tensors: CPU, contiguous, not float16 /
-    bfloat16 (numba has no half types: those take the torch path)."""
-    return ENABLED and all(t.device.type == "cpu" and t.is_contiguous()
-                           and t.dtype not in (torch.float16, torch.bfloat16) for t in tensors)
+    bfloat16 (numba has no half types: those take the torch path). The first call that says yes
+    imports numba; if that import fails the torch path is used from then on."""
+    return (ENABLED and all(t.device.type == "cpu" and t.is_contiguous()
+                            and t.dtype not in (torch.float16, torch.bfloat16) for t in tensors)
+            and _kernels() is not None)
+
+
+def _kernels() -> SimpleNamespace | None:
+    """The compiled kernels, built on the first call (None when numba cannot be imported)."""
+    if "k" not in _KERNELS:
+        try:
+            import numba as nb
+        except ImportError:  # pragma: no cover - a broken install: the torch path gives the same labels
+            _KERNELS["k"] = None
+        else:
+            # numba's own thread pool: its OpenMP layer would share (and fight) torch's OpenMP
+            # runtime, measured 100x slower per call here; NUMBA_THREADING_LAYER still wins when set
+            if "NUMBA_THREADING_LAYER" not in os.environ:
+                nb.config.THREADING_LAYER = "workqueue"
+            _KERNELS["k"] = _build(nb)
+    return _KERNELS["k"]
 
 
 def _threads() -> int:
     """numba's pool follows torch's thread count (the benchmark's and the user's setting)."""
+    nb = _kernels().nb
     n = max(1, min(torch.get_num_threads(), nb.config.NUMBA_NUM_THREADS))
     if nb.get_num_threads() != n:
         nb.set_num_threads(n)
     return n
 
 
-if HAS_NUMBA:
+def _build(nb) -> SimpleNamespace:  # noqa: C901 - one kernel per nested function
+    """Compile-on-call kernels (``cache=True``: compiled once per machine, then loaded from disk)."""
     _opts = dict(cache=True, nogil=True, fastmath={"nsz", "arcp", "contract", "afn", "reassoc"})
 
     @nb.njit(parallel=True, **_opts)
@@ -272,6 +292,11 @@ if HAS_NUMBA:
                     v = np.float64(xi[j])
                     o[j] += v * v if square else v
 
+    return SimpleNamespace(
+        nb=nb, top2_rows=_top2_rows, top2_rows_serial=_top2_rows_serial, top2_cols=_top2_cols,
+        certify=_certify, rescore=_rescore,
+        cluster_sums=_cluster_sums, sq_dist=_sq_dist, sq_norms=_sq_norms, abs_max=_abs_max, col_sums=_col_sums)
+
 
 def top2(scores: torch.Tensor, bias: torch.Tensor, block: int, block_min: torch.Tensor):
     """Fused reduction of ``scores + bias``: ``scores: (m, G * block)`` float32, ``bias: (G * block,)``
@@ -281,7 +306,8 @@ def top2(scores: torch.Tensor, bias: torch.Tensor, block: int, block_min: torch.
     s1 = torch.empty(m, dtype=torch.float32)
     s2 = torch.empty(m, dtype=torch.float32)
     i1 = torch.empty(m, dtype=torch.int64)
-    kernel = _top2_rows if _threads() > 1 else _top2_rows_serial
+    k = _kernels()
+    kernel = k.top2_rows if _threads() > 1 else k.top2_rows_serial
     kernel(scores.numpy(), bias.numpy(), block, s1.numpy(), i1.numpy(), s2.numpy(), block_min.numpy())
     return s1, i1, s2
 
@@ -293,7 +319,7 @@ def top2_transposed(scores_t: torch.Tensor, bias: torch.Tensor):
     s2 = torch.empty(m, dtype=torch.float32)
     i1 = torch.empty(m, dtype=torch.int64)
     _threads()
-    _top2_cols(scores_t.numpy(), bias.numpy(), s1.numpy(), i1.numpy(), s2.numpy())
+    _kernels().top2_cols(scores_t.numpy(), bias.numpy(), s1.numpy(), i1.numpy(), s2.numpy())
     return s1, i1, s2
 
 
@@ -310,7 +336,7 @@ def certify(s1, i1, s2, block_min, xsq, order, K, a, b, c_max, u_out, glb):
     g = glb if want else torch.empty(1, 1, dtype=torch.float32)
     ratio = block_min.shape[1] // g.shape[1] if want else 1
     _threads()
-    _certify(s1.numpy(), i1.numpy(), s2.numpy(), block_min.contiguous().numpy(), xsq.contiguous().numpy(),
+    _kernels().certify(s1.numpy(), i1.numpy(), s2.numpy(), block_min.contiguous().numpy(), xsq.contiguous().numpy(),
              order.contiguous().numpy(), K, float(a), float(b), float(c_max), float(u_out), want, ratio,
              lab.numpy(), up1.numpy(), lo2.numpy(), thresh.numpy(), und.numpy(), g.numpy())
     return lab, up1, lo2, thresh, und
@@ -327,7 +353,7 @@ def rescore(x: torch.Tensor, xrows: torch.Tensor, c64: torch.Tensor, scores: tor
     best = torch.empty(u, dtype=torch.float64)
     second = torch.empty(u, dtype=torch.float64)
     _threads()
-    _rescore(x.numpy(), xrows.contiguous().numpy(), c64.contiguous().numpy(), scores.numpy(), transposed,
+    _kernels().rescore(x.numpy(), xrows.contiguous().numpy(), c64.contiguous().numpy(), scores.numpy(), transposed,
              bias.contiguous().numpy(), order.contiguous().numpy(), c64.shape[0], und.contiguous().numpy(),
              thresh.contiguous().numpy(), lab.numpy(), best.numpy(), second.numpy())
     return lab, best, second
@@ -340,7 +366,8 @@ def cluster_sums(x: torch.Tensor, labels: torch.Tensor, w: torch.Tensor | None, 
     counts = torch.zeros(k, dtype=torch.float64)
     parts = min(k, _threads())
     ww = w if w is not None else torch.empty(1, dtype=torch.float64)
-    _cluster_sums(x.numpy(), labels.numpy(), ww.numpy(), w is not None, k, parts, sums.numpy(), counts.numpy())
+    _kernels().cluster_sums(x.numpy(), labels.numpy(), ww.numpy(), w is not None, k, parts, sums.numpy(),
+                            counts.numpy())
     return sums, counts
 
 
@@ -350,7 +377,7 @@ def sq_dist(x: torch.Tensor, c64: torch.Tensor, labels: torch.Tensor, rows: torc
     out = torch.empty(m, dtype=torch.float64)
     r = rows if rows is not None else torch.empty(1, dtype=torch.int64)
     _threads()
-    _sq_dist(x.numpy(), c64.contiguous().numpy(), labels.contiguous().numpy(), r.contiguous().numpy(),
+    _kernels().sq_dist(x.numpy(), c64.contiguous().numpy(), labels.contiguous().numpy(), r.contiguous().numpy(),
              rows is not None, out.numpy())
     return out
 
@@ -359,7 +386,7 @@ def sq_norms(x: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
     """``||x_i - o||^2`` in float64: ``(n, d) -> (n,)``."""
     out = torch.empty(x.shape[0], dtype=torch.float64)
     _threads()
-    _sq_norms(x.numpy(), center.double().contiguous().numpy(), out.numpy())
+    _kernels().sq_norms(x.numpy(), center.double().contiguous().numpy(), out.numpy())
     return out
 
 
@@ -367,7 +394,7 @@ def abs_max(x: torch.Tensor) -> float:
     """``max |x|`` in one pass; NaN if ``x`` holds a NaN, inf if it holds an infinity."""
     out = np.zeros(16)
     _threads()
-    _abs_max(x.reshape(-1).numpy(), 16, out)
+    _kernels().abs_max(x.reshape(-1).numpy(), 16, out)
     return float(np.nan if np.isnan(out).any() else out.max())
 
 
@@ -377,5 +404,5 @@ def column_sums(x: torch.Tensor, square: bool = False) -> torch.Tensor:
     parts = max(1, min(8, math.ceil(x.shape[0] / 4096)))
     out = torch.zeros(parts, x.shape[1], dtype=torch.float64)
     _threads()
-    _col_sums(x.numpy(), square, parts, out.numpy())
+    _kernels().col_sums(x.numpy(), square, parts, out.numpy())
     return out.sum(0)
