@@ -184,8 +184,9 @@ def _runner(method: str, x: np.ndarray, c0: np.ndarray, iters: int, seed: int):
     if method.startswith("bottlenecks"):
         import torch
 
-        from bottlenecks.cluster import kmeans
+        from bottlenecks.cluster import _numba, kmeans
 
+        _numba.load()  # the library's compiled kernels are loaded, as faiss's are, before measuring
         xt, ct = torch.from_numpy(x), torch.from_numpy(c0)
         prune = method == "bottlenecks"
 

@@ -47,6 +47,12 @@ def usable(*tensors: torch.Tensor) -> bool:
             and _kernels() is not None)
 
 
+def load() -> bool:
+    """Import numba and build the kernels now rather than in the first fit (a benchmark loads its
+    libraries before it measures); returns whether the compiled kernels are in use."""
+    return ENABLED and _kernels() is not None
+
+
 def _kernels() -> SimpleNamespace | None:
     """The compiled kernels, built on the first call (None when numba cannot be imported)."""
     if "k" not in _KERNELS:
