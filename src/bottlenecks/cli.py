@@ -124,7 +124,7 @@ def run_study(args, config_cls, run, show=None, **extra) -> int:
 
 def print_report_path(results, out: Path | None) -> None:
     if out is not None:
-        print(f"report: {out / 'report.md'}")
+        print(f"report: {out / 'report.md'} (and report.html)")
 
 
 # ------------------------------------------------------------------------------- kmeans
@@ -425,9 +425,28 @@ def _run_vqgraph(args) -> int:
     return run_study(args, vqgraph.VQGraphConfig, vqgraph.run, show)
 
 
+# ------------------------------------------------------------------------------- browse
+def _browse_parser(sub) -> None:
+    p = sub.add_parser("browse", help="rebuild (and open) the interactive report.html of a run",
+                       description="Build RUN_DIR/report.html from the files a study wrote there (metrics.json, "
+                                   "codes.json, ...): one self-contained page that opens offline.")
+    p.add_argument("run_dir", help="a run's folder (the --out of a study)")
+    p.add_argument("--open", action="store_true", help="open the page in the default web browser")
+    p.add_argument("--out", default=None, help="write the page here instead of RUN_DIR/report.html")
+    p.set_defaults(func=_run_browse)
+
+
+def _run_browse(args) -> int:
+    from .report.html_browse import build_html
+
+    print(f"report: {build_html(args.run_dir, out=args.out, open_browser=args.open)}")
+    return 0
+
+
 # ------------------------------------------------------------------------------- the parser and main
 #: functions that add one top-level command (or a family's group of commands) each
-COMMANDS = [_kmeans_parser, _continual_parser, _codebook_parser, _info_parser, _concepts_parser, _graph_parser]
+COMMANDS = [_kmeans_parser, _continual_parser, _codebook_parser, _info_parser, _concepts_parser, _graph_parser,
+            _browse_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,6 +27,8 @@ from ..concepts.model import ConceptBottleneckModel
 from ..data.concept_shapes import make_concept_shapes
 from ..encoders import get_encoder
 from ..progress import phase
+from ..report.html_browse import build_html
+from ..report.html_concepts import explanation_record
 from ..threads import fixed_threads
 from ..validation import InstanceOf, Interval, Options
 from .base import StudyConfig, StudyResults, write_json
@@ -172,6 +174,13 @@ def _variants(names, Z, tr, cs, te, sh, spurious, seed) -> dict:
     return variants
 
 
+def _explanations(cbm, Z, te, class_names, per_class: int = 4) -> list[dict]:
+    """Per-sample explanations of the first ``per_class`` test images of each class (report.html)."""
+    idx = np.concatenate([np.flatnonzero(te.labels == k)[:per_class] for k in range(len(class_names))])
+    return [explanation_record(cbm.explain(Z, int(i), top=cbm.n_concepts), te.images[i],
+                               class_names[te.labels[i]], te.concepts[i], int(i)) for i in idx]
+
+
 def _figures(out: Path, curves: dict, bb: dict, W, W_edit, names, spurious, tr, te) -> None:
     from ..report.concept_plots import save_concept_weights, save_intervention_curve
     from ..report.plots import save_image_grid
@@ -247,5 +256,7 @@ def _run(cfg: ConceptsDemoConfig, out: Path, progress) -> ConceptsDemoResults:
     metrics = results.to_dict()
     write_json(metrics, out / "metrics.json")
     (out / "report.md").write_text(concepts_demo_markdown(metrics, TARGETS))
+    write_json(_explanations(cbm, Z["test"], te, tr.class_names), out / "explanations.json")
+    build_html(out)  # report.html: weights, explanations, interventions, the edit
     phase(concepts_demo_summary(metrics), progress)
     return results

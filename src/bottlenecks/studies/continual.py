@@ -26,6 +26,7 @@ from ..continual.methods import METHODS, make_learner
 from ..continual.metrics import average_accuracy, backward_transfer, class_balanced_accuracy, forgetting, summarize
 from ..continual.streams import ClassIncrementalStream
 from ..progress import phase, track
+from ..report.html_browse import build_html
 from ..validation import InstanceOf, Interval, Options
 from .base import StudyConfig, StudyResults, write_json
 
@@ -41,6 +42,8 @@ DEFAULTS = {"n_tasks": (5, 4), "epochs": (5, 20), "num_codebooks": (64, 16), "ke
 LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 _POSITIVE_OR_NONE = [Interval(int, 1, None), None]
 _LR = Interval(float, 0, None, closed="neither")
+
+KEY_USAGE_HEADS = 16  # heads of the DKVB whose key usage per task report.html shows
 
 
 def _named(dataset: str) -> str:
@@ -504,14 +507,19 @@ def run(config: ContinualConfig, out=None, progress: bool | None = True, command
           f"{data.x_train.shape[1]} features, {cfg.n_tasks} tasks, methods {', '.join(cfg.methods)}"
           f"{' (+ joint)' if cfg.joint else ''}, seeds {list(cfg.seeds)}", progress, t0)
     regions: dict = {}
-    hook = None
+    key_counts: list = []  # the first seed's DKVB key selections so far, after each task (report.html)
+    grid_t = None
     if data.name == "toy2d":
         grid = np.stack(np.meshgrid(np.linspace(0, 1, 120), np.linspace(0, 1, 120)), -1).reshape(-1, 2)
         grid_t = torch.as_tensor(grid, dtype=torch.float32)
 
-        def hook(method, seed, t, learner):
-            if seed == cfg.seeds[0] and method in ("dkvb", "linear", "mlp"):
-                regions.setdefault(method, []).append(learner.predict(grid_t).numpy().reshape(120, 120))
+    def hook(method, seed, t, learner):
+        if seed != cfg.seeds[0]:
+            return
+        if grid_t is not None and method in ("dkvb", "linear", "mlp"):
+            regions.setdefault(method, []).append(learner.predict(grid_t).numpy().reshape(120, 120))
+        if method == "dkvb":
+            key_counts.append(learner.bottleneck.value_usage[:KEY_USAGE_HEADS].cpu().clone())
     raw = run_experiment(data.x_train, data.y_train, data.x_test, data.y_test, cfg, progress=progress,
                          on_task_end=hook, keys_from=data.keys_from,
                          on_run_end=lambda partial: write_json(dict(partial, notes=notes), out / "metrics.json"))
@@ -520,4 +528,10 @@ def run(config: ContinualConfig, out=None, progress: bool | None = True, command
         notes.append(f"- command: `{command}`; total time {time.perf_counter() - t0:.0f} s")
     results = ContinualResults(dataset=data.name, notes=notes, **raw)
     write_report(results.to_dict(), out, title=f"Class-incremental {data.name}", notes=notes, extra_images=extra)
+    if key_counts:  # selections are cumulative: each task's are the difference
+        counts = torch.stack(key_counts)
+        per_task = torch.diff(counts, dim=0, prepend=torch.zeros_like(counts[:1]))
+        write_json({"method": "dkvb", "seed": cfg.seeds[0], "heads": list(range(per_task.shape[1])),
+                    "usage": per_task.transpose(0, 1).tolist()}, out / "key_usage.json")
+    build_html(out)  # report.html: curves, matrices, key usage per head
     return results

@@ -23,6 +23,7 @@ from ..data.twelve_bit import load_twelve_bit
 from ..info.metrics import degree_of_ib
 from ..info.plane import InfoPlane
 from ..progress import phase, track
+from ..report.html_browse import build_html
 from ..validation import InstanceOf, Interval, Options, check_choice, check_positive_int
 from .base import StudyConfig, StudyResults, write_json
 
@@ -200,4 +201,5 @@ def run(config: InfoPlaneConfig, out="runs/info-plane", progress: bool | None = 
         write_json(results, out / "metrics.json")  # partial: the networks finished so far
     write_json(results, out / "metrics.json")
     (out / "report.md").write_text(info_plane_markdown(results.to_dict()))
+    build_html(out)  # report.html: the information plane with epoch and layer on hover
     return results

@@ -13,6 +13,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..progress import phase
+from ..report.html_browse import build_html
 from ..validation import InstanceOf, Interval, Options
 from .base import StudyConfig, StudyResults
 
@@ -123,4 +124,5 @@ def run(config: KMeansDemoConfig, out="runs/kmeans", progress: bool | None = Tru
                               suptitle=f"k-means centroids of {name} (k={cfg.n_clusters})")
         results.centroids_png = str(png)
     results.to_json(out / "metrics.json")
+    build_html(out)  # report.html: the numbers and the centroids in one page
     return results

@@ -31,10 +31,12 @@ import torch
 from torch import nn
 
 from ..checkpoint import save_module
+from ..codebook.analysis import code_records
 from ..codebook.layer import SCALES
 from ..codebook.tokfsm import EOT, VOCAB_SIZE, TokFSM
 from ..codebook.wrap import bypass_codebooks, codebook_loss, codebook_sites, wrap_codebook
 from ..progress import phase, track
+from ..report.html_browse import build_html
 from ..threads import fixed_threads
 from ..validation import InstanceOf, Interval, Options
 from .base import StudyConfig, StudyResults, write_json
@@ -455,4 +457,27 @@ def _run(cfg: TokFSMConfig, out: Path, progress) -> TokFSMResults:
         del metrics["analysis"], metrics["plots"]
     write_json(metrics, out / "metrics.json", indent=1)
     (out / "report.md").write_text(tokfsm_markdown(metrics))
+    browse = "codebook_attn" if "codebook_attn" in trained else next((n for n in trained if n != "original"), None)
+    if browse is not None:  # the code browser of report.html: the analysis model on the analysis sequences
+        a = slice(0, cfg.analysis_sequences)
+        write_json(_code_browser(trained[browse], held_tokens[a], held_states[a], cfg), out / "codes.json", None)
+    build_html(out)
     return results
+
+
+def _code_browser(model: nn.Module, tokens: torch.Tensor, states: torch.Tensor, cfg: TokFSMConfig) -> dict:
+    """Every codebook's records for report.html (``codes.json``): usage, contexts, precision and
+    recall against the state at its second digit (the analysis's labels)."""
+    n, T = tokens.shape
+    ids = {site: v.reshape(n, T, *v.shape[1:]) for site, v in _codes_at(model, tokens, torch.arange(T)).items()}
+    pos = TokFSM.state_positions(T)
+    labels = torch.full((n, T), -1, dtype=torch.long)
+    labels[:, pos] = states[:, : len(pos)]
+    text = [["⏎" if t == EOT else (f" {t}" if p % 2 else str(t)) for p, t in enumerate(row)] for row in tokens.tolist()]
+    codes = code_records(ids, cfg.num_codes, text, labels=labels, generator=torch.Generator().manual_seed(cfg.seed))
+    return {"label_name": "state", "tokens_name": f"{n} held-out sequences", "codes": codes,
+            "description": f"Codes of every codebook on {n} held-out sequences ({n * T:,} tokens): per codebook its "
+                           "24 most used codes and every code of precision >= 50% for a state (>= 10 labelled "
+                           "uses). Precision / recall: against the state at its second digit, as in the report. "
+                           "Contexts: random tokens where the code is chosen (highlighted), each state written as "
+                           "two digits, ⏎ the start token."}
