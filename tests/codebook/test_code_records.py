@@ -62,6 +62,21 @@ def test_code_records_precision_matches_the_analysis():
     assert all(t["precision"] == 1.0 and t["label"] == str(c) for c, t in precise.items())
 
 
+def test_code_records_keeps_the_most_precise_codes_only():
+    # label 0 has 40 tokens, labels 1..7 have 20; code c is chosen on label c's tokens and on c of
+    # label 0's (code 0 on the rest): precision 20 / (20 + c) falls with c, code 0's is 1
+    labels = torch.cat([torch.zeros(40, dtype=torch.long), torch.arange(1, 8).repeat_interleave(20)])[None]
+    ids = labels.clone()
+    start = 0
+    for c in range(1, 8):
+        ids[0, start:start + c] = c
+        start += c
+    recs = code_records({"s": ids[:, :, None, None]}, 8, [["x"] * labels.shape[1]], labels=labels, per_codebook=0,
+                        precise_per_codebook=3, min_count=1)
+    assert sorted(r["code"] for r in recs) == [0, 1, 2]
+    assert recs[1]["top"][0]["precision"] == pytest.approx(20 / 21)
+
+
 def test_code_records_bad_shapes():
     with pytest.raises(ValueError, match=r"ids\['s'\]: expected shape \(n, T, groups, k\)"):
         code_records({"s": torch.zeros(2, 3, dtype=torch.long)}, 4, [["a"] * 3] * 2)

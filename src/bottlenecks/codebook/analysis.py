@@ -276,18 +276,20 @@ def code_examples(ids: torch.Tensor, num_codes: int, per_code: int = 5,
 
 def code_records(ids: dict[str, torch.Tensor], num_codes: int, token_text: list[list[str]], *,
                  labels: torch.Tensor | None = None, label_names: list[str] | None = None, per_codebook: int = 24,
-                 per_code: int = 5, window: tuple[int, int] = (12, 3), min_precision: float = 0.5,
-                 min_count: int = 10, generator: torch.Generator | None = None) -> list[dict]:
+                 precise_per_codebook: int = 24, per_code: int = 5, window: tuple[int, int] = (12, 3),
+                 min_precision: float = 0.5, min_count: int = 10,
+                 generator: torch.Generator | None = None) -> list[dict]:
     """Plain records of codes for a code browser (one dict per code, JSON-ready).
 
     ids: ``{site: (n, T, groups, k)}`` code ids recorded on ``n`` sequences of ``T`` tokens;
     token_text: ``n`` lists of ``T`` token strings; labels: ``(n, T)`` label id of each token, -1
     where a token has none (precision / recall count labelled tokens only). Kept per codebook: its
-    ``per_codebook`` most used codes and every code of precision >= ``min_precision`` for a label
-    with >= ``min_count`` labelled uses. Each record: ``name``, ``site``, ``group``, ``code``,
-    ``usage`` (tokens), ``share`` (of all tokens), ``top`` (best 3 labels: ``label``, ``precision``,
-    ``recall``, ``count``) and ``contexts`` (``tokens``: the window around a random use, ``at``:
-    the firing token's index in it, ``label``).
+    ``per_codebook`` most used codes and its ``precise_per_codebook`` most precise codes among those
+    of precision >= ``min_precision`` for a label with >= ``min_count`` labelled uses (ties: more
+    uses first), so the records' size is bounded by the codebooks, not by the data. Each record:
+    ``name``, ``site``, ``group``, ``code``, ``usage`` (tokens), ``share`` (of all tokens), ``top``
+    (best 3 labels: ``label``, ``precision``, ``recall``, ``count``) and ``contexts`` (``tokens``:
+    the window around a random use, ``at``: the firing token's index in it, ``label``).
     """
     if len(token_text) == 0 or not ids:
         raise ValueError("code_records: expected recorded ids and token_text for at least one sequence")
@@ -315,8 +317,11 @@ def code_records(ids: dict[str, torch.Tensor], num_codes: int, token_text: list[
                 flat = site_ids[:, :, g].reshape(n * T, k)[mask]
                 counts = code_label_counts(flat, labels.reshape(-1)[mask], num_codes, num_labels)
                 prec, rec = precision_recall(counts, k)
-                precise = (prec.max(1).values >= min_precision) & (counts.sum(1) >= min_count)
-                keep |= set(torch.nonzero(precise).flatten().tolist())
+                best = prec.max(1).values
+                ok = (best >= min_precision) & (counts.sum(1) >= min_count)
+                score = torch.where(ok, best + 1e-9 * counts.sum(1), torch.full_like(best, -1.0))
+                top = torch.argsort(score, descending=True, stable=True)[:precise_per_codebook]
+                keep |= set(top[score[top] >= 0].tolist())
             for c in sorted(keep):
                 top = []
                 if prec is not None:

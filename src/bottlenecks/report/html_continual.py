@@ -133,8 +133,10 @@ def continual_page(results: Mapping, key_usage: Mapping | None = None, title: st
     methods = _check(results)
     notes = notes if notes is not None else results.get("notes")
     cfg = results.get("config", {})
+    seeds = sorted({r["seed"] for m in methods.values() for r in m.get("runs", []) if "seed" in r})
     page = Page(title or "Continual learning run", kind="continual",
-                subtitle=f"{len(methods)} methods, {cfg.get('n_tasks', '?')} tasks, seeds {cfg.get('seeds', '?')}")
+                subtitle=f"{len(methods)} methods, {cfg.get('n_tasks', '?')} tasks, seeds "
+                         f"{', '.join(map(str, seeds)) or '?'}")
     for line in notes or []:
         page.text(line.lstrip("- "), cls="bn-note")
     page.heading("Summary")
@@ -160,7 +162,7 @@ def continual_page(results: Mapping, key_usage: Mapping | None = None, title: st
     if ku:
         page.heading("Key usage per head")
         page.figure(key_usage_figure(ku["usage"], ku.get("heads"), ku.get("method", "dkvb")), fig_id="key-usage",
-                    caption="which keys each task's training inputs chose, per head (menu: pick a head; seed "
-                            f"{ku.get('seed', cfg.get('seeds', [0])[0] if cfg.get('seeds') else 0)})")
+                    caption="which keys each task's training inputs chose in value training, per head (menu: "
+                            f"pick a head; seed {ku.get('seed', '?')})")
     page.data("methods", list(methods))
     return page

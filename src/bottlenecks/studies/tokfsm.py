@@ -476,8 +476,8 @@ def _code_browser(model: nn.Module, tokens: torch.Tensor, states: torch.Tensor, 
     text = [["⏎" if t == EOT else (f" {t}" if p % 2 else str(t)) for p, t in enumerate(row)] for row in tokens.tolist()]
     codes = code_records(ids, cfg.num_codes, text, labels=labels, generator=torch.Generator().manual_seed(cfg.seed))
     return {"label_name": "state", "tokens_name": f"{n} held-out sequences", "codes": codes,
-            "description": f"Codes of every codebook on {n} held-out sequences ({n * T:,} tokens): per codebook its "
-                           "24 most used codes and every code of precision >= 50% for a state (>= 10 labelled "
-                           "uses). Precision / recall: against the state at its second digit, as in the report. "
-                           "Contexts: random tokens where the code is chosen (highlighted), each state written as "
-                           "two digits, ⏎ the start token."}
+            "description": f"Codes of every codebook on {n} held-out sequences ({n * T:,} tokens): per codebook "
+                           "its 24 most used codes and its 24 most precise codes of precision >= 50% for a state "
+                           "(>= 10 labelled uses). Precision / recall: against the state at its second digit, as "
+                           "in the report. Contexts: random tokens where the code is chosen (highlighted), each "
+                           "state written as two digits, ⏎ the start token."}
