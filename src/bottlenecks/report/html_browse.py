@@ -58,13 +58,9 @@ def _scalars(value, prefix: str = "", out: list | None = None, limit: int = 300)
 
 
 def generic_page(results: Mapping | None, run: Path, title: str | None = None) -> Page:
-    """Any run: its numbers (a sortable table of the scalars in its results), its PNGs and its
-    ``report.md`` text, in one page."""
+    """Any run: its PNGs, its ``report.md`` text and its numbers (a sortable table of the scalars
+    in its results), in one page."""
     page = Page(title or _title(run) or run.name, kind="generic", subtitle=str(run))
-    if results:
-        page.heading("Numbers")
-        page.table(["key", "value"], _scalars(results), table_id="numbers",
-                   caption="every number of the run's results (first 300); click a header to sort")
     pngs = sorted(run.glob("*.png"))
     if pngs:
         page.heading("Figures")
@@ -76,6 +72,10 @@ def generic_page(results: Mapping | None, run: Path, title: str | None = None) -
     if report.exists():
         page.heading("report.md")
         page.html(f'<pre style="white-space:pre-wrap">{_html.escape(report.read_text(encoding="utf-8"))}</pre>')
+    if results:
+        page.heading("Numbers")
+        page.table(["key", "value"], _scalars(results), table_id="numbers",
+                   caption="every number of the run's results (first 300); click a header to sort")
     return page
 
 

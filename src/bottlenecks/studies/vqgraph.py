@@ -354,4 +354,7 @@ def run(config: VQGraphConfig, out=None, progress=True) -> VQGraphResults:
         from ..report.graph_report import write_vqgraph_report
 
         write_vqgraph_report(res, out)
+        from ..report.html_browse import build_html
+
+        build_html(out)  # report.html: the run's numbers, figures and report in one page
     return res
