@@ -155,7 +155,9 @@ def test_concepts_cub_command(tmp_path, capsys):
 def test_codebook_tokfsm_command(tmp_path, capsys):
     argv = ["codebook", "tokfsm", "--steps", "3", "--batch-size", "2", "--num-codes", "16", "--models",
             "original,codebook_attn", "--eval-sequences", "4", "--analysis-sequences", "8",
-            "--prompts-per-state", "1", "--quiet", "--out", str(tmp_path)]
+            "--prompts-per-state", "1", "--num-states", "10", "--num-successors", "2", "--length", "8",
+            "--prompt-states", "4", "--hidden", "32", "--intermediate", "64", "--layers", "1", "--heads", "2",
+            "--quiet", "--out", str(tmp_path)]  # a tiny machine and model: the command's logic, not the paper's size
     assert main(argv) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert set(metrics["models"]) == {"original", "codebook_attn"}
