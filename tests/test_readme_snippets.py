@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-SECTIONS = ["## Discrete key-value bottleneck"]
+SECTIONS = ["## Discrete key-value bottleneck", "## Continual-learning workbench"]
 
 
 def snippets(heading: str) -> list[str]:
@@ -28,3 +28,5 @@ def test_readme_snippet_runs_as_written(heading, tmp_path, monkeypatch, one_thre
         exec(compile(block, f"README.md {heading}", "exec"), namespace)  # noqa: S102 - our own README
         if "accuracy" in namespace:  # the kv snippet's stand-in data is easy: it must be learned
             assert float(namespace["accuracy"]) > 0.9
+        if "results" in namespace:  # the continual snippet: the bottleneck keeps most of what it learned
+            assert namespace["results"]["methods"]["dkvb"]["summary"]["final_accuracy"]["mean"] > 0.7

@@ -27,8 +27,8 @@ from pathlib import Path
 __all__ = ["COMMANDS", "add_config_flags", "add_run_flags", "build_parser", "main", "run_study"]
 
 #: errors a user's flags, values or files cause: one line on the command line, exit code 2
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
-               ImportError, ConnectionError)
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+               PermissionError, ImportError, ConnectionError)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -177,7 +177,8 @@ def _continual_parser(sub) -> None:
         "data_dir": "folder of the Fashion-MNIST files, or torchvision's root for cifar10/cifar100 (default "
                     "$BOTTLENECKS_TORCHVISION or ~/.cache/bottlenecks/torchvision)",
         "download": "cifar10/cifar100: download the files into --data-dir when absent (needs a network)",
-        "encoder": "frozen encoder: scattering, pixels, torchvision:<model>, timm:<model>, ...",
+        "encoder": "frozen encoder of image data sets: scattering (the default), pixels, torchvision:<model>, "
+                   "timm:<model>, ... (not for toy2d or an embeddings file)",
         "cache_dir": "feature cache (default $BOTTLENECKS_CACHE or ~/.cache)",
         "keys_from": "fit the DKVB keys on the (unlabelled) training inputs of another data set, in the same "
                      "feature space: any --dataset value, encoded with the same --encoder",
@@ -287,7 +288,9 @@ def _info_parser(sub) -> None:
     m.add_argument("--ci", type=float, default=None, help="confidence level of an interval, e.g. 0.95")
     m.add_argument("--n-resamples", type=int, default=200)
     m.add_argument("--seed", type=int, default=0)
-    m.set_defaults(func=_run_info_mi)
+    m.set_defaults(func=_run_info_mi, _config_flags={
+        "k": "-k", "method": "--method", "bins": "--bins", "units": "--units", "ci": "--ci",
+        "n_resamples": "--n-resamples", "seed": "--seed"})
 
 
 def _run_info_plane(args) -> int:
@@ -297,19 +300,11 @@ def _run_info_plane(args) -> int:
 
 
 def _run_info_mi(args) -> int:
-    import numpy as np
-
+    from .data import load_arrays
     from .info import mutual_information
 
-    path = Path(args.data)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file; expected an .npz with arrays '{args.x_key}' and "
-                                f"'{args.y_key}'")
-    with np.load(path) as f:
-        missing = [key for key in (args.x_key, args.y_key) if key not in f]
-        if missing:
-            raise UsageError(f"{path} has arrays {sorted(f.files)}; expected {missing[0]!r}")
-        x, y = f[args.x_key], f[args.y_key]
+    arrays = load_arrays(args.data, (args.x_key, args.y_key))
+    x, y = arrays[args.x_key], arrays[args.y_key]
     est = mutual_information(x, y, method=args.method, k=args.k, units=args.units, bins=args.bins,
                              ci=args.ci, n_resamples=args.n_resamples, seed=args.seed)
     if args.ci is None:

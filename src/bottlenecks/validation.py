@@ -100,6 +100,28 @@ def check_positive_int(value, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_device(device, name: str = "device") -> str:
+    """A torch device name this machine has: ``cpu``, ``cuda`` / ``cuda:N`` (with a CUDA build and
+    that many GPUs) or ``mps``. Refused before any work starts, not at the first ``.to(device)``."""
+    if not isinstance(device, str):
+        raise TypeError(f"{name}: expected a device name such as 'cpu' or 'cuda', got {device!r}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{name}: {device!r} is not a torch device; expected cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA support" if torch.version.cuda is None else "no GPU is visible"
+            raise ValueError(f"{name}: {device!r} is not available ({why}, torch {torch.__version__}); use cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"{name}: {device!r} is not available ({torch.cuda.device_count()} GPU(s) visible)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{name}: {device!r} is not available on this machine; use cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"{name}: {device!r} is not supported here; expected cpu, cuda, cuda:N or mps")
+    return device
+
+
 def check_choice(value, name: str, choices) -> str:
     if value not in choices:
         raise ValueError(f"{name}: expected one of {sorted(choices)}, got {value!r}")

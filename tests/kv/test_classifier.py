@@ -102,3 +102,11 @@ def test_train_values_directly_checks_the_same_things():
         train_values(model(), x, y, lr=float("nan"))
     with pytest.raises(ValueError, match="y contains NaN"):
         train_values(model(), x, torch.full((len(x),), float("nan")))
+
+
+def test_training_writes_progress_lines_when_asked_and_nothing_by_default(capsys):
+    x, y = blobs()
+    model().fit(x, y, epochs=3, progress=True)  # stderr is not a terminal here: plain lines
+    assert "values: 3/3 (100%)" in capsys.readouterr().err
+    model().fit(x, y, epochs=3)
+    assert capsys.readouterr().err == ""

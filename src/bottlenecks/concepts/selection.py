@@ -336,14 +336,25 @@ def run_concept_selection(concepts, *, k_per_class: int = 5, encoder=None, image
 
     from .text import default_text_encoder, embed_concepts
 
+    source = "concepts"
     if isinstance(concepts, (str, Path)):
-        concepts = json.loads(Path(concepts).read_text(encoding="utf-8"))
+        source = str(concepts)
+        try:
+            concepts = json.loads(Path(concepts).read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{source}: not a JSON file ({err}); expected {{class name: [concept names]}}") from None
     if not isinstance(concepts, dict) or not concepts:
-        raise ValueError("concepts: expected a non-empty {class name: [concept names]} mapping")
+        raise ValueError(f"{source}: expected a non-empty {{class name: [concept names]}} mapping")
     classes = [str(c) for c in concepts]
+    checked = {}
+    for cls, value in zip(classes, concepts.values(), strict=True):
+        try:
+            checked[cls] = _check_names(value)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"{source}: class {cls!r}: {err}") from None
     names, owner, removed, first = [], [], [], {}
     for k, cls in enumerate(classes):
-        for name in _check_names(concepts[cls]):
+        for name in checked[cls]:
             if name in first:
                 removed.append({"concept": name, "class": cls,
                                 "reason": f"duplicate name: already a candidate of class {classes[first[name]]!r}"})

@@ -11,7 +11,7 @@ attributes (:func:`load_cub`), the 12-bit information-plane set (:func:`load_twe
 from .concept_shapes import CONCEPT_NAMES, ConceptShapes, make_concept_shapes
 from .cub import CUBDataset, describe_cub, load_cub, write_tiny_cub
 from .digits import DIGITS_CLASSES, load_digits_images
-from .embeddings import EMBEDDING_SUFFIXES, EmbeddingDataset, load_embeddings, stratified_split
+from .embeddings import EMBEDDING_SUFFIXES, EmbeddingDataset, load_arrays, load_embeddings, stratified_split
 from .fashion_mnist import (
     DEFAULT_FASHION_MNIST_DIR,
     FASHION_MNIST_CLASSES,
@@ -52,6 +52,7 @@ __all__ = [
     "default_torchvision_dir",
     "load_cifar",
     "load_digits_images",
+    "load_arrays",
     "load_embeddings",
     "load_fashion_mnist",
     "load_image_dataset",

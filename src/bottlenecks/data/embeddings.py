@@ -109,6 +109,35 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: could not read it as a .safetensors file ({err})") from err
 
 
+def load_arrays(path, required: tuple[str, ...], optional: tuple[str, ...] = (), *,
+                npy_name: str | None = None) -> dict[str, np.ndarray]:
+    """The named arrays of an ``.npz`` / ``.safetensors`` file (``.npy``: one array, taken as
+    ``npy_name`` when given). Every failure is a ``ValueError`` / ``FileNotFoundError`` naming the
+    file and what it should hold: a missing file, a corrupt or truncated archive, pickled arrays,
+    a missing array, another file type."""
+    path = Path(path).expanduser()
+    want = ", ".join(repr(k) for k in required) or "arrays"
+    kinds = ".npz / .safetensors" + (" / .npy" if npy_name else "")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file; expected an {kinds} file with arrays {want}")
+    suffix = path.suffix.lower()
+    if suffix == ".npy" and npy_name is not None:
+        try:
+            arrays = {npy_name: np.load(path, allow_pickle=False)}
+        except (OSError, ValueError, EOFError) as err:
+            raise ValueError(f"{path}: could not read it as an .npy array ({err})") from None
+    elif suffix in EMBEDDING_SUFFIXES:
+        arrays = _read_arrays(path)
+    else:
+        extra = " (an .npy holds one array)" if suffix == ".npy" else ""
+        raise ValueError(f"{path}: expected an {kinds} file with arrays {want}, got a {suffix or 'suffix-less'} "
+                         f"file{extra}")
+    missing = [k for k in required if k not in arrays]
+    if missing:
+        raise ValueError(f"{path}: has arrays {sorted(arrays)}; expected {want} (missing {missing[0]!r})")
+    return {k: arrays[k] for k in (*required, *optional) if k in arrays}
+
+
 def _features(x: np.ndarray, what: str) -> np.ndarray:
     t = as_tensor(x, what)
     if t.dim() != 2:

@@ -61,7 +61,7 @@ def check_labels(y, num_classes: int, name: str = "y") -> torch.Tensor:
 
 def train_values(model, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 1, lr: float = 0.3,
                  batch_size: int = 256, clip: float | None = 1.0, label_smoothing: float = 0.1,
-                 shuffle: bool = True, seed: int = 0, progress: bool = False) -> list[float]:
+                 shuffle: bool = True, seed: int = 0, progress: bool | None = None) -> list[float]:
     """Train ``model`` (a :class:`KeyValueClassifier`) on inputs ``x`` and integer labels ``y``
     in the order given (``shuffle`` only permutes within the call: a class-incremental stream
     calls this once per task). Only parameters with ``requires_grad`` are optimised — for the
@@ -69,6 +69,8 @@ def train_values(model, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 1, lr
 
     ``y``: ``(n,)`` class indices (integers, or floats holding whole numbers). ``lr`` must be a
     finite positive number, ``clip`` a finite positive number or None, ``label_smoothing`` in [0, 1).
+    ``progress``: a bar over the epochs on a terminal (None, the default), also plain lines in a
+    log (True), nothing (False); see :mod:`bottlenecks.progress`.
     """
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size")

@@ -122,6 +122,26 @@ class StudyResults(_FromDict):
         return cls.from_dict(values)
 
 
+def prepare_out(out) -> Path:
+    """The report folder ``out``, created with its parents and checked writable, so a study fails
+    here (``out: ...``, naming the folder) before any work starts rather than after it."""
+    import os
+
+    out = Path(out).expanduser()
+    for parent in (out, *out.parents):
+        if parent.exists() and not parent.is_dir():
+            raise NotADirectoryError(f"out {out}: {parent} is a file; expected a folder for the report")
+        if parent.exists():
+            break
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise PermissionError(f"out {out}: cannot create the folder ({err.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise PermissionError(f"out {out}: the folder is not writable")
+    return out
+
+
 def write_json(obj, path, indent: int | None = 2) -> Path:
     """Write ``obj`` (plain values, dataclasses) as JSON to ``path`` (folders made), through a
     temporary file so a reader never sees half a file: partial results of a running study."""

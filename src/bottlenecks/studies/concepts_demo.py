@@ -31,7 +31,7 @@ from ..report.html_browse import build_html
 from ..report.html_concepts import explanation_record
 from ..threads import fixed_threads
 from ..validation import InstanceOf, Interval, Options
-from .base import StudyConfig, StudyResults, write_json
+from .base import StudyConfig, StudyResults, prepare_out, write_json
 
 __all__ = ["TARGETS", "ConceptsDemoConfig", "ConceptsDemoResults", "run"]
 
@@ -157,7 +157,7 @@ class ConceptsDemoResults(StudyResults):
 def run(config: ConceptsDemoConfig, out="runs/concepts-demo", progress: bool | None = True) -> ConceptsDemoResults:
     """Run the demo and write ``out/report.md``, ``out/metrics.json`` and PNGs; return the results."""
     with fixed_threads(config.threads):
-        return _run(config, Path(out), progress)
+        return _run(config, prepare_out(out), progress)
 
 
 def _variants(names, Z, tr, cs, te, sh, spurious, seed) -> dict:

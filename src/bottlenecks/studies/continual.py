@@ -28,7 +28,7 @@ from ..continual.streams import ClassIncrementalStream
 from ..progress import phase, track
 from ..report.html_browse import build_html
 from ..validation import InstanceOf, Interval, Options
-from .base import StudyConfig, StudyResults, write_json
+from .base import StudyConfig, StudyResults, prepare_out, write_json
 
 __all__ = ["ContinualConfig", "ContinualData", "ContinualResults", "load_data", "run", "run_experiment",
            "run_joint", "run_stream", "tune_learning_rates"]
@@ -50,6 +50,15 @@ def _named(dataset: str) -> str:
     return dataset.strip().lower().replace("_", "-")
 
 
+DEFAULT_ENCODER = "scattering"  # for image data sets
+
+
+def _is_features_file(dataset: str) -> bool:
+    from ..data.embeddings import EMBEDDING_SUFFIXES
+
+    return Path(dataset).suffix.lower() in EMBEDDING_SUFFIXES
+
+
 @dataclass
 class ContinualConfig(StudyConfig):
     """One continual study. Every method sees exactly the same stream.
@@ -58,7 +67,8 @@ class ContinualConfig(StudyConfig):
     is given), ``digits``, ``toy2d`` (the paper's 2-D toy), ``cifar10`` / ``cifar100``
     (torchvision, under ``data_dir``; ``download`` fetches them), an ``.npz`` / ``.safetensors``
     of embeddings or an image folder; images go through the frozen ``encoder`` (features cached
-    in ``cache_dir``) and are standardised with training statistics. ``keys_from``: fit the
+    in ``cache_dir``; None: ``scattering``) and are standardised with training statistics; an
+    ``encoder`` with toy2d or an embeddings file is refused (they are features already). ``keys_from``: fit the
     bottleneck's keys on the unlabelled training inputs of another data set, in the same feature
     space.
 
@@ -79,7 +89,7 @@ class ContinualConfig(StudyConfig):
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
     download: bool = False
-    encoder: str = "scattering"
+    encoder: str | None = None
     cache_dir: str | None = None
     keys_from: str | None = None
     methods: tuple = ("dkvb", "linear", "mlp")
@@ -114,6 +124,7 @@ class ContinualConfig(StudyConfig):
         "dkvb_lr": _LR, **{name: [_LR, None] for name in ("head_lr", "linear_lr", "mlp_lr", "replay_lr")},
         "dataset": InstanceOf(str, "a data set name or a path"),
         **{name: [InstanceOf(str, "a path"), None] for name in ("data_dir", "cache_dir", "keys_from")},
+        "encoder": [InstanceOf(str, "an encoder name"), None],
         **{name: InstanceOf(bool) for name in ("download", "joint", "tune_lr")},
     }
 
@@ -128,6 +139,10 @@ class ContinualConfig(StudyConfig):
             raise ValueError(f"methods: unknown method(s) {unknown}; expected some of {list(METHODS)}")
         if not self.dataset.strip():
             raise ValueError(f"dataset: expected a data set name or a path, got {self.dataset!r}")
+        if self.encoder is not None and (_named(self.dataset) == "toy2d" or _is_features_file(self.dataset)):
+            what = "toy2d is 2-D points" if _named(self.dataset) == "toy2d" else f"{self.dataset} holds features"
+            raise ValueError(f"encoder {self.encoder}: {what}, not images; an encoder applies to image data sets "
+                             "only (leave it out)")
         n_classes = KNOWN_CLASSES.get(_named(self.dataset))
         if n_classes is not None and self.n_tasks is not None:
             per = self.classes_per_task or 1
@@ -152,6 +167,8 @@ class ContinualConfig(StudyConfig):
         256, or 32 for fewer than 10,000 training samples, so small data sets get enough steps)."""
         changes = {name: both[1 if self.toy else 0] for name, both in DEFAULTS.items()
                    if getattr(self, name) is None}
+        if self.encoder is None and not self.toy and not _is_features_file(self.dataset):
+            changes["encoder"] = DEFAULT_ENCODER
         if self.batch_size is None and n_train is not None:
             changes["batch_size"] = 256 if n_train >= 10_000 else 32
         return self.replace(**changes) if changes else self
@@ -384,7 +401,8 @@ def _load_features(cfg: ContinualConfig, dataset: str, progress) -> tuple:
     if not (named or cifar or folder) and ("/" in dataset or "\\" in dataset):
         raise FileNotFoundError(f"dataset {dataset}: no such file or folder")
     # grey (n, H, W) for the encoders made for grey images; RGB (n, 3, H, W) for pretrained models
-    grayscale = cfg.encoder in ("pixels", "scattering")
+    encoder_name = cfg.encoder or DEFAULT_ENCODER
+    grayscale = encoder_name in ("pixels", "scattering")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -401,8 +419,10 @@ def _load_features(cfg: ContinualConfig, dataset: str, progress) -> tuple:
             else:
                 from ..data import load_image_dataset
 
-                train = load_image_dataset(dataset, data_dir=cfg.data_dir, split="train")
-                test = load_image_dataset(train.name, data_dir=cfg.data_dir, split="test")
+                # an explicit data_dir is an explicit request: no falling back to digits without it
+                fallback = cfg.data_dir is None
+                train = load_image_dataset(dataset, data_dir=cfg.data_dir, split="train", fallback=fallback)
+                test = load_image_dataset(train.name, data_dir=cfg.data_dir, split="test", fallback=fallback)
                 dataset_id = train.name
         except ValueError as err:
             extra = ("; or cifar10, cifar100, toy2d, an .npz / .safetensors file of embeddings or an image folder"
@@ -413,9 +433,9 @@ def _load_features(cfg: ContinualConfig, dataset: str, progress) -> tuple:
                       stacklevel=2)
         notes.append(f"- note: {w.message}")
     try:
-        encoder = get_encoder(cfg.encoder)
+        encoder = get_encoder(encoder_name)
     except (ValueError, ImportError) as err:
-        raise ValueError(f"encoder {cfg.encoder}: {err}") from None
+        raise ValueError(f"encoder {encoder_name}: {err}") from None
     cache = FeatureCache(cfg.cache_dir)
     feats = [cache.get_or_compute(encoder, ds.images, dataset_id=dataset_id, split=ds.split,
                                   progress=progress).numpy() for ds in (train, test)]
@@ -486,6 +506,8 @@ def run(config: ContinualConfig, out=None, progress: bool | None = True, command
     from ..report.continual_report import write_report
 
     t0 = time.perf_counter()
+    if out is not None:
+        out = prepare_out(out)
     if data is None:
         phase(f"continual: loading {config.dataset}", progress)
         data = load_data(config, progress)

@@ -12,7 +12,6 @@ import math
 import platform
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -25,7 +24,7 @@ from ..info.plane import InfoPlane
 from ..progress import phase, track
 from ..report.html_browse import build_html
 from ..validation import InstanceOf, Interval, Options, check_choice, check_positive_int
-from .base import StudyConfig, StudyResults, write_json
+from .base import StudyConfig, StudyResults, prepare_out, write_json
 
 __all__ = ["InfoPlaneConfig", "InfoPlaneResults", "TwelveBitNet", "run"]
 
@@ -172,8 +171,7 @@ def run(config: InfoPlaneConfig, out="runs/info-plane", progress: bool | None = 
     from ..report.info_plane_report import info_plane_markdown
 
     cfg = config
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_out(out)
     x, y = load_twelve_bit()
     p1 = float(y.float().mean())
     h_y = -(p1 * math.log2(p1) + (1 - p1) * math.log2(1 - p1))

@@ -14,8 +14,8 @@ import numpy as np
 
 from ..progress import phase
 from ..report.html_browse import build_html
-from ..validation import InstanceOf, Interval, Options
-from .base import StudyConfig, StudyResults
+from ..validation import InstanceOf, Interval, Options, check_device
+from .base import StudyConfig, StudyResults, prepare_out
 
 __all__ = ["KMeansDemoConfig", "KMeansDemoResults", "load_points", "purity", "run"]
 
@@ -45,6 +45,9 @@ class KMeansDemoConfig(StudyConfig):
         "dataset": InstanceOf(str, "a data set name or a path"), "data_dir": [InstanceOf(str, "a path"), None],
         "prune": InstanceOf(bool), "device": InstanceOf(str, "a torch device name")}
 
+    def validate(self) -> None:
+        check_device(self.device)
+
 
 @dataclass
 class KMeansDemoResults(StudyResults):
@@ -64,7 +67,9 @@ class KMeansDemoResults(StudyResults):
 
 
 def purity(labels: np.ndarray, classes: np.ndarray) -> float:
-    """Fraction of points whose cluster's majority class is their own class."""
+    """Fraction of points whose cluster's majority class is their own class (``classes``: any
+    labels, e.g. strings or negative numbers)."""
+    classes = np.unique(np.asarray(classes), return_inverse=True)[1].reshape(-1)
     table = np.zeros((labels.max() + 1, classes.max() + 1), dtype=np.int64)
     np.add.at(table, (labels, classes), 1)
     return float(table.max(1).sum() / len(labels))
@@ -72,21 +77,40 @@ def purity(labels: np.ndarray, classes: np.ndarray) -> float:
 
 def load_points(cfg: KMeansDemoConfig):
     """-> (x (n, d) float32, labels or None, image shape or None, name, class names)."""
-    path = Path(cfg.dataset)
-    if path.suffix in (".npy", ".npz"):
-        if not path.exists():
-            raise FileNotFoundError(f"dataset {path}: no such file")
-        arr = np.load(path)
-        x, y = (arr, None) if path.suffix == ".npy" else (arr["x"], arr["y"] if "y" in arr else None)
-        return np.asarray(x, np.float32).reshape(len(x), -1), y, None, path.name, None
+    path = Path(cfg.dataset).expanduser()
+    if path.suffix.lower() in (".npy", ".npz"):
+        from ..data import load_arrays
+
+        arrays = load_arrays(path, ("x",), ("y",), npy_name="x")
+        return (*_points(arrays["x"], arrays.get("y"), path), None, path.name, None)
     from ..data import load_image_dataset
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ds = load_image_dataset(cfg.dataset, data_dir=cfg.data_dir, split="train")
+        # an explicit data_dir is an explicit request: no falling back to digits without it
+        ds = load_image_dataset(cfg.dataset, data_dir=cfg.data_dir, split="train", fallback=cfg.data_dir is None)
     for w in caught:
         warnings.warn(str(w.message), UserWarning, stacklevel=2)
     return ds.flat, ds.labels, ds.image_shape, ds.name, ds.class_names
+
+
+def _points(x, y, path: Path):
+    """Rows of ``x`` as float32 ``(n, d)`` and labels ``y`` (any kind: purity only compares them)."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf" or x.ndim == 0 or len(x) == 0:
+        raise ValueError(f"{path}: x: expected a numeric array of samples (n, ...), got {x.dtype} of shape {x.shape}")
+    x = x.astype(np.float32).reshape(len(x), -1)
+    if not np.isfinite(x).all():
+        raise ValueError(f"{path}: x contains NaN or infinity (or values too large for float32)")
+    if y is not None:
+        y = np.asarray(y)
+        if y.shape != (len(x),):
+            raise ValueError(f"{path}: y: expected one label per row of x, shape ({len(x)},), got {y.shape}")
+        if y.dtype.kind == "f" and not np.isfinite(y).all():
+            raise ValueError(f"{path}: y contains NaN or infinity; expected class labels")
+        if y.dtype.kind not in "biufUS":
+            raise ValueError(f"{path}: y: expected numbers or strings as labels, got dtype {y.dtype}")
+    return x, y
 
 
 def run(config: KMeansDemoConfig, out="runs/kmeans", progress: bool | None = True) -> KMeansDemoResults:
@@ -97,9 +121,11 @@ def run(config: KMeansDemoConfig, out="runs/kmeans", progress: bool | None = Tru
     from ..report.plots import save_image_grid
 
     cfg = config
+    out = prepare_out(out)
     x, y, shape, name, class_names = load_points(cfg)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if cfg.n_clusters > len(x):
+        raise ValueError(f"n_clusters: {name} has {len(x)} samples; expected n_clusters <= {len(x)}, "
+                         f"got {cfg.n_clusters}")
     phase(f"k-means: {name}, {x.shape[0]} samples x {x.shape[1]} features, k={cfg.n_clusters}, seed={cfg.seed}",
           progress)
     xt = torch.from_numpy(x).to(cfg.device)

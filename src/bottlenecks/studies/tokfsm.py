@@ -38,8 +38,8 @@ from ..codebook.wrap import bypass_codebooks, codebook_loss, codebook_sites, wra
 from ..progress import phase, track
 from ..report.html_browse import build_html
 from ..threads import fixed_threads
-from ..validation import InstanceOf, Interval, Options
-from .base import StudyConfig, StudyResults, write_json
+from ..validation import InstanceOf, Interval, Options, check_device
+from .base import StudyConfig, StudyResults, prepare_out, write_json
 from .tokfsm_analysis import (
     RECALL_FLOORS,
     STEERING_CODES,
@@ -128,6 +128,7 @@ class TokFSMConfig(StudyConfig):
         "device": InstanceOf(str, "a torch device name")}
 
     def validate(self) -> None:
+        check_device(self.device)
         if isinstance(self.models, str):
             self.models = tuple(m.strip() for m in self.models.split(",") if m.strip())
         self.models = tuple(self.models)
@@ -416,7 +417,10 @@ def run(config: TokFSMConfig, out="runs/codebook-tokfsm", progress: bool | None 
     ``out/models/<model>.safetensors`` (with the training loss and config in ``<model>.json``);
     ``metrics.json`` is rewritten as each model finishes."""
     out = Path(out)
+    if out.exists() and not out.is_dir():  # before looking for saved models in it
+        raise NotADirectoryError(f"out {out}: a file; expected a folder for the report")
     _check_reuse(config, out)
+    prepare_out(out)
     threads = config.threads if config.threads is not None else (1 if config.device == "cpu" else None)
     with fixed_threads(threads):
         return _run(config, out, progress)
