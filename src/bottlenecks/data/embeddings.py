@@ -134,7 +134,7 @@ def load_arrays(path, required: tuple[str, ...], optional: tuple[str, ...] = (),
                          f"file{extra}")
     missing = [k for k in required if k not in arrays]
     if missing:
-        raise ValueError(f"{path}: has arrays {sorted(arrays)}; expected {want} (missing {missing[0]!r})")
+        raise ValueError(f"{path}: has arrays {sorted(arrays)}; expected {missing[0]!r} (it needs {want})")
     return {k: arrays[k] for k in (*required, *optional) if k in arrays}
 
 

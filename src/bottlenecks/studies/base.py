@@ -122,9 +122,10 @@ class StudyResults(_FromDict):
         return cls.from_dict(values)
 
 
-def prepare_out(out) -> Path:
-    """The report folder ``out``, created with its parents and checked writable, so a study fails
-    here (``out: ...``, naming the folder) before any work starts rather than after it."""
+def prepare_out(out, create: bool = True) -> Path:
+    """The report folder ``out``, checked (no file in its way, writable) and, with ``create``,
+    created with its parents, so a study fails here (``out ...``, naming the folder) before any
+    work starts rather than after it. ``create=False`` only checks: nothing is written."""
     import os
 
     out = Path(out).expanduser()
@@ -132,7 +133,11 @@ def prepare_out(out) -> Path:
         if parent.exists() and not parent.is_dir():
             raise NotADirectoryError(f"out {out}: {parent} is a file; expected a folder for the report")
         if parent.exists():
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise PermissionError(f"out {out}: {parent} is not writable")
             break
+    if not create:
+        return out
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:

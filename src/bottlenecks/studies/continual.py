@@ -507,7 +507,7 @@ def run(config: ContinualConfig, out=None, progress: bool | None = True, command
 
     t0 = time.perf_counter()
     if out is not None:
-        out = prepare_out(out)
+        out = prepare_out(out, create=False)  # checked now; metrics.json creates it
     if data is None:
         phase(f"continual: loading {config.dataset}", progress)
         data = load_data(config, progress)

@@ -81,7 +81,10 @@ def load_points(cfg: KMeansDemoConfig):
     if path.suffix.lower() in (".npy", ".npz"):
         from ..data import load_arrays
 
-        arrays = load_arrays(path, ("x",), ("y",), npy_name="x")
+        try:
+            arrays = load_arrays(path, ("x",), ("y",), npy_name="x")
+        except (FileNotFoundError, ValueError) as err:  # their messages start with the path: name the field
+            raise type(err)(f"dataset {err}") from None
         return (*_points(arrays["x"], arrays.get("y"), path), None, path.name, None)
     from ..data import load_image_dataset
 
@@ -121,11 +124,12 @@ def run(config: KMeansDemoConfig, out="runs/kmeans", progress: bool | None = Tru
     from ..report.plots import save_image_grid
 
     cfg = config
-    out = prepare_out(out)
+    out = prepare_out(out, create=False)  # checked now, created once the data has loaded
     x, y, shape, name, class_names = load_points(cfg)
     if cfg.n_clusters > len(x):
         raise ValueError(f"n_clusters: {name} has {len(x)} samples; expected n_clusters <= {len(x)}, "
                          f"got {cfg.n_clusters}")
+    prepare_out(out)
     phase(f"k-means: {name}, {x.shape[0]} samples x {x.shape[1]} features, k={cfg.n_clusters}, seed={cfg.seed}",
           progress)
     xt = torch.from_numpy(x).to(cfg.device)

@@ -417,10 +417,8 @@ def run(config: TokFSMConfig, out="runs/codebook-tokfsm", progress: bool | None 
     ``out/models/<model>.safetensors`` (with the training loss and config in ``<model>.json``);
     ``metrics.json`` is rewritten as each model finishes."""
     out = Path(out)
-    if out.exists() and not out.is_dir():  # before looking for saved models in it
-        raise NotADirectoryError(f"out {out}: a file; expected a folder for the report")
+    prepare_out(out, create=False)  # before looking for saved models in it; _run creates it
     _check_reuse(config, out)
-    prepare_out(out)
     threads = config.threads if config.threads is not None else (1 if config.device == "cpu" else None)
     with fixed_threads(threads):
         return _run(config, out, progress)
