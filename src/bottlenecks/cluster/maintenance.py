@@ -24,9 +24,10 @@ def code_hits(ids: torch.Tensor, num_codes: int) -> torch.Tensor:
 
 @torch.no_grad()
 def ema_update_(codes: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor, z: torch.Tensor,
-                ids: torch.Tensor, decay: float, eps: float = 1e-12) -> torch.Tensor:
+                ids: torch.Tensor, decay: float, eps: float = 1e-12, unit: bool = False) -> torch.Tensor:
     """One running-mean step: every code moves to ``sums / counts``, the decayed sum and count of
-    the rows that chose it (a row counts once for each of its ``k`` codes).
+    the rows that chose it (a row counts once for each of its ``k`` codes); ``unit=True`` keeps
+    unit codes (cosine codebooks): the direction of ``sums``.
 
     codes, sums: ``(C, K, d)``; counts: ``(C, K)``; z: ``(n, C, d)``; ids: ``(n, C, k)``.
     Returns the hits ``(C, K)`` of this step.
@@ -39,7 +40,10 @@ def ema_update_(codes: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor, z
     step_sums = torch.zeros(C * K, d, dtype=sums.dtype, device=sums.device).index_add_(0, flat, rows)
     counts.mul_(decay).add_(hits.to(counts.dtype), alpha=1 - decay)
     sums.mul_(decay).add_(step_sums.view(C, K, d), alpha=1 - decay)
-    codes.copy_(sums / counts.clamp_min(eps).unsqueeze(-1))
+    if unit:
+        codes.copy_(torch.nn.functional.normalize(sums, dim=-1))
+    else:
+        codes.copy_(sums / counts.clamp_min(eps).unsqueeze(-1))
     return hits
 
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..cluster import kmeans, nearest
+from ..cluster import kmeans, maintenance, nearest
 from ..validation import check_float, check_positive_int
 
 __all__ = ["CosineQuantizer"]
@@ -95,31 +95,25 @@ class CosineQuantizer(nn.Module):
 
     @torch.no_grad()
     def _ema_update(self, u: torch.Tensor, ids: torch.Tensor) -> None:
-        hits = torch.bincount(ids, minlength=self.num_codes).float()
-        sums = torch.zeros_like(self.ema_sums).index_add_(0, ids, u.float())
-        self.ema_counts.mul_(self.decay).add_(hits, alpha=1 - self.decay)
-        self.ema_sums.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+        # unit codes: the direction of each code's decayed sum of rows (cluster.maintenance)
+        maintenance.ema_update_(self.codes[None], self.ema_sums[None], self.ema_counts[None], u[:, None],
+                                ids[:, None, None], self.decay, unit=True)
         dead = self.ema_counts < self.dead_threshold if self.dead_threshold > 0 else None
-        live = ~dead if dead is not None else torch.ones_like(hits, dtype=torch.bool)
-        self.codes[live] = F.normalize(self.ema_sums[live], dim=-1)
         if dead is not None and bool(dead.any()):
             # re-seed dead codes from random rows of this batch (the VQGraph code's expire_codes_)
             idx = torch.nonzero(dead).flatten()
             pick = torch.randint(0, u.shape[0], (len(idx),), generator=self._generator).to(u.device)
-            self.codes[idx] = u[pick]
-            self.ema_sums[idx] = u[pick]
-            self.ema_counts[idx] = 1.0
-            self.replaced += len(idx)
+            new = torch.zeros_like(self.codes)
+            new[idx] = u[pick]
+            self.replaced += maintenance.reseed_(self.codes, dead, new, self.ema_sums, self.ema_counts)
 
     def usage(self) -> torch.Tensor:
         """Share of assignments per code since the last :meth:`reset_usage`, ``(K,)``."""
-        return self.counts.double() / max(1, int(self.counts.sum()))
+        return maintenance.usage(self.counts[None])[0]
 
     def perplexity(self) -> float:
         """``exp(entropy)`` of :meth:`usage`: the effective number of codes in use."""
-        p = self.usage()
-        p = p[p > 0]
-        return float(torch.exp(-(p * p.log()).sum()))
+        return float(maintenance.perplexity(self.counts[None])[0])
 
     def reset_usage(self) -> None:
         self.counts.zero_()
