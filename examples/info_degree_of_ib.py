@@ -53,10 +53,12 @@ def one_run(run: int, train_fraction: float, epochs: int, x, y) -> dict:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=8)
+    ap.add_argument("--runs", type=int, default=8, help="runs to correlate (at least 2)")
     ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args(argv)
+    if args.runs < 2:
+        ap.error(f"--runs: expected at least 2 (a correlation over runs), got {args.runs}")
     torch.set_num_threads(1)
     x, y = load_twelve_bit()
     fractions = np.linspace(0.1, 0.8, args.runs)

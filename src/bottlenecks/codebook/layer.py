@@ -33,7 +33,6 @@ re-seeds codes with no hit from the batch rows farthest from their codes (``repl
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -551,9 +550,3 @@ class GroupCodebookLayer(_Codebooks):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``x: (..., dim)`` -> ``(out (..., dim), ids (..., num_codebooks, k), loss ())``."""
         return self._codes_forward(x)
-
-
-def perplexity_of(counts: torch.Tensor) -> float:
-    """``exp(entropy)`` of a histogram of counts ``(K,)``."""
-    p = counts.double() / max(float(counts.sum()), 1.0)
-    return float(math.exp(-(p * torch.log(p.clamp_min(1e-300))).sum()))

@@ -36,8 +36,8 @@ _ASSETS = "assets"
 def _require_plotly():
     try:
         import plotly
-    except ImportError as err:  # the html extra
-        raise ImportError("report.html needs plotly: pip install 'bottlenecks[html]' (or pip install plotly)") from err
+    except ImportError as err:  # a core dependency: only a hand-trimmed install lacks it
+        raise ImportError("report.html needs plotly (a dependency of bottlenecks): pip install plotly") from err
     return plotly
 
 
