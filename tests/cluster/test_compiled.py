@@ -101,3 +101,10 @@ def test_abs_max_finds_nan_and_inf():
     assert _numba.abs_max(x) == float("inf")
     with pytest.raises(ValueError, match="NaN or infinity"):
         kmeans(x, 3)
+
+
+def test_load_warms_the_kernels():
+    assert _numba.load() is True
+    x = data(500, 40)
+    res = kmeans(x, 8, init=x[:8].double(), max_iter=3, tol=0)
+    assert torch.equal(res.labels, torch.cdist(x.double(), res.centroids.double()).argmin(1))
