@@ -438,10 +438,43 @@ def _run_browse(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------- compare
+def _compare_parser(sub) -> None:
+    from .studies.compare import CompareConfig
+
+    p = sub.add_parser("compare", help="every bottleneck head on the same features, data and class-incremental stream",
+                       description="DKVB, VQ codebook, VIB, concept bottleneck, linear / MLP probes and replay on one "
+                                   "frozen feature set: i.i.d. and stream accuracy, forgetting, information, code "
+                                   "usage, locality of updates, time. Writes <name>.md, .json and two PNGs.")
+    add_config_flags(p, CompareConfig, aliases={"n_tasks": ["--tasks"]}, help={
+        "dataset": "fashion-mnist (scattering features), digits, concept-shapes, or an .npz / .safetensors file of "
+                   "embeddings (x_train, y_train, x_test, y_test — or x, y)",
+        "heads": "comma list of dkvb, vq, vib, cbm, linear, mlp, replay (None: every head the data supports; cbm "
+                 "needs concepts)",
+        "seeds": "number of seeds: seed, seed+1, ... (mean ± std)", "n_tasks": "tasks of the class-incremental stream",
+        "beta": "the VIB head's KL weight", "n_train": "a stratified subsample of the training set"})
+    p.add_argument("--name", default="report", help="report file stem: <name>.md, .json, -scatter.png, -plane.png")
+    add_run_flags(p, None)
+    p.set_defaults(func=_run_compare)
+
+
+def _run_compare(args) -> int:
+    from .report.compare_report import table
+    from .studies import compare
+
+    config = config_from(args, compare.CompareConfig)
+    out = Path(args.out or f"runs/compare-{Path(config.dataset).stem}")
+    results = compare.run(config, out=out, progress=not args.quiet, stem=args.name,
+                          command="bottlenecks " + " ".join(args._argv))
+    print(table(results))
+    print(f"report: {out / (args.name + '.md')} ({results.seconds:.0f} s)")
+    return 0
+
+
 # ------------------------------------------------------------------------------- the parser and main
 #: functions that add one top-level command (or a family's group of commands) each
 COMMANDS = [_kmeans_parser, _continual_parser, _codebook_parser, _info_parser, _concepts_parser, _graph_parser,
-            _browse_parser]
+            _browse_parser, _compare_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,21 +2,34 @@
 
 Each learner sees batches ``(x, y)`` one at a time — no task boundaries — through
 ``fit_batch``, and answers ``predict``. ``prepare(x_unlabelled)`` runs once before the stream
-(the key-value bottleneck fits its keys there; the others do nothing).
+(the key-value bottleneck fits its keys there; the others do nothing). ``represent(x)`` is the
+representation its decoder reads (for information measures) and ``codes(x)`` the discrete codes
+of the discrete bottlenecks (``None`` for the others).
+
+:func:`fit_until_converged` trains any learner epoch by epoch until its accuracy on held-out
+data stops improving (early stopping), and keeps its best epoch.
 """
 
 from __future__ import annotations
 
+import copy
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..codebook.head import CodebookClassifier
+from ..info.heads import VIBClassifier
 from ..kv import DiscreteKeyValueBottleneck, KeyValueClassifier
+from ..validation import check_positive_int
+from .metrics import class_balanced_accuracy
 
-METHODS = ("dkvb", "linear", "mlp", "replay")
+METHODS = ("dkvb", "linear", "mlp", "replay", "vq", "vib")
 #: the options :func:`make_learner` knows; each method reads its own
 OPTIONS = ("num_codebooks", "keys_per_codebook", "dim_key", "topk", "key_init", "key_epochs", "keys_from", "dkvb_lr",
-           "head_lr", "linear_lr", "mlp_lr", "replay_lr", "hidden", "buffer_size", "replay_hidden")
+           "head_lr", "linear_lr", "mlp_lr", "replay_lr", "vq_lr", "vib_lr", "hidden", "buffer_size", "replay_hidden",
+           "vq", "vib")
 
 
 class Learner:
@@ -31,12 +44,43 @@ class Learner:
     def fit_batch(self, x: torch.Tensor, y: torch.Tensor) -> float:
         raise NotImplementedError
 
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, dim) -> (batch, n_classes)`` (the model's output)."""
+        return self.model(x)
+
+    def _batched(self, fn, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+        was = self.model.training
         self.model.eval()
-        out = torch.cat([self.model(x[s:s + batch_size]).argmax(1) for s in range(0, len(x), batch_size)])
-        self.model.train()
+        with torch.no_grad():
+            out = torch.cat([fn(x[s:s + batch_size]) for s in range(0, len(x), batch_size)])
+        self.model.train(was)
         return out
+
+    def predict(self, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+        """Class indices ``(n,)`` in eval mode."""
+        return self._batched(lambda b: self.logits(b).argmax(1), x, batch_size)
+
+    def represent(self, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+        """The representation the decoder reads, ``(n, d_z)`` in eval mode (the logits by default)."""
+        return self._batched(self._represent, x, batch_size)
+
+    def _represent(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(x)
+
+    def codes(self, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor | None:
+        """Discrete codes ``(n, m)`` int64 of a discrete bottleneck; ``None`` for continuous heads."""
+        return None
+
+    def parameters(self) -> list[torch.Tensor]:
+        """The trained tensors (what a training step may change)."""
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def state(self) -> dict:
+        """A copy of everything :meth:`load_state` restores (the model's state dict)."""
+        return copy.deepcopy(self.model.state_dict())
+
+    def load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state)
 
 
 class HeadLearner(Learner):
@@ -55,6 +99,10 @@ class HeadLearner(Learner):
                 self.name = "linear"
         self.lr = lr
         self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
+
+    def _represent(self, x):
+        # the MLP's hidden layer; a linear probe has no other representation than its logits
+        return self.model[1](self.model[0](x)) if isinstance(self.model, nn.Sequential) else self.model(x)
 
     def fit_batch(self, x, y) -> float:
         loss = F.cross_entropy(self.model(x), y)
@@ -112,6 +160,12 @@ class DKVBLearner(Learner):
         self.opt = torch.optim.SGD([self.bottleneck.values], lr=lr, momentum=0.0)
         self.key_epochs, self.keys_from = key_epochs, keys_from
 
+    def _represent(self, x):
+        return self.bottleneck(x)[0].flatten(1)  # the fetched values (batch, C * n_classes)
+
+    def codes(self, x, batch_size: int = 2048):
+        return self._batched(lambda b: self.bottleneck.lookup(self.bottleneck.project(b)).flatten(1), x, batch_size)
+
     def prepare(self, x_unlabelled, shared: dict | None = None):
         key = ("dkvb-keys", tuple(self.bottleneck.keys.shape), self.bottleneck.seed, self.bottleneck.key_init)
         if shared is not None and key in shared:  # the same keys as the stream run of this seed
@@ -131,11 +185,125 @@ class DKVBLearner(Learner):
         return float(loss.detach())
 
 
+class VQLearner(Learner):
+    """The vector-quantised top-k codebook head (:class:`~bottlenecks.codebook.head.CodebookClassifier`)
+    trained with Adam on cross-entropy plus the codebook loss."""
+
+    name = "vq"
+
+    def __init__(self, dim: int, n_classes: int, lr: float = 1e-3, seed: int = 0, head_options: dict | None = None):
+        self.model = CodebookClassifier(dim, n_classes, seed=seed, **(head_options or {}))
+        self.lr = lr
+        self.opt = torch.optim.Adam(self.parameters(), lr=lr)
+
+    @torch.no_grad()
+    def prepare(self, x_unlabelled, shared: dict | None = None):
+        # codes from k-means over (up to 4,096 of) the projected unlabelled inputs, as the DKVB fits its
+        # keys, rather than over the first batch, which in a stream holds the first task's classes only
+        g = torch.Generator().manual_seed(self.model.seed)
+        pick = torch.randperm(len(x_unlabelled), generator=g)[:4096]
+        self.model.codebook.init_codes(self.model.project(x_unlabelled[pick]))
+
+    def logits(self, x):
+        return self.model(x)[0]
+
+    def _represent(self, x):
+        return self.model.quantise(x)[0]
+
+    def codes(self, x, batch_size: int = 2048):
+        return self._batched(lambda b: self.model.quantise(b)[1].sort(dim=1).values, x, batch_size)
+
+    def fit_batch(self, x, y) -> float:
+        logits, _, codebook_loss = self.model(x)
+        loss = self.model.loss(logits, y, codebook_loss)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return float(loss.detach())
+
+
+class VIBLearner(Learner):
+    """The variational-information-bottleneck head (:class:`~bottlenecks.info.heads.VIBClassifier`)
+    trained with Adam on ``CE + beta * KL``."""
+
+    name = "vib"
+
+    def __init__(self, dim: int, n_classes: int, lr: float = 1e-3, seed: int = 0, head_options: dict | None = None):
+        self.model = VIBClassifier(dim, n_classes, seed=seed, **(head_options or {}))
+        self.lr = lr
+        self.opt = torch.optim.Adam(self.parameters(), lr=lr)
+
+    def logits(self, x):
+        return self.model(x)[0]
+
+    def _represent(self, x):
+        return self.model.encode(x)[0]  # mu in eval mode
+
+    def fit_batch(self, x, y) -> float:
+        logits, kl = self.model(x)
+        loss = self.model.loss(logits, y, kl)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return float(loss.detach())
+
+    def state(self) -> dict:
+        return {"model": super().state(), "generator": self.model.generator.get_state()}
+
+    def load_state(self, state: dict) -> None:
+        super().load_state(state["model"])
+        self.model.generator.set_state(state["generator"])
+
+
+def fit_until_converged(learner: Learner, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor,
+                        y_val: torch.Tensor, *, batch_size: int = 256, max_epochs: int = 100, patience: int = 3,
+                        seed: int = 0, extra: dict | None = None, on_step=None) -> dict:
+    """Train ``learner`` on ``(x, y)`` in shuffled mini-batches, one epoch at a time, until the
+    class-balanced accuracy on ``(x_val, y_val)`` has not improved for ``patience`` epochs (or
+    ``max_epochs``); then restore the state of the best epoch (early stopping).
+
+    ``extra``: more per-sample tensors passed to ``fit_batch`` by keyword, indexed like ``x`` (a
+    concept head's concept labels). ``on_step(idx, loss)`` runs after every step. Shuffling is
+    drawn from ``seed``. Returns ``{"epochs", "best_epoch", "val_accuracy", "history", "steps"}``.
+    """
+    batch_size = check_positive_int(batch_size, "batch_size")
+    max_epochs = check_positive_int(max_epochs, "max_epochs")
+    patience = check_positive_int(patience, "patience")
+    if len(x) != len(y) or len(x_val) != len(y_val):
+        raise ValueError(f"expected one label per row, got {len(x)} rows / {len(y)} labels for training and "
+                         f"{len(x_val)} / {len(y_val)} for validation")
+    if len(x_val) == 0:
+        raise ValueError("x_val: expected held-out samples to stop on, got none")
+    g = torch.Generator().manual_seed(int(seed))
+    y_val_np = np.asarray(y_val)
+    best, best_epoch, best_state, since, history, steps = -1.0, 0, None, 0, [], 0
+    for epoch in range(1, max_epochs + 1):
+        order = torch.randperm(len(x), generator=g)
+        for s in range(0, len(x), batch_size):
+            idx = order[s:s + batch_size]
+            loss = learner.fit_batch(x[idx], y[idx], **{k: v[idx] for k, v in (extra or {}).items()})
+            steps += 1
+            if on_step is not None:
+                on_step(idx, loss)
+        acc = class_balanced_accuracy(y_val_np, learner.predict(x_val).numpy())
+        history.append(acc)
+        if acc > best:
+            best, best_epoch, best_state, since = acc, epoch, learner.state(), 0
+        else:
+            since += 1
+            if since >= patience:
+                break
+    learner.load_state(best_state)
+    return {"epochs": len(history), "best_epoch": best_epoch, "val_accuracy": best, "history": history,
+            "steps": steps}
+
+
 def make_learner(name: str, dim: int, n_classes: int, seed: int = 0, **options) -> Learner:
-    """``'dkvb'``, ``'linear'``, ``'mlp'`` or ``'replay'`` with their options
-    (``head_lr`` or per method ``linear_lr`` / ``mlp_lr`` / ``replay_lr``, ``dkvb_lr``, ``hidden``,
-    ``buffer_size``, ``num_codebooks``, ``keys_per_codebook``, ...). An unknown option is an error
-    (a typo must not silently build the default bottleneck)."""
+    """``'dkvb'``, ``'linear'``, ``'mlp'``, ``'replay'``, ``'vq'`` or ``'vib'`` with their options
+    (``head_lr`` or per method ``linear_lr`` / ``mlp_lr`` / ``replay_lr`` / ``vq_lr`` / ``vib_lr``,
+    ``dkvb_lr``, ``hidden``, ``buffer_size``, ``num_codebooks``, ``keys_per_codebook``, ``vq`` and
+    ``vib``: dicts of head options, e.g. ``{"num_codes": 256, "k": 8}``, ``{"beta": 1e-3}``). An unknown
+    option is an error (a typo must not silently build the default bottleneck)."""
     unknown = [k for k in options if k not in OPTIONS]
     if unknown:
         import difflib
@@ -156,4 +324,8 @@ def make_learner(name: str, dim: int, n_classes: int, seed: int = 0, **options) 
     if name == "replay":
         return ReplayLearner(dim, n_classes, buffer_size=options.get("buffer_size", 500),
                              hidden=options.get("replay_hidden"), lr=lr, seed=seed)
+    if name == "vq":
+        return VQLearner(dim, n_classes, lr=lr, seed=seed, head_options=options.get("vq"))
+    if name == "vib":
+        return VIBLearner(dim, n_classes, lr=lr, seed=seed, head_options=options.get("vib"))
     raise ValueError(f"unknown method {name!r}; expected one of {METHODS}")

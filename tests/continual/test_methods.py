@@ -1,0 +1,71 @@
+"""Learners of the workbench: early stopping (fit_until_converged) and the new heads."""
+
+import numpy as np
+import pytest
+import torch
+
+from bottlenecks.continual.methods import METHODS, fit_until_converged, make_learner
+
+
+def _data(n=300, dim=8, classes=3, seed=0, noise=1.0):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(classes, dim, generator=g) * 2
+    y = torch.arange(n) % classes
+    return centres[y] + noise * torch.randn(n, dim, generator=g), y
+
+
+def test_fit_until_converged_stops_and_keeps_the_best_epoch():
+    x, y = _data()
+    xv, yv = _data(90, seed=0)
+    learner = make_learner("linear", 8, 3, seed=0, linear_lr=1e-2)
+    res = fit_until_converged(learner, x, y, xv, yv, batch_size=32, max_epochs=50, patience=2, seed=0)
+    assert res["epochs"] < 50  # stopped early
+    assert res["epochs"] - res["best_epoch"] == 2  # patience epochs after the best
+    assert res["val_accuracy"] == max(res["history"])
+    # the restored state is the best epoch's: its validation accuracy is the best one
+    from bottlenecks.continual.metrics import class_balanced_accuracy
+
+    assert class_balanced_accuracy(yv.numpy(), learner.predict(xv).numpy()) == res["val_accuracy"]
+
+
+def test_fit_until_converged_trains_to_convergence_where_a_fixed_budget_does_not():
+    # the issue's complaint: a baseline stopped after a fixed small number of passes is under-trained
+    x, y = _data(600, dim=20, classes=5, noise=2.5)
+    xv, yv = _data(300, dim=20, classes=5, seed=0, noise=2.5)
+    one = make_learner("linear", 20, 5, seed=0, linear_lr=1e-3)
+    fit_until_converged(one, x, y, xv, yv, batch_size=64, max_epochs=1, patience=1, seed=0)
+    full = make_learner("linear", 20, 5, seed=0, linear_lr=1e-3)
+    res = fit_until_converged(full, x, y, xv, yv, batch_size=64, max_epochs=200, patience=3, seed=0)
+    acc = [float((m.predict(xv) == yv).float().mean()) for m in (one, full)]
+    assert res["epochs"] > 3 and acc[1] > acc[0]
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_every_method_has_a_representation(name):
+    x, y = _data(64)
+    learner = make_learner(name, 8, 3, seed=0, num_codebooks=4, keys_per_codebook=8,
+                           vq={"num_codes": 8, "k": 2, "dim": 4}, vib={"dim_z": 4, "hidden": 8})
+    learner.prepare(x, {})
+    learner.fit_batch(x, y)
+    z = learner.represent(x)
+    assert z.shape[0] == 64 and z.dim() == 2 and torch.isfinite(z).all()
+    codes = learner.codes(x)
+    assert (codes is None) == (name not in ("dkvb", "vq"))
+    state = learner.state()
+    before = learner.predict(x)
+    for _ in range(5):
+        learner.fit_batch(x, y)
+    learner.load_state(state)
+    assert torch.equal(learner.predict(x), before)
+
+
+def test_bad_input():
+    x, y = _data(30)
+    learner = make_learner("linear", 8, 3)
+    with pytest.raises(ValueError, match="held-out"):
+        fit_until_converged(learner, x, y, x[:0], y[:0])
+    with pytest.raises(ValueError, match="one label per row"):
+        fit_until_converged(learner, x, y[:10], x, y)
+    with pytest.raises(ValueError, match="unknown method 'vae'"):
+        make_learner("vae", 8, 3)
+    assert np.isin(["vq", "vib"], METHODS).all()
