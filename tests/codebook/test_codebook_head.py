@@ -16,14 +16,15 @@ def _data(n=256, dim=10, classes=4, seed=0):
 def test_shapes_codes_and_learning():
     x, y = _data()
     head = CodebookClassifier(10, 4, dim=8, num_codes=16, k=2, seed=0)
-    logits, ids = head(x)
+    logits, ids, closs = head(x)
+    assert closs.dim() == 0
     assert logits.shape == (256, 4) and ids.shape == (256, 2)
     assert int(ids.max()) < 16
     opt = torch.optim.Adam(head.parameters(), lr=1e-2)
     first = None
     for _ in range(60):
-        logits, _ = head(x)
-        loss = head.loss(logits, y)
+        logits, _, closs = head(x)
+        loss = head.loss(logits, y, closs)
         first = first if first is not None else float(loss.detach())
         opt.zero_grad()
         loss.backward()
@@ -31,7 +32,7 @@ def test_shapes_codes_and_learning():
     head.eval()
     with torch.no_grad():
         acc = (head(x)[0].argmax(1) == y).float().mean()
-    assert float(loss) < 0.5 * first and acc > 0.9
+    assert float(loss.detach()) < 0.5 * first and acc > 0.9
 
 
 def test_decoder_reads_only_the_codes():
@@ -39,7 +40,7 @@ def test_decoder_reads_only_the_codes():
     x, _ = _data(64)
     head = CodebookClassifier(10, 4, dim=8, num_codes=4, k=1, seed=0).eval()
     with torch.no_grad():
-        logits, ids = head(x)
+        logits, ids, _ = head(x)
     same = (ids[:, 0] == ids[0, 0]).nonzero().flatten()
     assert len(same) > 1
     assert torch.allclose(logits[same], logits[same[0]].expand(len(same), -1))

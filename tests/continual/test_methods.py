@@ -69,3 +69,13 @@ def test_bad_input():
     with pytest.raises(ValueError, match="unknown method 'vae'"):
         make_learner("vae", 8, 3)
     assert np.isin(["vq", "vib"], METHODS).all()
+
+
+def test_min_epochs_rides_out_a_plateau():
+    # a learner that sits at zero accuracy on new classes must not stop after `patience` epochs of it
+    x, y = _data(120)
+    learner = make_learner("linear", 8, 3, seed=0, linear_lr=1e-6)  # barely moves: validation accuracy flat
+    res = fit_until_converged(learner, x, y, x, y, batch_size=64, max_epochs=20, patience=1, min_epochs=6, seed=0)
+    assert res["epochs"] == 6
+    res = fit_until_converged(learner, x, y, x, y, batch_size=64, max_epochs=20, patience=1, seed=0)
+    assert res["epochs"] == 2

@@ -5,7 +5,17 @@
 The study that runs them on a data set and writes a report is :mod:`bottlenecks.studies.continual`
 (``ContinualConfig``, ``run_experiment``, ``run``)."""
 
-from .methods import METHODS, DKVBLearner, HeadLearner, Learner, ReplayLearner, make_learner
+from .methods import (
+    METHODS,
+    DKVBLearner,
+    HeadLearner,
+    Learner,
+    ReplayLearner,
+    VIBLearner,
+    VQLearner,
+    fit_until_converged,
+    make_learner,
+)
 from .metrics import (
     AccuracyMatrix,
     accuracy_matrix,
@@ -29,6 +39,9 @@ __all__ = [
     "HeadLearner",
     "Learner",
     "ReplayLearner",
+    "VIBLearner",
+    "VQLearner",
+    "fit_until_converged",
     "make_learner",
     "ClassIncrementalStream",
     "accuracy_matrix",

@@ -257,10 +257,12 @@ class VIBLearner(Learner):
 
 def fit_until_converged(learner: Learner, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor,
                         y_val: torch.Tensor, *, batch_size: int = 256, max_epochs: int = 100, patience: int = 3,
-                        seed: int = 0, extra: dict | None = None, on_step=None) -> dict:
+                        min_epochs: int = 1, seed: int = 0, extra: dict | None = None, on_step=None) -> dict:
     """Train ``learner`` on ``(x, y)`` in shuffled mini-batches, one epoch at a time, until the
     class-balanced accuracy on ``(x_val, y_val)`` has not improved for ``patience`` epochs (or
-    ``max_epochs``); then restore the state of the best epoch (early stopping).
+    ``max_epochs``); then restore the state of the best epoch (early stopping). It trains at least
+    ``min_epochs``: a head learning new classes next to old ones can sit at zero accuracy on them
+    for a few epochs before its new logits overtake the old (a plateau, not convergence).
 
     ``extra``: more per-sample tensors passed to ``fit_batch`` by keyword, indexed like ``x`` (a
     concept head's concept labels). ``on_step(idx, loss)`` runs after every step. Shuffling is
@@ -269,6 +271,7 @@ def fit_until_converged(learner: Learner, x: torch.Tensor, y: torch.Tensor, x_va
     batch_size = check_positive_int(batch_size, "batch_size")
     max_epochs = check_positive_int(max_epochs, "max_epochs")
     patience = check_positive_int(patience, "patience")
+    min_epochs = check_positive_int(min_epochs, "min_epochs")
     if len(x) != len(y) or len(x_val) != len(y_val):
         raise ValueError(f"expected one label per row, got {len(x)} rows / {len(y)} labels for training and "
                          f"{len(x_val)} / {len(y_val)} for validation")
@@ -291,7 +294,7 @@ def fit_until_converged(learner: Learner, x: torch.Tensor, y: torch.Tensor, x_va
             best, best_epoch, best_state, since = acc, epoch, learner.state(), 0
         else:
             since += 1
-            if since >= patience:
+            if since >= patience and epoch >= min_epochs:
                 break
     learner.load_state(best_state)
     return {"epochs": len(history), "best_epoch": best_epoch, "val_accuracy": best, "history": history,

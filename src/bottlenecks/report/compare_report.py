@@ -14,6 +14,7 @@ __all__ = ["findings", "plot_accuracy_forgetting", "plot_information_plane", "ta
 HEAD_NAMES = {"dkvb": "DKVB (key-value)", "vq": "VQ top-k codebook", "vib": "VIB", "cbm": "concept bottleneck",
               "linear": "linear probe", "mlp": "MLP probe", "replay": "replay (linear)"}
 COLUMNS = (("iid_accuracy", "i.i.d. acc.", "pct"), ("final_accuracy", "stream acc.", "pct"),
+           ("learning_accuracy", "acc. just learned", "pct"),
            ("forgetting", "forgetting", "pct"), ("backward_transfer", "BWT", "pct"),
            ("i_xz", "I(X;Z) bits", "range_xz"), ("i_zy", "I(Z;Y) bits", "range_zy"),
            ("changed_fraction", "params changed / step", "pct2"), ("iid_train_seconds", "train s (i.i.d.)", "f1"),
@@ -61,9 +62,23 @@ def _md_table(summary: dict, columns) -> str:
     return "\n".join(lines)
 
 
+def _with_learning_accuracy(results) -> dict:
+    """The summary plus ``learning_accuracy``: the mean of R's diagonal (accuracy on each task just after
+    learning it; low values mean the head did not learn new tasks, whatever its forgetting), mean ± std
+    over seeds, computed from the stored accuracy matrices."""
+    import numpy as np
+
+    out = {}
+    for h, s in results.summary.items():
+        v = [float(np.mean(np.diag(np.asarray(r["R"], dtype=float)))) for r in results.runs[h]]
+        std = float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+        out[h] = {**s, "learning_accuracy": {"mean": float(np.mean(v)), "std": std, "n": len(v)}}
+    return out
+
+
 def table(results) -> str:
     """The main Markdown table (every head), then the discrete heads' and the concept head's."""
-    summary = results.summary
+    summary = _with_learning_accuracy(results)
     parts = [_md_table(summary, COLUMNS)]
     discrete = {h: s for h, s in summary.items() if _stat(s, "dead_fraction") is not None}
     if discrete:
@@ -134,7 +149,7 @@ def plot_information_plane(results, path) -> Path:
 
 def findings(results) -> list[str]:
     """Sentences that say what the numbers show, each computed from them."""
-    s = results.summary
+    s = _with_learning_accuracy(results)
     heads = list(s)
 
     def m(h, k):
@@ -151,6 +166,12 @@ def findings(results) -> list[str]:
                f"({100 * m(st[0], 'final_accuracy'):.1f}%, forgetting {100 * m(st[0], 'forgetting'):.1f} points); "
                f"{HEAD_NAMES.get(fg[0], fg[0])} forgets least ({100 * m(fg[0], 'forgetting'):.1f} points) and "
                f"{HEAD_NAMES.get(fg[-1], fg[-1])} most ({100 * m(fg[-1], 'forgetting'):.1f}).")
+    stuck = [h for h in heads if m(h, "learning_accuracy") < 0.8 * max(m(k, "learning_accuracy") for k in heads)]
+    if stuck:
+        out.append("Low forgetting is not memory when a head does not learn the new tasks: "
+                   + "; ".join(f"{HEAD_NAMES.get(h, h)} reaches {100 * m(h, 'learning_accuracy'):.1f}% on each task "
+                               "just after learning it" for h in stuck)
+                   + f" (best head {100 * max(m(k, 'learning_accuracy') for k in heads):.1f}%).")
     gaps = {h: m(h, "iid_accuracy") - m(h, "final_accuracy") for h in heads}
     small = min(gaps, key=gaps.get)
     out.append(f"The smallest gap between a head's i.i.d. accuracy and its stream accuracy is "
@@ -210,11 +231,13 @@ def write_report(results, out, stem: str = "report", command: str | None = None)
              f"stopping and learning rates) / {data.get('n_test')} test",
              f"- learning rates (chosen on the validation split, i.i.d., before the runs): {lrs}",
              f"- every run trains until validation accuracy has not improved for {cfg.get('patience')} epochs "
-             f"(at most {cfg.get('max_epochs')}), and keeps its best epoch; in the stream, on each task's classes",
+             f"(at least {cfg.get('min_epochs', 1)}, at most {cfg.get('max_epochs')}), and keeps its best epoch; in "
+             "the stream, on each task's classes",
              "", "## What the comparison found", "", *[f"- {s}" for s in findings(results)], "",
              "## Table", "", table(results), "",
              "Accuracies class-balanced, in %. *stream acc.*: after the last task, over all classes; *forgetting*: "
-             "mean drop from each task's best accuracy to its final one (Chaudhry et al. 2018); *BWT*: backward "
+             "mean drop from each task's best accuracy to its final one (Chaudhry et al. 2018); *acc. just learned*: "
+             "mean of R's diagonal (accuracy on each task right after training on it); *BWT*: backward "
              "transfer (Lopez-Paz & Ranzato 2017); *I(X;Z)*, *I(Z;Y)*: pairwise-distance estimates (Kolchinsky & "
              f"Tracey 2017) on {data.get('n_info')} test samples of the representation each decoder reads; "
              "*params changed / step*: fraction of trained scalars one stream step changes (every "

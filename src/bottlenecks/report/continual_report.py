@@ -63,8 +63,9 @@ def write_report(results: dict, out: Path, title: str, notes: list[str] | None =
              "Accuracies in %, mean ± std over seeds. *final acc.*: class-balanced accuracy on the whole test "
              "set after the stream; *avg acc.*: mean of the last row of R; *forgetting*: mean drop from each "
              "task's best accuracy to its final one (Chaudhry et al., 2018); *BWT*: backward transfer "
-             "(Lopez-Paz & Ranzato, 2017). `-joint` rows train the same method i.i.d. on all data for the "
-             "same number of passes (its upper bound).", ""]
+             "(Lopez-Paz & Ranzato, 2017). `-joint` rows train the same method i.i.d. on all data until its "
+             "accuracy on a held-out 10% of the training data stops improving (early stopping, patience 3; its "
+             "upper bound).", ""]
     for caption, path in images.items():
         parts += [f"![{caption}]({Path(path).name})", "", f"*{caption}*", ""]
     report = out / "report.md"

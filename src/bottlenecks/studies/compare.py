@@ -17,7 +17,7 @@ Protocol (fixed before any head is run):
    used for every seed, i.i.d. and stream alike.
 3. Every training run, i.i.d. or one task of the stream, goes on epoch by epoch until the
    validation accuracy (on the validation samples of the classes being trained) has not improved
-   for ``patience`` epochs (at most ``max_epochs``), and keeps its best epoch
+   for ``patience`` epochs (at least ``min_epochs``, at most ``max_epochs``), and keeps its best epoch
    (:func:`bottlenecks.continual.methods.fit_until_converged`).
 4. The stream: ``n_tasks`` tasks of disjoint classes in a seeded order; after each task, the
    class-balanced accuracy on every task's test classes (the accuracy matrix ``R``); final
@@ -46,7 +46,7 @@ from ..continual.streams import ClassIncrementalStream
 from .base import StudyConfig, StudyResults
 
 __all__ = ["HEADS", "DATASETS", "CompareConfig", "CompareResults", "CBMLearner", "information", "load_data",
-           "run"]
+           "merge_results", "run"]
 
 HEADS = ("dkvb", "vq", "vib", "cbm", "linear", "mlp", "replay")
 DISCRETE = ("dkvb", "vq")
@@ -65,6 +65,7 @@ class CompareConfig(StudyConfig):
     batch_size: int = 256
     max_epochs: int = 30
     patience: int = 2
+    min_epochs: int = 5
     val_fraction: float = 0.1
     lr_grid: tuple = (3e-4, 1e-3, 3e-3)
     dkvb_lr_grid: tuple = (0.1, 0.3, 1.0)
@@ -86,6 +87,9 @@ class CompareConfig(StudyConfig):
     data_dir: str | None = None
     cache_dir: str | None = None
     param_probe_every: int = 10  # steps between measurements of the parameters a step changes
+    # {head: {"best": lr, "scores": {lr: validation accuracy}}} from an earlier tuning by the same protocol
+    # (step 2) to skip it, e.g. when seeds run as separate processes; None: tune here
+    learning_rates: dict | None = None
 
     def validate(self) -> None:
         if self.heads is not None:
@@ -95,7 +99,7 @@ class CompareConfig(StudyConfig):
             if unknown:
                 raise ValueError(f"heads: unknown head(s) {unknown}; expected some of {list(HEADS)}")
         for name in ("seeds", "n_tasks", "batch_size", "max_epochs", "patience", "tune_samples", "n_info",
-                     "num_codebooks", "keys_per_codebook", "codes", "codes_k", "code_dim", "hidden",
+                     "min_epochs", "num_codebooks", "keys_per_codebook", "codes", "codes_k", "code_dim", "hidden",
                      "buffer_size", "param_probe_every", "concept_shapes_train", "concept_shapes_test"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -116,6 +120,11 @@ class CompareConfig(StudyConfig):
             raise ValueError(f"noise_var: expected a number > 0, got {self.noise_var!r}")
         if self.n_train is not None and (not isinstance(self.n_train, int) or self.n_train < 10):
             raise ValueError(f"n_train: expected None or an integer >= 10, got {self.n_train!r}")
+        if self.learning_rates is not None:
+            if not isinstance(self.learning_rates, dict) or any(
+                    not isinstance(v, dict) or "best" not in v for v in self.learning_rates.values()):
+                raise ValueError("learning_rates: expected None or {head: {'best': lr, 'scores': {...}}}, got "
+                                 f"{self.learning_rates!r:.200}")
         if self.codes_k > self.codes:
             raise ValueError(f"codes_k={self.codes_k} is larger than codes={self.codes}; expected codes_k <= codes")
 
@@ -414,7 +423,8 @@ def tune_learning_rates(data: _Data, heads, cfg: CompareConfig, tr, val, shared:
             learner.prepare(data.x_train, shared)
             res = fit_until_converged(learner, data.x_train[sub], data.y_train[sub], data.x_train[val],
                                       data.y_train[val], batch_size=cfg.batch_size, max_epochs=cfg.max_epochs,
-                                      patience=cfg.patience, seed=cfg.seed, extra=_extra(data, head, sub))
+                                      patience=cfg.patience, min_epochs=cfg.min_epochs, seed=cfg.seed,
+                                      extra=_extra(data, head, sub))
             scores[str(lr)] = res["val_accuracy"]
         best = max(grid, key=lambda lr: scores[str(lr)])
         out[head] = {"best": float(best), "scores": scores}
@@ -429,6 +439,7 @@ def _iid(head, data, cfg, seed, lr, tr, val, shared, info_idx) -> dict:
     m = _Measured(learner, cfg.param_probe_every)
     res = fit_until_converged(m, data.x_train[tr], data.y_train[tr], data.x_train[val], data.y_train[val],
                               batch_size=cfg.batch_size, max_epochs=cfg.max_epochs, patience=cfg.patience,
+                              min_epochs=cfg.min_epochs,
                               seed=seed, extra=_extra(data, head, tr))
     t0 = time.perf_counter()
     pred = learner.predict(data.x_test)
@@ -468,7 +479,8 @@ def _stream(head, data, cfg, seed, lr, tr, val, shared, info_idx) -> dict:
         vidx = val[torch.from_numpy(np.isin(y_val.numpy(), classes))]
         res = fit_until_converged(m, data.x_train[idx], data.y_train[idx], data.x_train[vidx], data.y_train[vidx],
                                   batch_size=cfg.batch_size, max_epochs=cfg.max_epochs, patience=cfg.patience,
-                                  seed=seed + 1000 * (t + 1), extra=_extra(data, head, idx))
+                                  min_epochs=cfg.min_epochs, seed=seed + 1000 * (t + 1),
+                                  extra=_extra(data, head, idx))
         epochs.append(res["epochs"])
         pred = learner.predict(data.x_test).numpy()
         R[t] = task_accuracies(data.y_test.numpy(), pred, stream.tasks, balanced=True)
@@ -517,7 +529,14 @@ def run(config: CompareConfig, out=None, progress: bool = True, *, stem: str = "
                        f"{data.x_train.shape[1]} features, {data.n_classes} classes; heads {', '.join(heads)}; "
                        f"seeds {config.seed}..{config.seed + config.seeds - 1}")
         shared: dict = {}  # the DKVB's fitted keys, per seed
-        lrs = tune_learning_rates(data, heads, config, tr, val, shared, progress)
+        if config.learning_rates is None:
+            lrs = tune_learning_rates(data, heads, config, tr, val, shared, progress)
+        else:
+            missing = [h for h in heads if h not in config.learning_rates]
+            if missing:
+                raise ValueError(f"learning_rates: no rate for head(s) {missing}; give one per head run, or None "
+                                 "to tune them")
+            lrs = {h: config.learning_rates[h] for h in heads}
         runs: dict = {h: [] for h in heads}
         for seed in range(config.seed, config.seed + config.seeds):
             for head in heads:
@@ -542,6 +561,29 @@ def run(config: CompareConfig, out=None, progress: bool = True, *, stem: str = "
 
         write_report(results, out, stem=stem, command=command)
     return results
+
+
+def merge_results(parts: list) -> CompareResults:
+    """One :class:`CompareResults` from runs of the same config on different seeds (e.g. one process
+    per seed, all given the same ``learning_rates``): runs concatenated in seed order, the summary
+    recomputed, times summed. Configs must agree except for ``seed`` and ``seeds``."""
+    parts = sorted(parts, key=lambda r: r.config["seed"])
+    base = {k: v for k, v in parts[0].config.items() if k not in ("seed", "seeds")}
+    for p in parts[1:]:
+        other = {k: v for k, v in p.config.items() if k not in ("seed", "seeds")}
+        if other != base:
+            diff = sorted(k for k in base if base[k] != other.get(k))
+            raise ValueError(f"merge_results: the runs differ in {diff}; expected the same config but for the seed")
+        if p.learning_rates != parts[0].learning_rates:
+            raise ValueError("merge_results: the runs used different learning rates; expected the same")
+    runs = {h: [r for p in parts for r in p.runs[h]] for h in parts[0].runs}
+    seeds = [r["seed"] for r in runs[next(iter(runs))]]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"merge_results: seed(s) repeated: {seeds}")
+    summary = {h: summarize([{k: r[k] for k in NUMERIC if k in r} for r in rs]) for h, rs in runs.items()}
+    config = {**parts[0].config, "seed": min(seeds), "seeds": len(seeds)}
+    return CompareResults(config=config, data=parts[0].data, learning_rates=parts[0].learning_rates, runs=runs,
+                          summary=summary, seconds=sum(p.seconds for p in parts))
 
 
 class _threads:

@@ -22,7 +22,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from ..continual.methods import METHODS, make_learner
+from ..continual.methods import METHODS, fit_until_converged, make_learner
 from ..continual.metrics import average_accuracy, backward_transfer, class_balanced_accuracy, forgetting, summarize
 from ..continual.streams import ClassIncrementalStream
 from ..progress import phase, track
@@ -73,7 +73,8 @@ class ContinualConfig(StudyConfig):
     space.
 
     Stream and training: ``n_tasks`` tasks of ``classes_per_task`` classes (None: all classes
-    split evenly), ``epochs`` per task (the joint runs make as many passes over all data),
+    split evenly), ``epochs`` per task (the joint runs train until a held-out 10% of the training data stops
+    improving: :func:`run_joint`),
     mini-batches of ``batch_size``; the accuracy curve gets a point every ``eval_every`` steps;
     seeds ``seed, seed + 1, ..., seed + n_seeds - 1``.
 
@@ -280,15 +281,34 @@ def run_stream(learner, data, stream: ClassIncrementalStream, cfg: ContinualConf
 
 
 def run_joint(learner, data, stream: ClassIncrementalStream, cfg: ContinualConfig, seed: int,
-              shared: dict | None = None) -> dict:
-    """The same learner trained i.i.d. on all tasks' data for the same number of passes."""
+              shared: dict | None = None, *, val_fraction: float = 0.1, max_epochs: int = 100,
+              patience: int = 3) -> dict:
+    """The same learner trained i.i.d. on all tasks' data until it has converged: epochs until its
+    class-balanced accuracy on a held-out ``val_fraction`` of the training data (stratified, drawn
+    from ``seed``) has not improved for ``patience`` epochs (at most ``max_epochs``), keeping the
+    best epoch (:func:`~bottlenecks.continual.methods.fit_until_converged`). An upper bound cut at
+    the stream's budget of passes would flatter the stream's methods."""
+    from ..data import stratified_split
+
     x_tr, y_tr, x_te, y_te = data
     all_classes = sorted(set(int(c) for task in stream.tasks for c in task))
     learner.prepare(x_tr, shared)
     curve = _Curve(learner, x_te, y_te, all_classes, cfg.eval_every)
-    curve.train(stream.joint_batches(cfg.batch_size, cfg.epochs, seed=seed), x_tr, y_tr)
-    final = curve.close()
-    return {"final_accuracy": final, "curve": curve.as_dict()}
+    tr, val = (torch.from_numpy(i) for i in stratified_split(y_tr.numpy(), val_fraction, seed=seed))
+
+    def on_step(idx, loss):
+        curve.step += 1
+        if curve.step % curve.every == 0:
+            curve._record()
+
+    res = fit_until_converged(learner, x_tr[tr], y_tr[tr], x_tr[val], y_tr[val], batch_size=cfg.batch_size,
+                              max_epochs=max_epochs, patience=patience, seed=seed, on_step=on_step)
+    if curve.steps and curve.steps[-1] == curve.step:  # the best epoch was restored: record it instead
+        curve.steps.pop()
+        curve.accuracy.pop()
+    final = curve._record()
+    return {"final_accuracy": final, "curve": curve.as_dict(), "epochs": res["epochs"],
+            "best_epoch": res["best_epoch"]}
 
 
 def _learner(method: str, dim: int, n_classes: int, seed: int, cfg: ContinualConfig, keys_from=None, **override):
