@@ -446,7 +446,9 @@ def _compare_parser(sub) -> None:
                        description="DKVB, VQ codebook, VIB, concept bottleneck, linear / MLP probes and replay on one "
                                    "frozen feature set: i.i.d. and stream accuracy, forgetting, information, code "
                                    "usage, locality of updates, time. Writes <name>.md, .json and two PNGs.")
-    add_config_flags(p, CompareConfig, aliases={"n_tasks": ["--tasks"]}, help={
+    # the numeric grids and given learning rates stay config-only (a comma list parses as strings)
+    add_config_flags(p, CompareConfig, aliases={"n_tasks": ["--tasks"]},
+                     skip=("lr_grid", "dkvb_lr_grid", "learning_rates"), help={
         "dataset": "fashion-mnist (scattering features), digits, concept-shapes, or an .npz / .safetensors file of "
                    "embeddings (x_train, y_train, x_test, y_test — or x, y)",
         "heads": "comma list of dkvb, vq, vib, cbm, linear, mlp, replay (None: every head the data supports; cbm "
