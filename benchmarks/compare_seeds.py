@@ -30,6 +30,7 @@ def main(argv=None) -> int:
     m.add_argument("--out", required=True)
     m.add_argument("--name", required=True)
     m.add_argument("--command", default=None)
+    m.add_argument("--note", action="append", default=[], help="a line for the report's list (repeatable)")
     args = p.parse_args(argv)
     if args.cmd == "run":
         lrs = json.loads(Path(args.lr_json).read_text())
@@ -38,7 +39,8 @@ def main(argv=None) -> int:
         res.to_json(Path(args.out) / f"seed-{args.seed}.json")
         return 0
     merged = merge_results([CompareResults.from_json(Path(x)) for x in args.parts])
-    print(write_report(merged, args.out, stem=args.name, command=args.command or " ".join(sys.argv)))
+    print(write_report(merged, args.out, stem=args.name, command=args.command or " ".join(sys.argv),
+                       notes=args.note))
     return 0
 
 

@@ -143,3 +143,18 @@ def test_task_accuracies_in_R_match_the_stream_predictions(small_run):
     assert R.shape == (3, 3)
     assert np.allclose(np.diag(R), np.diag(R).clip(0, 1))
     assert task_accuracies is not None
+
+
+def test_seeds_run_apart_and_merged_equal_one_run(blobs_file):
+    from bottlenecks.studies.compare import merge_results
+
+    base = dict(SMALL, heads=("linear",))
+    both = run(CompareConfig(dataset=str(blobs_file), **{**base, "seeds": 2}), progress=False)
+    lrs = both.learning_rates
+    parts = [run(CompareConfig(dataset=str(blobs_file), **{**base, "seed": s, "learning_rates": lrs}), progress=False)
+             for s in (1, 0)]
+    merged = merge_results(parts)
+    assert nan_equal(_without_times(merged.runs), _without_times(both.runs))
+    assert merged.summary["linear"]["forgetting"] == both.summary["linear"]["forgetting"]
+    with pytest.raises(ValueError, match="seed"):
+        merge_results([parts[0], parts[0]])

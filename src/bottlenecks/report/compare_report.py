@@ -211,9 +211,10 @@ CAVEATS = [
 ]
 
 
-def write_report(results, out, stem: str = "report", command: str | None = None) -> Path:
+def write_report(results, out, stem: str = "report", command: str | None = None,
+                 notes: list[str] | None = None) -> Path:
     """Write ``<stem>.json``, ``<stem>-scatter.png``, ``<stem>-plane.png`` and ``<stem>.md`` into
-    ``out``; returns the Markdown file's path."""
+    ``out`` (``notes``: more lines for the list under the title); returns the Markdown file's path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results.to_json(out / f"{stem}.json")
@@ -233,6 +234,7 @@ def write_report(results, out, stem: str = "report", command: str | None = None)
              f"- every run trains until validation accuracy has not improved for {cfg.get('patience')} epochs "
              f"(at least {cfg.get('min_epochs', 1)}, at most {cfg.get('max_epochs')}), and keeps its best epoch; in "
              "the stream, on each task's classes",
+             *[f"- {n}" for n in notes or []],
              "", "## What the comparison found", "", *[f"- {s}" for s in findings(results)], "",
              "## Table", "", table(results), "",
              "Accuracies class-balanced, in %. *stream acc.*: after the last task, over all classes; *forgetting*: "
