@@ -23,6 +23,7 @@ def main(argv=None) -> int:
     r.add_argument("--dataset", default="fashion-mnist")
     r.add_argument("--seed", type=int, required=True)
     r.add_argument("--tasks", type=int, default=5)
+    r.add_argument("--split-seed", type=int, default=0, help="the data split's seed, the same for every process")
     r.add_argument("--lr-json", required=True, help="{head: {'best': lr, 'scores': {...}}} from the tuning")
     r.add_argument("--out", required=True)
     m = sub.add_parser("merge")
@@ -34,7 +35,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.cmd == "run":
         lrs = json.loads(Path(args.lr_json).read_text())
-        cfg = CompareConfig(dataset=args.dataset, seed=args.seed, seeds=1, n_tasks=args.tasks, learning_rates=lrs)
+        cfg = CompareConfig(dataset=args.dataset, seed=args.seed, seeds=1, n_tasks=args.tasks, learning_rates=lrs,
+                            split_seed=args.split_seed)
         res = run(cfg, progress=True)
         res.to_json(Path(args.out) / f"seed-{args.seed}.json")
         return 0

@@ -61,6 +61,9 @@ class CompareConfig(StudyConfig):
     heads: tuple | None = None  # None: every head the data supports (cbm only where there are concepts)
     seed: int = 0
     seeds: int = 1  # seeds seed, seed + 1, ...: mean +- std
+    # seeds the data: validation split, information subsample, tuning subsample, generated data (None: seed);
+    # fix it to run seeds as separate processes on the same split
+    split_seed: int | None = None
     n_tasks: int = 5
     batch_size: int = 256
     max_epochs: int = 30
@@ -91,6 +94,11 @@ class CompareConfig(StudyConfig):
     # (step 2) to skip it, e.g. when seeds run as separate processes; None: tune here
     learning_rates: dict | None = None
 
+    @property
+    def data_seed(self) -> int:
+        """The seed of everything about the data (``split_seed``, else ``seed``)."""
+        return self.seed if self.split_seed is None else self.split_seed
+
     def validate(self) -> None:
         if self.heads is not None:
             if isinstance(self.heads, str) or not len(self.heads):
@@ -104,8 +112,10 @@ class CompareConfig(StudyConfig):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {v!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed: expected an integer >= 0, got {self.seed!r}")
+        for name in ("seed", "split_seed"):
+            v = getattr(self, name)
+            if (v is not None or name == "seed") and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise ValueError(f"{name}: expected an integer >= 0, got {v!r}")
         if self.n_tasks < 2:
             raise ValueError(f"n_tasks: expected at least 2 tasks (forgetting needs two), got {self.n_tasks}")
         if not 0.0 < self.val_fraction < 0.5:
@@ -182,8 +192,8 @@ def _concept_shapes(cfg: CompareConfig, progress) -> _Data:
     from ..data import make_concept_shapes
     from ..encoders import FeatureCache, get_encoder
 
-    # the data is drawn from cfg.seed once: every seed of the comparison sees the same images
-    sets = {s: make_concept_shapes(n, s, seed=cfg.seed)
+    # the data is drawn from cfg.data_seed once: every seed of the comparison sees the same images
+    sets = {s: make_concept_shapes(n, s, seed=cfg.data_seed)
             for s, n in (("train", cfg.concept_shapes_train), ("test", cfg.concept_shapes_test))}
     # the scattering encoder takes grey images: each colour channel on its own, concatenated
     encoder = get_encoder("scattering", J=2, L=8, max_order=1)
@@ -192,10 +202,10 @@ def _concept_shapes(cfg: CompareConfig, progress) -> _Data:
     for s, d in sets.items():
         n, c, h, w = d.images.shape
         flat = torch.from_numpy(d.images).reshape(n * c, h, w)
-        feats[s] = cache.get_or_compute(encoder, flat, dataset_id=f"concept-shapes-seed{cfg.seed}", split=s,
+        feats[s] = cache.get_or_compute(encoder, flat, dataset_id=f"concept-shapes-seed{cfg.data_seed}", split=s,
                                         progress=False).reshape(n, -1)
     tr, te = sets["train"], sets["test"]
-    note = (f"concept-shapes (seed {cfg.seed}): {len(tr)} train / {len(te)} test images, {len(tr.class_names)} "
+    note = (f"concept-shapes (seed {cfg.data_seed}): {len(tr)} train / {len(te)} test images, {len(tr.class_names)} "
             f"classes, {len(tr.concept_names)} concepts (one spurious: {tr.spurious_concept!r}), scattering "
             f"J=2 L=8 first order per colour channel -> {feats['train'].shape[1]} features")
     return _Data(feats["train"], torch.as_tensor(tr.labels), feats["test"], torch.as_tensor(te.labels),
@@ -206,7 +216,7 @@ def _concept_shapes(cfg: CompareConfig, progress) -> _Data:
 def _embeddings(cfg: CompareConfig) -> _Data:
     from ..data import load_embeddings
 
-    emb = load_embeddings(cfg.dataset, seed=cfg.seed)
+    emb = load_embeddings(cfg.dataset, seed=cfg.data_seed)
     note = (f"embeddings {emb.source}: {len(emb.x_train)} train / {len(emb.x_test)} test rows, {emb.dim} "
             f"features, {emb.n_classes} classes")
     return _Data(torch.as_tensor(emb.x_train), torch.as_tensor(emb.y_train), torch.as_tensor(emb.x_test),
@@ -236,7 +246,7 @@ def load_data(cfg: CompareConfig, progress=None) -> _Data:
     if cfg.n_train is not None and cfg.n_train < len(data.x_train):
         from ..data import stratified_split
 
-        keep, _ = stratified_split(data.y_train.numpy(), 1 - cfg.n_train / len(data.x_train), seed=cfg.seed)
+        keep, _ = stratified_split(data.y_train.numpy(), 1 - cfg.n_train / len(data.x_train), seed=cfg.data_seed)
         keep = torch.from_numpy(keep)
         data.x_train, data.y_train = data.x_train[keep], data.y_train[keep]
         if data.c_train is not None:
@@ -412,18 +422,18 @@ def _extra(data: _Data, head: str, idx: torch.Tensor) -> dict | None:
 
 def tune_learning_rates(data: _Data, heads, cfg: CompareConfig, tr, val, shared: dict, progress) -> dict:
     """Step 2 of the protocol: each head's rate, by i.i.d. validation accuracy with early stopping."""
-    g = torch.Generator().manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.data_seed)
     sub = tr[torch.randperm(len(tr), generator=g)[:cfg.tune_samples]]
     out = {}
     for head in heads:
         grid = cfg.dkvb_lr_grid if head == "dkvb" else cfg.lr_grid
         scores = {}
         for lr in grid:
-            learner = _make(head, data, cfg, cfg.seed, lr)
+            learner = _make(head, data, cfg, cfg.data_seed, lr)
             learner.prepare(data.x_train, shared)
             res = fit_until_converged(learner, data.x_train[sub], data.y_train[sub], data.x_train[val],
                                       data.y_train[val], batch_size=cfg.batch_size, max_epochs=cfg.max_epochs,
-                                      patience=cfg.patience, min_epochs=cfg.min_epochs, seed=cfg.seed,
+                                      patience=cfg.patience, min_epochs=cfg.min_epochs, seed=cfg.data_seed,
                                       extra=_extra(data, head, sub))
             scores[str(lr)] = res["val_accuracy"]
         best = max(grid, key=lambda lr: scores[str(lr)])
@@ -522,8 +532,8 @@ def run(config: CompareConfig, out=None, progress: bool = True, *, stem: str = "
     with _threads(1):  # one thread: the same seed gives the same numbers whatever the caller's setting
         data = load_data(config, progress)
         heads = heads_for(config, data)
-        tr, val = _split(data.y_train, config.val_fraction, config.seed)
-        g = torch.Generator().manual_seed(config.seed)
+        tr, val = _split(data.y_train, config.val_fraction, config.data_seed)
+        g = torch.Generator().manual_seed(config.data_seed)
         info_idx = torch.randperm(len(data.x_test), generator=g)[:config.n_info]
         _say(progress, f"compare: {data.name}, {len(tr)} train / {len(val)} validation / {len(data.x_test)} test, "
                        f"{data.x_train.shape[1]} features, {data.n_classes} classes; heads {', '.join(heads)}; "
