@@ -168,7 +168,8 @@ def findings(results) -> list[str]:
                f"{HEAD_NAMES.get(fg[-1], fg[-1])} most ({100 * m(fg[-1], 'forgetting'):.1f}).")
     stuck = [h for h in heads if m(h, "learning_accuracy") < 0.8 * max(m(k, "learning_accuracy") for k in heads)]
     if stuck:
-        out.append("Low forgetting is not memory when a head does not learn the new tasks: "
+        out.append("Forgetting is measured from each task's peak, and some heads peak low because they do not fully "
+                   "learn the new tasks next to the old ones: "
                    + "; ".join(f"{HEAD_NAMES.get(h, h)} reaches {100 * m(h, 'learning_accuracy'):.1f}% on each task "
                                "just after learning it" for h in stuck)
                    + f" (best head {100 * max(m(k, 'learning_accuracy') for k in heads):.1f}%).")
