@@ -159,3 +159,12 @@ def test_seeds_run_apart_and_merged_equal_one_run(blobs_file):
     assert merged.summary["linear"]["forgetting"] == both.summary["linear"]["forgetting"]
     with pytest.raises(ValueError, match="seed"):
         merge_results([parts[0], parts[0]])
+
+
+def test_a_run_folder_gets_its_report_and_page(tmp_path, blobs_file):
+    res = run(CompareConfig(dataset=str(blobs_file), heads=("linear", "dkvb"), **SMALL), out=tmp_path, progress=False)
+    for name in ("report.md", "report.json", "report.html"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    page = (tmp_path / "report.html").read_text()
+    assert page.lstrip().lower().startswith("<!doctype html") and "summary.linear.final_accuracy" in page
+    assert set(res.runs) == {"linear", "dkvb"}

@@ -15,7 +15,7 @@ from .html import Page
 
 __all__ = ["build_html", "page_kind", "generic_page"]
 
-RESULT_FILES = ("metrics.json", "results.json")
+RESULT_FILES = ("metrics.json", "results.json", "report.json")
 
 
 def page_kind(results: Mapping) -> str:
@@ -94,7 +94,7 @@ def _extra(run: Path, name: str):
 def build_html(run_dir, out=None, open_browser: bool = False) -> Path:
     """Write ``report.html`` into ``run_dir`` (or ``out``) from the run's files; returns its path.
 
-    The page kind follows the results (``metrics.json`` or ``results.json``): a continual or
+    The page kind follows the results (``metrics.json``, ``results.json`` or ``report.json``): a continual or
     comparison run (with ``key_usage.json`` for the key-usage heat map), a codebook run (with
     ``codes.json`` for the code browser), a concept-bottleneck run (with ``explanations.json`` for
     the per-sample view), an information-plane run, or a generic page of the numbers, figures and

@@ -570,6 +570,10 @@ def run(config: CompareConfig, out=None, progress: bool = True, *, stem: str = "
         from ..report.compare_report import write_report
 
         write_report(results, out, stem=stem, command=command)
+        if stem == "report":
+            from ..report.html_browse import build_html
+
+            build_html(out)  # report.html: the table, the figures and the numbers in one page
     return results
 
 
