@@ -28,7 +28,7 @@ def _glm_path():
     g = torch.Generator().manual_seed(0)
     X = torch.randn(2000, 12, generator=g, dtype=torch.float64)  # the demo's (n, concepts) scores
     y = (X[:, :4].argmax(1) + 4 * (X[:, 4] > 0)).long()
-    return lambda: elastic_net_path(X, y, n_lambdas=10, max_epochs=200, quiet=True)
+    return lambda: elastic_net_path(X, y, n_lambdas=10, max_epochs=200, progress=False)
 
 
 def _linear_head():

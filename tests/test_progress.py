@@ -60,3 +60,16 @@ def test_fixed_threads_pins_and_restores():
     with pytest.raises(ValueError, match="threads: expected an integer >= 1 or None, got 0"):
         with fixed_threads(0):
             pass
+
+
+def test_concept_model_and_neural_mi_take_progress_like_every_family():
+    import numpy as np
+
+    from bottlenecks.concepts import ConceptBottleneckModel
+    from bottlenecks.info.neural import neural_mutual_information
+
+    assert ConceptBottleneckModel(["a", "b"]).progress is None  # the library's default
+    assert ConceptBottleneckModel(["a", "b"], progress=True).progress is True
+    assert ConceptBottleneckModel(["a", "b"], quiet=True).progress is False  # the earlier spelling
+    with pytest.raises(TypeError, match="progress"):
+        neural_mutual_information(np.zeros((40, 1)), np.zeros((40, 1)), epochs=1, progress="yes")

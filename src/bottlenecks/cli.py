@@ -372,7 +372,7 @@ def _run_concepts_select(args) -> int:
     try:
         result = run_concept_selection(args.concepts, k_per_class=args.per_class, encoder=args.text_encoder,
                                        image_embeddings=args.images, out=args.out, seed=args.seed,
-                                       quiet=args.quiet)
+                                       progress=not args.quiet)
     except ImportError as err:
         raise UsageError(str(err)) from None
     for name, chosen in result["selected"].items():

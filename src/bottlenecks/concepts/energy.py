@@ -47,6 +47,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..checkpoint import Checkpointable, corrupt, load_state, read_legacy_pair
+from ..progress import track
 from ..threads import small_op_threads
 from ..validation import (
     as_tensor,
@@ -415,7 +416,7 @@ class EnergyCBM(nn.Module, Checkpointable):
         return out
 
     def fit(self, Z, C, y, *, epochs: int = 100, lr: float = 1e-2, batch_size: int = 256, weight_decay: float = 0.0,
-            concept_data=None, quiet: bool = True) -> EnergyCBM:
+            concept_data=None, progress: bool | None = None) -> EnergyCBM:
         """Train on embeddings ``Z (n, dim_in)``, binary concepts ``C (n, n_concepts)``, classes ``y (n,)``.
 
         Two stages of ``epochs`` each (Adam, cosine learning-rate decay to 0): first the global energy
@@ -446,13 +447,13 @@ class EnergyCBM(nn.Module, Checkpointable):
                 raise TypeError("concept_data: expected a pair (Zc (m, dim_in), Cc (m, n_concepts))")
             Zc = self._check_Z(concept_data[0])
             concept_data = (Zc, self._check_C(concept_data[1], Zc.shape[0], Zc))
-        history = self._fit_stages(Z, C, y, n, epochs, lr, batch_size, weight_decay, quiet, concept_data)
+        history = self._fit_stages(Z, C, y, n, epochs, lr, batch_size, weight_decay, progress, concept_data)
         self.eval()
         self.loss_history_ = history
         self.n_samples_seen_ = n
         return self
 
-    def _fit_stages(self, Z, C, y, n, epochs, lr, batch_size, weight_decay, quiet,
+    def _fit_stages(self, Z, C, y, n, epochs, lr, batch_size, weight_decay, progress,
                     concept_data=None) -> dict[str, list[float]]:
         g = torch.Generator().manual_seed(self.seed + 1)
         global_params = [self.prior, self.unary] + [p for m in (self.inter_in, self.inter_out) if m is not None
@@ -463,11 +464,11 @@ class EnergyCBM(nn.Module, Checkpointable):
         global_numel = b * K * K * max(self.global_hidden, 1) if K > self.exact_max else max(b, 2 ** K) * N
         with _threads(global_numel, self.num_threads):
             global_history = self._train_stage(global_params, lambda idx: self._global_loss(C[idx], y[idx]),
-                                               n, epochs, lr, batch_size, weight_decay, g, quiet, "global energy")
+                                               n, epochs, lr, batch_size, weight_decay, g, progress, "global energy")
         with _threads(b * max(self.dim_in, self.hidden, K, N), self.num_threads):
             embedding_history = self._train_stage(
                 embedding_params, self._embedding_batches(Z, C, y, concept_data, batch_size, g),
-                n, epochs, lr, batch_size, weight_decay, g, quiet, "class/concept energy")
+                n, epochs, lr, batch_size, weight_decay, g, progress, "class/concept energy")
         return {"global": global_history, "embedding": embedding_history}
 
     def _embedding_batches(self, Z, C, y, concept_data, batch_size: int, g: torch.Generator):
@@ -486,8 +487,8 @@ class EnergyCBM(nn.Module, Checkpointable):
 
         return loss
 
-    def _train_stage(self, params, batch_loss, n, epochs, lr, batch_size, weight_decay, g, quiet, desc) -> list[float]:
-        from tqdm.auto import tqdm
+    def _train_stage(self, params, batch_loss, n, epochs, lr, batch_size, weight_decay, g, progress,
+                     desc) -> list[float]:
 
         opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
         # cosine decay to 0: the last steps average over mini-batches instead of chasing the last one's
@@ -495,7 +496,7 @@ class EnergyCBM(nn.Module, Checkpointable):
         steps = epochs * math.ceil(n / batch_size)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, steps) / steps)))
         history = []
-        for _ in tqdm(range(epochs), desc=f"EnergyCBM {desc}", leave=False, disable=True if quiet else None):
+        for _ in track(range(epochs), f"EnergyCBM {desc}", progress=progress, leave=False):
             order = torch.randperm(n, generator=g).to(self.unary.device)
             total = 0.0
             for start in range(0, n, batch_size):

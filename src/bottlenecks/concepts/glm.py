@@ -21,6 +21,7 @@ import math
 
 import torch
 
+from ..progress import track
 from ..threads import fixed_threads  # noqa: F401  (imported from here by older code)
 from ..threads import small_op_threads as _small_op_threads
 from ..validation import check_positive_int
@@ -166,7 +167,7 @@ def elastic_net_path(
     max_epochs: int = 2000,
     tol: float = 1e-5,
     seed: int = 0,
-    quiet: bool = True,
+    progress: bool | None = None,
 ) -> list[dict]:
     """Fit the whole path: X (n, d), y (n,) -> list of dicts, from the sparsest solution down.
 
@@ -174,7 +175,6 @@ def elastic_net_path(
     row of W), ``train_accuracy`` and ``train_size`` and, when validation data are given,
     ``val_accuracy`` and ``val_size`` (the sizes let :func:`select_lambda` compute standard errors).
     """
-    from tqdm.auto import tqdm
 
     X = torch.as_tensor(X, dtype=torch.float64)
     y = torch.as_tensor(y, dtype=torch.long)
@@ -189,7 +189,7 @@ def elastic_net_path(
     path = []
     Xv = torch.as_tensor(X_val, dtype=torch.float64) if X_val is not None else None
     yv = torch.as_tensor(y_val, dtype=torch.long) if y_val is not None else None
-    for r in tqdm(ratios, desc="glm-saga path", disable=True if quiet else None, leave=False):
+    for r in track(ratios, "glm-saga path", progress=progress, leave=False):
         lam = lam_hi * r
         W, b, epochs = glm_saga(X, y, lam, alpha=alpha, n_classes=k, W0=W, b0=b, batch_size=batch_size,
                                 max_epochs=max_epochs, tol=tol, generator=gen)

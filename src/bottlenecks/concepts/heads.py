@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..progress import track
 from .glm import SELECTION_RULES, elastic_net_path, select_lambda, small_op_threads
 
 __all__ = ["GLMHead", "LaBoHead", "LinearHead", "ResidualHead", "SparseGumbelHead", "make_head"]
@@ -73,13 +74,12 @@ def _lbfgs(params, loss_fn, max_iter: int) -> None:
         opt.step(closure)
 
 
-def _adam(params, loss_fn, epochs: int, lr: float, quiet: bool, desc: str) -> list[float]:
-    from tqdm.auto import trange
+def _adam(params, loss_fn, epochs: int, lr: float, progress: bool | None, desc: str) -> list[float]:
 
     opt = torch.optim.Adam(params, lr=lr)
     losses = []
     with small_op_threads(sum(p.numel() for p in opt.param_groups[0]["params"]) * 1000):
-        for _ in trange(epochs, desc=desc, disable=True if quiet else None, leave=False):
+        for _ in track(range(epochs), desc, progress=progress, leave=False):
             opt.zero_grad()
             value = loss_fn()
             value.backward()
@@ -109,7 +109,7 @@ class LinearHead(_Head):
     def bias(self) -> torch.Tensor:
         return self.linear.bias
 
-    def fit(self, S, y, *, S_val=None, y_val=None, seed: int = 0, quiet: bool = True) -> LinearHead:
+    def fit(self, S, y, *, S_val=None, y_val=None, seed: int = 0, progress: bool | None = None) -> LinearHead:
         _lbfgs(self.parameters(), lambda: F.cross_entropy(self(S), y) + 0.5 * self.l2 * (self.weight ** 2).sum(),
                self.max_iter)
         return self
@@ -146,11 +146,11 @@ class GLMHead(_Head):
     def bias(self) -> torch.Tensor:
         return self.bias_
 
-    def fit(self, S, y, *, S_val=None, y_val=None, seed: int = 0, quiet: bool = True) -> GLMHead:
+    def fit(self, S, y, *, S_val=None, y_val=None, seed: int = 0, progress: bool | None = None) -> GLMHead:
         path = elastic_net_path(S, y, alpha=self.alpha, n_lambdas=self.n_lambdas,
                                 lambda_min_ratio=self.lambda_min_ratio, n_classes=self.n_classes, X_val=S_val,
                                 y_val=y_val, batch_size=self.batch_size, max_epochs=self.max_epochs, seed=seed,
-                                quiet=quiet)
+                                progress=progress)
         i = select_lambda(path, rule=self.selection, target_per_class=self.target_per_class,
                           tolerance=self.tolerance)
         self.weight_.copy_(path[i]["weight"])
@@ -202,9 +202,9 @@ class LaBoHead(_Head):
     def bias(self) -> torch.Tensor:
         return torch.zeros(self.n_classes, dtype=self.association.dtype)
 
-    def fit(self, S, y, *, S_val=None, y_val=None, seed: int = 0, quiet: bool = True) -> LaBoHead:
+    def fit(self, S, y, *, S_val=None, y_val=None, seed: int = 0, progress: bool | None = None) -> LaBoHead:
         self.fit_losses_ = _adam(self.parameters(), lambda: F.cross_entropy(self(S), y)
-                                 + self.l2 * (self.association ** 2).sum(), self.epochs, self.lr, quiet, "labo head")
+                                 + self.l2 * (self.association ** 2).sum(), self.epochs, self.lr, progress, "labo head")
         return self
 
     def config(self) -> dict:
@@ -295,13 +295,13 @@ class SparseGumbelHead(_Head):
     def bias(self) -> torch.Tensor:
         return self.class_bias
 
-    def fit(self, S, y, *, S_val=None, y_val=None, seed: int = 0, quiet: bool = True) -> SparseGumbelHead:
+    def fit(self, S, y, *, S_val=None, y_val=None, seed: int = 0, progress: bool | None = None) -> SparseGumbelHead:
         g = torch.Generator().manual_seed(int(seed))
         self.reset_parameters(g)  # the caller's seed, not a fixed one, draws the initial class weights
         self._noise = g
         try:
             self.fit_losses_ = _adam(self.parameters(), lambda: F.cross_entropy(self(S), y)
-                                     + self.l2 * (self.class_weight ** 2).sum(), self.epochs, self.lr, quiet,
+                                     + self.l2 * (self.class_weight ** 2).sum(), self.epochs, self.lr, progress,
                                      "sparse-cbm head")
         finally:
             self._noise = None

@@ -101,7 +101,9 @@ class ConceptBottleneckModel:
         seed: every random choice (validation split, mini-batches, Gumbel noise, energy init).
         num_threads: intra-op threads while fitting and scoring (not the energy head, which picks its
             own); the default 1 makes results independent of the caller's thread count, None keeps it.
-        quiet: hide progress bars.
+        progress: progress of the iterative solvers (``bottlenecks.progress``: ``False`` nothing,
+            ``None`` a bar on a terminal, ``True`` also plain lines in a log). ``quiet=True`` is the
+            earlier spelling of ``progress=False``.
     """
 
     def __init__(self, concepts, scorer="labels", head: str = "glm", residual: bool = False, *,
@@ -109,7 +111,7 @@ class ConceptBottleneckModel:
                  scorer_params: dict | None = None, head_params: dict | None = None,
                  residual_params: dict | None = None, joint_weight: float = 1.0, joint_epochs: int = 200,
                  val_fraction: float = 0.2, percentiles: tuple[float, float] = (5.0, 95.0), seed: int = 0,
-                 num_threads: int | None = 1, quiet: bool = True):
+                 num_threads: int | None = 1, progress: bool | None = None, quiet: bool | None = None):
         self.concepts = _check_names(concepts)
         if isinstance(scorer, str):
             check_choice(scorer, "scorer", SCORERS)
@@ -139,7 +141,8 @@ class ConceptBottleneckModel:
         self.percentiles = (float(lo), float(hi))
         if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
             raise TypeError(f"seed: expected an int, got {seed!r}")
-        self.seed, self.quiet = int(seed), bool(quiet)
+        self.seed = int(seed)
+        self.progress = progress if quiet is None else (False if quiet else None)
         if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral)
                                         or num_threads < 1):
             raise ValueError(f"num_threads: expected an int >= 1 or None, got {num_threads!r}")
@@ -269,7 +272,7 @@ class ConceptBottleneckModel:
             params.setdefault("class_of_concept", self.class_of_concept)
         self.head_ = make_head(self.head, self.n_concepts, len(self.classes_), **params)
         fit_idx, val_idx = self._split(len(y_idx))
-        kw = {"seed": self.seed, "quiet": self.quiet}
+        kw = {"seed": self.seed, "progress": self.progress}
         if len(val_idx) and self.head == "glm":
             # lambda is chosen on what the head sees at test time: predicted scores, also when
             # 'independent' fits it on true concepts (those are separable at any lambda)
@@ -350,7 +353,7 @@ class ConceptBottleneckModel:
             Cc = as_concept_labels(Cc, Zc.shape[0], self.n_concepts, "concept_data labels")
             fit_kw["concept_data"] = (self._z(Zc).float(), Cc.float())
         self.energy_ = EnergyCBM(Z.shape[1], self.n_concepts, len(self.classes_), seed=self.seed, **params)
-        self.energy_.fit(self._z(Z).float(), C_true.float(), y, quiet=self.quiet, **fit_kw)
+        self.energy_.fit(self._z(Z).float(), C_true.float(), y, progress=self.progress, **fit_kw)
         self.scorer_, self.head_, self.residual_ = None, None, None
         self.on_ = torch.ones(self.n_concepts, dtype=torch.float64)
         self.off_ = torch.zeros(self.n_concepts, dtype=torch.float64)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from ..progress import wants_progress
 from ..validation import as_tensor, check_finite, check_ndim, check_nonempty, check_positive_int
 
 __all__ = ["discriminability", "facility_location", "labelfree_filter", "run_concept_selection", "selection_objective",
@@ -310,7 +311,7 @@ def _canonical(text: str) -> str:
 def run_concept_selection(concepts, *, k_per_class: int = 5, encoder=None, image_embeddings=None, labels=None,
                           template: str | None = None, max_length: int | None = 30, class_sim: float | None = 0.85,
                           dup_sim: float | None = 0.9, min_activation: float | None = None, alpha: float = 1.0,
-                          beta: float = 1.0, out=None, seed: int = 0, quiet: bool = True) -> dict:
+                          beta: float = 1.0, out=None, seed: int = 0, progress: bool | None = None) -> dict:
     """Offline concept-set preparation: Label-free CBM's filters, then LaBo's per-class selection.
 
     Args:
@@ -389,7 +390,7 @@ def run_concept_selection(concepts, *, k_per_class: int = 5, encoder=None, image
         folder = Path(out)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "selected_concepts.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
-    if not quiet:
+    if wants_progress(progress):
         print(f"{len(names)} candidate concepts -> {len(kept)} after filters -> {len(picked)} selected "
               f"({k_per_class} per class at most)")
     return result

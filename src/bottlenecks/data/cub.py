@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..progress import wants_progress
+
 __all__ = ["CUBDataset", "attribute_phrase", "class_level_attributes", "describe_cub", "load_cub", "write_tiny_cub"]
 
 SPLITS = ("train", "test", "all")
@@ -288,7 +290,7 @@ def write_tiny_cub(root: str | os.PathLike, *, n_classes: int = 4, images_per_cl
 
 
 def describe_cub(root: str | os.PathLike, *, min_classes: int = 10, min_class_fraction: float = 0.5, out=None,
-                 seed: int = 0, quiet: bool = True) -> dict:
+                 seed: int = 0, progress: bool | None = None) -> dict:
     """Summary of a CUB-200-2011 folder after the usual attribute filtering (112 attributes on the real data).
 
     Returns ``{"root", "n_train", "n_test", "n_classes", "n_attributes_total", "n_attributes",
@@ -309,7 +311,7 @@ def describe_cub(root: str | os.PathLike, *, min_classes: int = 10, min_class_fr
         folder = Path(out)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "cub_summary.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
-    if not quiet:
+    if wants_progress(progress):
         print(f"CUB at {train.root}: {len(train)} train / {len(test)} test images, {train.n_classes} classes, "
               f"{train.n_attributes} of {n_total} attributes on for >= {min_classes} classes")
     return result

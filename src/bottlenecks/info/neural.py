@@ -26,12 +26,14 @@ value can exceed the truth by sampling noise, and a weak critic under-reports.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..progress import phase, wants_progress
 from ..validation import as_tensor, check_choice, check_finite, check_ndim, check_positive_int
 
 __all__ = ["Critic", "DivergenceError", "NeuralMIResult", "neural_mutual_information"]
@@ -182,8 +184,8 @@ def neural_mutual_information(x, y, method: str = "infonce", *, critic: str = "s
                               depth: int = 2, epochs: int = 100, batch_size: int = 128, lr: float = 1e-3,
                               test_fraction: float = 0.3, early_stopping: bool = True, val_fraction: float = 0.2,
                               patience: int = 10, ema: float = 0.01, standardize: bool = True, squash: bool = True,
-                              seed: int = 0,
-                              units: str = "nats", max_restarts: int = 4, quiet: bool = True) -> NeuralMIResult:
+                              seed: int = 0, units: str = "nats", max_restarts: int = 4,
+                              progress: bool | None = None) -> NeuralMIResult:
     """Lower-bound ``I(x; y)`` with a trained critic; ``x: (n, dx)``, ``y: (n, dy)`` (NumPy or torch).
 
     ``method``: 'infonce', 'nwj' or 'mine' (see the module docstring for each bound's bias and
@@ -259,7 +261,8 @@ def neural_mutual_information(x, y, method: str = "infonce", *, critic: str = "s
     b = min(batch_size, len(train))
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=epochs, disable=quiet, desc=f"{method} critic")
+    # a bar on a terminal; in a log, one phase line when training ends (bottlenecks.progress)
+    bar = tqdm(total=epochs, disable=not (wants_progress(progress) and sys.stderr.isatty()), desc=f"{method} critic")
     epoch = 0
     while epoch < epochs:
         start_state, start_running = _snapshot(model), log_running
@@ -320,6 +323,8 @@ def neural_mutual_information(x, y, method: str = "infonce", *, critic: str = "s
         if val is not None and stale >= patience:
             break
     bar.close()
+    if not sys.stderr.isatty():
+        phase(f"{method} critic: {len(history)} epochs, {restarts} restarts", progress)
     c = UNITS[units]
     if val is not None and best <= 0:  # the constant critic wins on validation: bound 0 everywhere
         return NeuralMIResult(0.0, 0.0, method, units, len(train), len(test), len(history), None, history, cur_lr,

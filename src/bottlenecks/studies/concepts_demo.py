@@ -168,7 +168,7 @@ def _variants(names, Z, tr, cs, te, sh, spurious, seed) -> dict:
                                                          "head_params": {"selection": "best"}}),
                       ("cav + linear", {"scorer": "cav", "head": "linear"}),
                       ("cav + glm + residual (PCBM-h)", {"scorer": "cav", "head": "glm", "residual": True})):
-        m = ConceptBottleneckModel(names, seed=seed, quiet=True, **kw).fit(
+        m = ConceptBottleneckModel(names, seed=seed, progress=False, **kw).fit(
             Z["train"], tr.labels, concept_data=(Z["concepts"], cs.concepts))
         variants[label] = _evaluate(m, Z["test"], te.concepts, te.labels, Z["shifted"], sh.labels, spurious, seed)
     return variants
@@ -198,7 +198,7 @@ def _figures(out: Path, curves: dict, bb: dict, W, W_edit, names, spurious, tr, 
 def _run(cfg: ConceptsDemoConfig, out: Path, progress) -> ConceptsDemoResults:
     from ..report.concepts_demo_report import concepts_demo_markdown, concepts_demo_summary
 
-    seed, quiet = cfg.seed, progress is False
+    seed = cfg.seed
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     phase("concepts demo: generating and encoding the images", progress)
@@ -214,7 +214,8 @@ def _run(cfg: ConceptsDemoConfig, out: Path, progress) -> ConceptsDemoResults:
     phase("concepts demo: fitting the main model (CAVs + sparse GLM)", progress, t0)
     t1 = time.perf_counter()
     cbm = ConceptBottleneckModel(names, scorer="cav", head="glm", groups=tr.concept_groups, seed=seed,
-                                 quiet=quiet).fit(Z["train"], tr.labels, concept_data=(Z["concepts"], cs.concepts))
+                                 progress=progress)
+    cbm.fit(Z["train"], tr.labels, concept_data=(Z["concepts"], cs.concepts))
     t_fit = time.perf_counter() - t1
     main = _evaluate(cbm, Z["test"], te.concepts, te.labels, Z["shifted"], sh.labels, spurious, seed)
     bb = _black_box(Z["train"], tr.labels, {"test": (Z["test"], te.labels), "shifted": (Z["shifted"], sh.labels)},
