@@ -189,3 +189,21 @@ def test_errors_are_clear():
         small().freeze_keys()
     with pytest.raises(ValueError, match="num_classes"):
         KeyValueClassifier(None, small(), num_classes=7)
+
+
+def test_fit_keys_takes_numpy_and_lists_and_names_bad_data():
+    import numpy as np
+
+    x = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
+
+    def fitted(data):
+        b = DiscreteKeyValueBottleneck(8, num_codebooks=2, keys_per_codebook=4, dim_key=3, seed=0)
+        return b.fit_keys(data, kmeans_iter=5).keys
+
+    want = fitted(x)
+    assert torch.equal(fitted(x.numpy()), want) and torch.equal(fitted(x.tolist()), want)
+    assert torch.equal(fitted([(x[:32], None), (x[32:], None)]), want)  # an iterable of (x, y) batches
+    for bad, err in (("data.npy", TypeError), (None, TypeError), (np.array([["a", "b"]]), TypeError),
+                     (torch.zeros(0, 8), ValueError)):
+        with pytest.raises(err, match="data"):
+            fitted(bad)

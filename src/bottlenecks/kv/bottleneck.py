@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,15 +27,29 @@ from ..checkpoint import Checkpointable, corrupt, load_state, read_tensors
 from ..cluster import kmeans, nearest
 from ..cluster.maintenance import code_hits, dead_fraction, ema_update_, reseed_, sample_rows
 from ..progress import track
-from ..validation import check_choice, check_finite, check_positive_int
+from ..validation import as_tensor, check_choice, check_finite, check_positive_int
 
 PROJECTIONS = ("random", "chunk", "learned")
 KEY_INITS = ("kmeans", "ema", "random")
 
 
-def iterate_batches(data, batch_size: int = 256) -> Iterable[torch.Tensor]:
-    """Yield input tensors from a tensor (in order, ``batch_size`` rows at a time), a DataLoader
-    or any iterable of tensors / ``(x, y, ...)`` tuples (the first element is the input)."""
+def _is_batches(data) -> bool:
+    """A list whose items are batches (tensors or ``(x, y, ...)`` tuples), not rows of numbers."""
+    first = data[0]
+    return isinstance(first, (torch.Tensor, tuple)) or (
+        isinstance(first, list) and len(first) > 0 and isinstance(first[0], torch.Tensor))
+
+
+def iterate_batches(data, batch_size: int = 256, name: str = "data") -> Iterable[torch.Tensor]:
+    """Yield input tensors from a tensor or NumPy array / nested list of numbers (in order,
+    ``batch_size`` rows at a time), a DataLoader or any iterable of tensors / ``(x, y, ...)``
+    tuples (the first element is the input)."""
+    if data is None or isinstance(data, (str, bytes, dict)) or not hasattr(data, "__iter__"):
+        raise TypeError(f"{name}: expected a tensor (n, dim_in), a NumPy array, a DataLoader or an iterable of "
+                        f"batches, got {type(data).__name__}")
+    if not isinstance(data, torch.Tensor) and (isinstance(data, np.ndarray)
+                                               or (isinstance(data, list) and (not data or not _is_batches(data)))):
+        data = as_tensor(data, name)
     if isinstance(data, torch.Tensor):
         for s in range(0, len(data), batch_size):
             yield data[s:s + batch_size]
@@ -155,25 +170,25 @@ class DiscreteKeyValueBottleneck(nn.Module, Checkpointable):
                 "dead_key_threshold": self.dead_key_threshold, "seed": self.seed, "max_memory": self.max_memory}
 
     # ------------------------------------------------------------------ lookup
-    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
+    def _check_input(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x: expected a torch.Tensor of shape (batch, {self.dim_in}), got {type(x).__name__}")
+            raise TypeError(f"{name}: expected a torch.Tensor of shape (batch, {self.dim_in}), got {type(x).__name__}")
         if x.dim() != 2 or x.shape[1] != self.dim_in:
-            raise ValueError(f"x: expected shape (batch, dim_in={self.dim_in}), got {tuple(x.shape)}")
+            raise ValueError(f"{name}: expected shape (batch, dim_in={self.dim_in}), got {tuple(x.shape)}")
         if not x.is_floating_point():
-            raise TypeError(f"x: expected a floating-point tensor, got {x.dtype}")
-        check_finite(x, "x")
+            raise TypeError(f"{name}: expected a floating-point tensor, got {x.dtype}")
+        check_finite(x, name)
         if x.dtype != self.keys.dtype and x.numel():  # the cast below must not turn the data into inf or 0
             info, amax = torch.finfo(self.keys.dtype), float(x.abs().max())
             if amax > info.max / 1e6 or 0 < amax < info.tiny * 1e6:
-                raise ValueError(f"x: {x.dtype} values of magnitude up to {amax:.3g} do not fit the bottleneck's "
-                                 f"{self.keys.dtype}; rescale x or convert the bottleneck, e.g. "
+                raise ValueError(f"{name}: {x.dtype} values of magnitude up to {amax:.3g} do not fit the bottleneck's "
+                                 f"{self.keys.dtype}; rescale {name} or convert the bottleneck, e.g. "
                                  f"bottleneck.to({x.dtype})")
         return x
 
-    def project(self, x: torch.Tensor) -> torch.Tensor:
-        """``(batch, dim_in) -> (batch, C, dim_key)``."""
-        x = self._check_input(x).to(self.keys.dtype)
+    def project(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+        """``(batch, dim_in) -> (batch, C, dim_key)``; ``name`` is the argument named in errors."""
+        x = self._check_input(x, name).to(self.keys.dtype)
         if self.projection is None:  # chunk
             return x.reshape(len(x), self.num_codebooks, self.dim_key)
         # one (dim_in, C * dim_key) GEMM: much faster than a batched einsum over heads; the fixed
@@ -257,7 +272,7 @@ class DiscreteKeyValueBottleneck(nn.Module, Checkpointable):
             for _ in bar(range(epochs), desc="EMA keys"):
                 seen = False
                 for xb in iterate_batches(data, batch_size):
-                    z = self.project(xb.to(self.keys.device))
+                    z = self.project(xb.to(self.keys.device), "data")
                     if first:  # start from samples, so no key begins far from the data
                         self._seed_keys(z, torch.ones_like(self.key_counts, dtype=torch.bool), g)
                         first = False
@@ -267,7 +282,11 @@ class DiscreteKeyValueBottleneck(nn.Module, Checkpointable):
                     raise ValueError("fit_keys: the data yielded no batch (an exhausted iterator? "
                                      "pass a tensor or a DataLoader for several epochs)")
         else:
-            z = torch.cat([self.project(xb.to(self.keys.device)) for xb in iterate_batches(data, batch_size)])
+            parts = [self.project(xb.to(self.keys.device), "data") for xb in iterate_batches(data, batch_size)]
+            if not parts or sum(len(p) for p in parts) == 0:
+                raise ValueError("fit_keys: data holds no samples; expected unlabelled inputs (n, dim_in), n >= "
+                                 f"keys_per_codebook={self.keys_per_codebook}")
+            z = torch.cat(parts)
             K = self.keys_per_codebook
             if len(z) < K:
                 raise ValueError(f"fit_keys: {len(z)} samples for {K} keys per codebook; "
