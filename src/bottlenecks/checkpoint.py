@@ -15,7 +15,7 @@ Why not huggingface_hub's ``PyTorchModelHubMixin`` (same folder layout): it load
 constructor's arguments at construction (several models here are shaped by ``fit``, or take
 modules as arguments), parses ``config.json`` itself (a raw ``JSONDecodeError`` without the file
 name), treats a mistyped local folder as a Hub repository id (a network call), prints to stdout
-on every load and adds 0.5-0.8 s to ``import bottlenecks``. Overriding all of that would leave
+on every load and slows ``import bottlenecks`` noticeably. Overriding all of that would leave
 only ``push_to_hub``; the folders written here upload as they are
 (``huggingface_hub.upload_folder``), and a downloaded snapshot loads with ``from_pretrained``.
 """

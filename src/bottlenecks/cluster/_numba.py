@@ -73,7 +73,7 @@ def _kernels() -> SimpleNamespace | None:
             _KERNELS["k"] = None
         else:
             # numba's own thread pool: its OpenMP layer would share (and fight) torch's OpenMP
-            # runtime, measured 100x slower per call here; NUMBA_THREADING_LAYER still wins when set
+            # runtime, far slower per call; NUMBA_THREADING_LAYER still wins when set
             if "NUMBA_THREADING_LAYER" not in os.environ:
                 nb.config.THREADING_LAYER = "workqueue"
             _KERNELS["k"] = _build(nb)
@@ -150,7 +150,7 @@ def _build(nb) -> SimpleNamespace:  # noqa: C901 - one kernel per nested functio
             i1[r] = p
             s2[r] = sec
 
-    # one thread: the same loop compiled without the parallel wrapper (measured ~30% faster)
+    # one thread: the same loop compiled without the parallel wrapper (faster)
     _top2_rows_serial = nb.njit(**_opts)(_top2_rows.py_func)
 
     @nb.njit(parallel=True, **_opts)

@@ -48,7 +48,7 @@ PRECISIONS = ("auto", *SEARCHES)
 _MAX_CANDIDATES = 256  # per undecided row, on average; beyond that, re-score the whole row
 _CHUNK_BYTES = 32 * 2**20  # scores per chunk: measured fastest on CPU (the reduction re-reads them from cache)
 _FUSED_CHUNK_BYTES = 8 * 2**20  # the compiled reduction reads each tile once, right after its GEMM: L2-sized
-_FEW_CODES = 48  # below this many codes the scores are computed transposed, (K, rows): skinny GEMMs run 3x faster
+_FEW_CODES = 48  # below this many codes the scores are computed transposed, (K, rows): skinny GEMMs run faster
 
 
 @dataclass
@@ -214,7 +214,7 @@ _WORKSPACES: dict = {}
 
 def _workspace(name: str, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """A flat buffer reused across calls: fresh large allocations cost page faults that take
-    longer than the GEMM writing into them (measured ~2x on CPU)."""
+    longer than the GEMM writing into them (``benchmarks/kmeans.py``)."""
     key = (name, dtype, torch.device(device))
     buf = _WORKSPACES.get(key)
     if buf is None or buf.numel() < numel:

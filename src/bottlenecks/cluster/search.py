@@ -31,7 +31,7 @@ def rows_per_chunk(n: int, bytes_per_row: int, max_memory: int | None) -> int:
 def argmin_rows(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Row-wise (min, argmin) of ``scores: (n, K)``.
 
-    ``torch.min(dim=1)`` tracks indices element by element and runs ~4x slower than ``amin`` on
+    ``torch.min(dim=1)`` tracks indices element by element and runs several times slower than ``amin`` on
     CPU; a two-level reduction (``amin`` over blocks of 64, then argmin inside the winning block)
     gives the same answer at ``amin`` speed.
     """
@@ -91,7 +91,7 @@ def top2_blocks(scores: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.T
 
     Returns ``(s1 (n,), i1 (n,), s2 (n,), block_min (n, G))`` where ``block_min[:, g]`` is the
     smallest score in block ``g`` *other than the winner* (so ``s2 = block_min.min(1)``). One
-    ``amin`` pass over the scores (``torch.min(dim)`` tracks indices and is ~4x slower on CPU),
+    ``amin`` pass over the scores (``torch.min(dim)`` tracks indices and is slower on CPU),
     then work on ``(n, G)`` and on the winning block only. ``scores`` is unchanged on return.
     """
     n, K = scores.shape

@@ -24,10 +24,8 @@ import torch
 
 __all__ = ["TREE_MAX_DIM", "ksg", "mixed_ksg"]
 
-# joint dimension up to which 'auto' uses the KD-tree path. Measured on n = 10,000 Gaussian pairs, one
-# thread, loaded shared 2-core machine: tree / brute 0.7 / 3.2 s at 5+5, 4.3 / 16.4 s at 8+8, 14.7 / 27.6 s
-# at 15+15, 17.0 / 18.3 s at 20+20 with the earlier column-loop brute force; torch.cdist(p=inf) then made
-# brute force about 2x faster (8.5 vs 14-20 s at 20+20), which moves the crossover to about 30 joint dims
+# joint dimension up to which 'auto' uses the KD-tree path: the KD-tree wins at low dimension, brute
+# force (torch.cdist with p=inf) near 30 joint dimensions (timings: benchmarks/mi.py, benchmarks/results/)
 TREE_MAX_DIM = 24
 _DEFAULT_MEMORY = 64 * 2**20
 
@@ -123,7 +121,7 @@ def _chunk_rows(n: int, max_memory: int | None, n_buffers: int = 4) -> int:
 def _cheb(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Max-norm distances ``a: (m, d)``, ``b: (n, d)`` -> ``(m, n)``. ``torch.cdist`` with ``p=inf``
     computes ``max_c |a_c - b_c|`` directly (no matrix-product expansion, which it uses only for
-    ``p=2``), so it is exact; it was 7x faster than a column-by-column loop at d=20."""
+    ``p=2``), so it is exact, and much faster than a column-by-column loop."""
     return torch.cdist(a, b, p=math.inf)
 
 
