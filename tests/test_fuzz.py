@@ -390,18 +390,6 @@ METRICS = Spec(
 
 # Known problems, each run once below as a strict xfail (so it shows up, and flips when fixed) and
 # skipped inside the fuzz loops: (argument, variant) or ("scale", dtype, sign of the exponent).
-CODEBOOK.known[("scale", torch.float32, -1)] = ("CodebookLayer: float32 activations below ~1e-19 give other codes "
-                                                "(squared norms underflow before the search's own rescaling)")
-CODEBOOK.known[("scale", torch.float64, -1)] = "CodebookLayer: float64 activations below ~1e-96 (as above)"
-CODEBOOK.known[("scale", torch.float32, 1)] = ("CodebookLayer: float32 activations above ~1e19 give other codes "
-                                               "(squared norms overflow)")
-CSIB.known[("scale", torch.float32, -1)] = ("cauchy_schwarz_ib_loss: float32 inputs below ~1e-19 change the loss "
-                                            "(squared distances underflow in the kernels)")
-CSIB.known[("scale", torch.float32, 1)] = ("cauchy_schwarz_ib_loss: float32 inputs above ~1e19 change the loss "
-                                           "(squared distances overflow in the kernels)")
-CSIB.known[("scale", torch.float64, -1)] = "cauchy_schwarz_ib_loss: float64 inputs below ~1e-154 (as above)"
-CSIB.known[("scale", torch.float64, 1)] = "cauchy_schwarz_ib_loss: float64 inputs above ~1e154 (as above)"
-
 SPECS = [NEAREST, KMEANS, ASSIGN, DKVB, FIT_KEYS, KVC, CODEBOOK, MI, ENTROPY, CMI, CSIB, VIB, CBM, METRICS]
 VARIANTS = {"tensor": TENSOR_VARIANTS, "int": INT_VARIANTS, "float": FLOAT_VARIANTS, "choice": CHOICE_VARIANTS}
 

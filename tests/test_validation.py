@@ -107,3 +107,16 @@ def test_tensor_checks():
         check_finite(bad, "x")
     assert check_finite(torch.arange(3), "x") is not None  # integers are finite
     check_same_device(torch.zeros(1), torch.zeros(1))
+
+
+def test_check_squarable_bounds_follow_the_dtype():
+    from bottlenecks.validation import check_squarable
+
+    for dtype, ok, bad in ((torch.float32, 1e15, 1e17), (torch.float64, 1e150, 1e152)):
+        check_squarable(torch.tensor([ok, -1.0], dtype=dtype), "z")
+        check_squarable(torch.tensor([1 / ok], dtype=dtype), "z")
+        check_squarable(torch.zeros(3, dtype=dtype), "z")  # all-zero data has nothing to square wrongly
+        with pytest.raises(ValueError, match="^z: "):
+            check_squarable(torch.tensor([bad], dtype=dtype), "z")
+        with pytest.raises(ValueError, match="^z: "):
+            check_squarable(torch.tensor([1 / bad], dtype=dtype), "z")

@@ -86,6 +86,21 @@ def check_finite(x: torch.Tensor, name: str = "x") -> torch.Tensor:
     return x
 
 
+def check_squarable(x: torch.Tensor, name: str = "x") -> torch.Tensor:
+    """Refuse values whose squares (squared distances, kernel exponents) leave ``x``'s dtype's
+    normal range: ``max |x|`` above ``sqrt(max) / 1e3`` or below ``sqrt(tiny) * 1e3`` (all-zero
+    data passes). About 1e16 / 1e-16 in float32 and 1e151 / 1e-151 in float64."""
+    if not x.is_floating_point() or x.numel() == 0:
+        return x
+    info, amax = torch.finfo(x.dtype), float(x.detach().abs().max())
+    hi, lo = info.max ** 0.5 / 1e3, info.tiny ** 0.5 * 1e3
+    if amax > hi or 0 < amax < lo:
+        raise ValueError(f"{name}: {x.dtype} values of magnitude up to {amax:.3g} leave the range in which their "
+                         f"squares are computed exactly (max |{name}| in [{lo:.1g}, {hi:.1g}]); rescale {name} "
+                         "(e.g. divide by its standard deviation) or use float64")
+    return x
+
+
 def check_same_device(a: torch.Tensor, b: torch.Tensor, names=("x", "codes")) -> None:
     if a.device != b.device:
         raise ValueError(f"{names[0]} is on {a.device} but {names[1]} is on {b.device}; "

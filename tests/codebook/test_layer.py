@@ -295,3 +295,14 @@ def test_group_layer_takes_num_codebooks_and_its_earlier_name():
         GroupCodebookLayer(12, num_codebooks=3, num_groups=4, num_codes=8)
     with pytest.raises(TypeError, match="expected num_codebooks and num_codes"):
         GroupCodebookLayer(12, num_codes=8)
+
+
+def test_extreme_magnitudes_are_refused_or_searched_right():
+    x = torch.randn(32, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    layer = CodebookLayer(6, 4, seed=0).double().train()
+    layer(x)  # codes from k-means on x
+    layer.eval()
+    ids = layer(x)[1]
+    assert torch.equal(layer(x * 1e-96)[1], ids)  # tiny float64 rows still have a direction
+    with pytest.raises(ValueError, match=r"^x: torch.float32 values of magnitude"):
+        CodebookLayer(6, 4).train()(x.float() * 1e20)

@@ -43,7 +43,7 @@ from torch import nn
 
 from ..checkpoint import Checkpointable, corrupt, load_state, read_legacy_pair
 from ..cluster import kmeans, maintenance, nearest
-from ..validation import check_choice, check_finite, check_float, check_positive_int
+from ..validation import check_choice, check_finite, check_float, check_positive_int, check_squarable
 
 METRICS = ("cosine", "dot", "l2")
 SCALES = ("running", "learned", "match", "code", "none")
@@ -211,7 +211,8 @@ class _Codebooks(nn.Module, Checkpointable):
 
     # ------------------------------------------------------------------ codes
     def _unit(self, v: torch.Tensor) -> torch.Tensor:
-        return F.normalize(v, dim=-1) if self.metric == "cosine" else v
+        # eps: the dtype's smallest normal, so that tiny (but representable) rows still get unit norm
+        return F.normalize(v, dim=-1, eps=torch.finfo(v.dtype).tiny) if self.metric == "cosine" else v
 
     def _output_codes(self, v: torch.Tensor) -> torch.Tensor:
         """What a chosen code contributes to the output: unit-normalised for ``'cosine'``, except
@@ -324,6 +325,7 @@ class _Codebooks(nn.Module, Checkpointable):
         check_float(x, "x")
         if x.dim() == 0 or x.shape[-1] != self.dim:
             raise ValueError(f"x: expected shape (..., dim={self.dim}), got {tuple(x.shape)}")
+        check_squarable(x, "x")  # the search and the k-means init square the activations
 
     def _codes_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(..., dim) -> (..., dim), ids (..., C, k), loss ()``."""

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import Checkpointable
-from ..validation import check_finite, check_float, check_ndim, check_nonempty, check_positive_int
+from ..validation import check_finite, check_float, check_ndim, check_nonempty, check_positive_int, check_squarable
 
 __all__ = ["VariationalIB", "cauchy_schwarz_ib_loss", "silverman_bandwidth"]
 
@@ -197,6 +197,8 @@ def cauchy_schwarz_ib_loss(z: torch.Tensor, y_pred: torch.Tensor, y_true: torch.
     y_pred = _as_2d(y_pred, "y_pred")
     y_true = _as_2d(y_true, "y_true")
     check_nonempty(z, "z", 2)
+    for t, name in ((z, "z"), (y_pred, "y_pred"), (y_true, "y_true")):
+        check_squarable(t, name)  # Gaussian kernels exponentiate squared distances
     if y_pred.shape != y_true.shape:
         raise ValueError(f"y_pred and y_true must have the same shape, got {tuple(y_pred.shape)} (y_pred) "
                          f"and {tuple(y_true.shape)} (y_true)")
