@@ -154,7 +154,7 @@ def test_build_html_reads_the_second_files(tmp_path):
 def test_build_html_generic_and_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such run folder"):
         build_html(tmp_path / "nope")
-    with pytest.raises(FileNotFoundError, match="no metrics.json or results.json or report.md"):
+    with pytest.raises(FileNotFoundError, match="no metrics.json or results.json or report.json or report.md"):
         build_html(tmp_path)
     (tmp_path / "metrics.json").write_text(json.dumps({"k": 10, "inertia": 1.5, "nested": {"purity": 0.9}}))
     html = build_html(tmp_path).read_text()
