@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import Checkpointable
 from ..validation import check_choice, check_positive_int
 from .quantizer import CosineQuantizer
 
@@ -34,7 +35,7 @@ def _conv(kind: str, d_in: int, d_out: int) -> nn.Module:
     return SAGEConv(d_in, d_out, aggr="mean") if kind == "sage" else GCNConv(d_in, d_out, cached=False)
 
 
-class GNN(nn.Module):
+class GNN(nn.Module, Checkpointable):
     """Two-layer GNN classifier: ``(x: (n, d), edge_index: (2, E)) -> (logits (n, C), h (n, hidden))``.
 
     ``edge_index`` may also be a sparse adjacency (``torch_geometric.utils.to_torch_csr_tensor`` of
@@ -53,6 +54,10 @@ class GNN(nn.Module):
 
     def extra_repr(self) -> str:
         return f"conv={self.conv_kind}, dropout={self.dropout}"
+
+    def config(self) -> dict:
+        return {"in_dim": self.in_dim, "hidden": self.hidden, "num_classes": self.num_classes,
+                "conv": self.conv_kind, "dropout": self.dropout}
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = F.dropout(F.relu(self.conv1(x, edge_index)), self.dropout, self.training)
@@ -99,7 +104,7 @@ def structure_loss(e: torch.Tensor, edge_index: torch.Tensor, *, negatives: int 
     return 0.5 * ((1 - pos).pow(2).mean() + neg.pow(2).mean())
 
 
-class GraphTokenizer(nn.Module):
+class GraphTokenizer(nn.Module, Checkpointable):
     """VQGraph's graph tokenizer: a two-layer GNN whose first-layer node embeddings are vector-
     quantised into ``num_codes`` codes; the codes feed the second layer (classification) and two
     decoders (node features, graph structure). ``(x: (n, d), edge_index: (2, E)) -> TokenizerOutput``.
@@ -125,6 +130,25 @@ class GraphTokenizer(nn.Module):
         self.feature_decoder = nn.Linear(hidden, in_dim)
         self.structure_decoder = nn.Linear(hidden, hidden)
         self._generator = torch.Generator().manual_seed(seed)
+        self._config = {"in_dim": in_dim, "hidden": hidden, "num_classes": num_classes, "num_codes": num_codes,
+                        "conv": conv, "dropout": float(dropout), "lamb_feature": float(lamb_feature),
+                        "lamb_structure": float(lamb_structure), "commitment": float(commitment),
+                        "decay": float(decay), "negatives": negatives, "recon_nodes": recon_nodes,
+                        "recon_edges": recon_edges, "seed": seed}
+
+    def config(self) -> dict:
+        return dict(self._config)
+
+    def _checkpoint_extra(self) -> tuple[dict, dict]:
+        # both generators (reconstruction sampling, dead-code re-seeding): training goes on identically
+        return {}, {"generator": self._generator.get_state(),
+                    "quantizer_generator": self.quantizer._generator.get_state()}
+
+    def _restore_extra(self, state: dict, tensors: dict) -> None:
+        if "generator" in tensors:
+            self._generator.set_state(tensors["generator"])
+        if "quantizer_generator" in tensors:
+            self.quantizer._generator.set_state(tensors["quantizer_generator"])
 
     def reset_parameters(self) -> None:
         for m in (self.conv1, self.conv2, self.quantizer, self.feature_decoder, self.structure_decoder):
@@ -167,7 +191,7 @@ class GraphTokenizer(nn.Module):
         return total
 
 
-class MLPStudent(nn.Module):
+class MLPStudent(nn.Module, Checkpointable):
     """Two-layer MLP on node features alone: ``x: (n, d) -> (logits (n, C), code embedding (n, code_dim))``;
     ``x`` dense or a torch sparse matrix.
 
@@ -190,6 +214,10 @@ class MLPStudent(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dropout={self.dropout}, code_dim={self.code_dim}"
+
+    def config(self) -> dict:
+        return {"in_dim": self.in_dim, "hidden": self.hidden, "num_classes": self.num_classes,
+                "code_dim": self.code_dim, "dropout": self.dropout}
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         # sparse bag-of-words features (CSR/COO) take a sparse GEMM: the same numbers, a fraction of the work
