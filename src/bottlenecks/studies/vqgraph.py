@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..progress import phase
 from .base import StudyConfig, StudyResults
 
 __all__ = ["SETTINGS", "VQGraphConfig", "VQGraphResults", "run"]
@@ -121,8 +122,7 @@ def student_settings(cfg: VQGraphConfig, name: str) -> tuple[tuple, float]:
 
 
 def _progress(progress, msg: str) -> None:
-    if progress:
-        print(msg, flush=True)
+    phase(msg, progress)  # bottlenecks.progress: one flushed line on stderr when progress shows anything
 
 
 class _Graph:
