@@ -91,16 +91,15 @@ def sampled_transition_accuracy(model: nn.Module, fsm: TokFSM, num_sequences: in
 
 
 @torch.no_grad()
-def _block_outputs(model: nn.Module, tokens: torch.Tensor, batch: int = 64) -> torch.Tensor:
-    """What every block writes to the residual stream (each layer's attention and MLP outputs) at
-    every token: ``(n * T, 2 * layers * hidden)``, the paper's neuron baseline."""
+def _recorded(model: nn.Module, modules: list[nn.Module], tokens: torch.Tensor, select,
+              batch: int = 64) -> torch.Tensor:
+    """The outputs of ``modules`` on every sequence of ``tokens``, ``select(output) -> (b, T', width)``
+    per module, concatenated along the features: ``(n * T', sum of widths)``."""
     device = next(model.parameters()).device
-    mods = [m for n, m in model.named_modules() if n.endswith(".attention") or n.endswith(".mlp")]
     rows = []
     for s in range(0, len(tokens), batch):
         got: list[torch.Tensor] = []
-        hooks = [m.register_forward_hook(lambda mod, a, o, got=got: got.append(
-            (o[0] if isinstance(o, tuple) else o).float().cpu())) for m in mods]
+        hooks = [m.register_forward_hook(lambda mod, a, o, got=got: got.append(select(o).cpu())) for m in modules]
         try:
             model(input_ids=tokens[s:s + batch].to(device))
         finally:
@@ -108,6 +107,13 @@ def _block_outputs(model: nn.Module, tokens: torch.Tensor, batch: int = 64) -> t
                 h.remove()
         rows.append(torch.cat([o.reshape(-1, o.shape[-1]) for o in got], 1))
     return torch.cat(rows)
+
+
+def _block_outputs(model: nn.Module, tokens: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """What every block writes to the residual stream (each layer's attention and MLP outputs) at
+    every token: ``(n * T, 2 * layers * hidden)``, the paper's neuron baseline."""
+    mods = [m for n, m in model.named_modules() if n.endswith(".attention") or n.endswith(".mlp")]
+    return _recorded(model, mods, tokens, lambda o: (o[0] if isinstance(o, tuple) else o).float(), batch)
 
 
 def _state_token_labels(states: torch.Tensor, num_tokens: int) -> torch.Tensor:
@@ -167,24 +173,11 @@ def _codes_at(model: nn.Module, tokens: torch.Tensor, pos: torch.Tensor, batch: 
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-@torch.no_grad()
 def _neurons_at(model: nn.Module, tokens: torch.Tensor, pos: torch.Tensor, batch: int = 64) -> torch.Tensor:
     """MLP neuron activations (after the nonlinearity, every layer) at positions ``pos`` of every
     sequence: ``(n * len(pos), layers * intermediate)``."""
-    device = next(model.parameters()).device
     acts_mods = [m for n, m in model.named_modules() if n.endswith("mlp.act")]
-    rows = []
-    for s in range(0, len(tokens), batch):
-        got: list[torch.Tensor] = []
-        handles = [m.register_forward_hook(lambda mod, a, o, got=got: got.append(o[:, pos].cpu()))
-                   for m in acts_mods]
-        try:
-            model(input_ids=tokens[s:s + batch].to(device))
-        finally:
-            for h in handles:
-                h.remove()
-        rows.append(torch.cat([g.reshape(-1, g.shape[-1]) for g in got], 1))
-    return torch.cat(rows)
+    return _recorded(model, acts_mods, tokens, lambda o: o[:, pos], batch)
 
 
 def _dead_fraction(model: nn.Module, tokens: torch.Tensor, batch: int = 64) -> dict[str, float]:
