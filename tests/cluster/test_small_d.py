@@ -135,3 +135,17 @@ def test_bad_input_is_refused_clearly():
         search(torch.randn(4, 3, 3), table, 1)
     with pytest.raises(ValueError, match="backend"):
         search(torch.randn(4, 2, 3), table, 1, backend="gpu")
+
+
+@pytest.mark.skipif(not HAS_C, reason="no C compiler")
+@pytest.mark.parametrize("per", [1, 3])
+def test_rows_add_equals_index_add_in_the_same_order(per):
+    g = torch.Generator().manual_seed(7)
+    idx = torch.randint(0, 20, (50, per), generator=g)  # many repeats: the summation order matters
+    src = torch.randn(50, 6, generator=g) * torch.logspace(-6, 6, 50)[:, None]
+    ours = small_d.rows_add_(torch.zeros(20, 6), idx, src)
+    ref = torch.zeros(20, 6).index_add_(0, idx.reshape(-1), src.repeat_interleave(per, 0))
+    assert torch.equal(ours, ref)
+    # float64 goes through index_add_ itself
+    torch.testing.assert_close(small_d.rows_add_(torch.zeros(20, 6, dtype=torch.float64), idx, src.double()),
+                               ref.double(), rtol=1e-6, atol=0)

@@ -207,3 +207,25 @@ def test_fit_keys_takes_numpy_and_lists_and_names_bad_data():
                      (torch.zeros(0, 8), ValueError)):
         with pytest.raises(err, match="data"):
             fitted(bad)
+
+
+@pytest.mark.parametrize("topk", [1, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_value_gradient_equals_the_embedding_gradient(topk, dtype):
+    x, _ = blobs(n=40)
+    b = small(topk=topk).fit_keys(blobs()[0]).freeze_keys().to(dtype)
+    with torch.no_grad():
+        b.values.normal_(generator=torch.Generator().manual_seed(1))
+    w = torch.randn(40, 8, 4, generator=torch.Generator().manual_seed(2), dtype=dtype)
+    values, idx, _ = b(x.to(dtype))
+    (values * w).sum().backward()
+    flat = idx + torch.arange(8).view(1, 8, 1) * 32
+    table = b.values.detach().view(-1, 4).clone().requires_grad_()
+    ref = torch.nn.functional.embedding(flat, table).sum(2)
+    (ref * w).sum().backward()
+    assert torch.equal(values, ref)
+    torch.testing.assert_close(b.values.grad.view(-1, 4), table.grad, rtol=1e-6, atol=1e-7)
+    b.values.grad = None
+    values, _, _ = b(x.to(dtype), sparse_grad=True)  # the sparse gradient: the same numbers
+    (values * w).sum().backward()
+    torch.testing.assert_close(b.values.grad.to_dense().view(-1, 4), table.grad, rtol=1e-6, atol=1e-7)

@@ -26,6 +26,7 @@ from torch import nn
 from ..checkpoint import Checkpointable, corrupt, load_state, read_tensors
 from ..cluster import kmeans, nearest
 from ..cluster.maintenance import code_hits, dead_fraction, ema_update_, reseed_, sample_rows
+from ..cluster.small_d import rows_add_
 from ..progress import track
 from ..validation import as_tensor, check_choice, check_finite, check_positive_int
 
@@ -242,8 +243,9 @@ class DiscreteKeyValueBottleneck(nn.Module, Checkpointable):
         """Values of key indices ``(batch, C, topk)``, summed over ``topk``: ``(batch, C, dim_value)``."""
         C, K = self.num_codebooks, self.keys_per_codebook
         flat = idx + torch.arange(C, device=idx.device).view(1, C, 1) * K
-        out = F.embedding(flat, self.values.view(C * K, self.dim_value), sparse=sparse_grad)
-        return out.sum(dim=2)
+        if not (self.values.requires_grad and torch.is_grad_enabled()):
+            return F.embedding(flat, self.values.view(C * K, self.dim_value)).sum(dim=2)
+        return _GatherRows.apply(self.values, flat, sparse_grad)
 
     # ------------------------------------------------------------------ keys
     @torch.no_grad()
@@ -385,6 +387,42 @@ class DiscreteKeyValueBottleneck(nn.Module, Checkpointable):
             raise corrupt(path, name, f"its config is rejected: {err}") from None
         load_state(module, read_tensors(path, name), path, name)
         return module.to(device) if device is not None else module
+
+
+class _GatherRows(torch.autograd.Function):
+    """``values: (C, K, V)``, ``flat: (batch, C, topk)`` indices into the ``C * K`` rows ->
+    ``(batch, C, V)``, the rows summed over ``topk``: ``F.embedding(flat, values.view(-1, V)).sum(2)``
+    with a cheaper dense backward (and a sparse one that works on the 3-D parameter). The dense
+    gradient is written by the compiled row scatter (``cluster.small_d.rows_add_``) into zeros
+    from NumPy on CPU (``calloc`` with transparent huge pages): at a million rows, ``torch.zeros``
+    and ``index_add_`` cost several times the scatter itself."""
+
+    @staticmethod
+    def forward(ctx, values: torch.Tensor, flat: torch.Tensor, sparse: bool) -> torch.Tensor:
+        ctx.save_for_backward(flat)
+        ctx.shape, ctx.sparse = values.shape, sparse
+        rows = values.reshape(-1, values.shape[-1])
+        out = rows.index_select(0, flat.reshape(-1)).view(*flat.shape, rows.shape[1])
+        return out.sum(dim=2) if flat.shape[2] > 1 else out.squeeze(2)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        (flat,) = ctx.saved_tensors
+        C, K, V = ctx.shape
+        src = grad.reshape(-1, V)
+        if ctx.sparse:  # one (head, key) entry per fetched row, duplicates left to coalesce()
+            per = flat.shape[2]
+            f = flat.reshape(-1)
+            rows = src.repeat_interleave(per, 0) if per > 1 else src
+            return torch.sparse_coo_tensor(torch.stack([f // K, f % K]), rows, (C, K, V),
+                                           check_invariants=False), None, None
+        if grad.device.type == "cpu" and grad.dtype in (torch.float32, torch.float64):
+            npdt = np.float32 if grad.dtype == torch.float32 else np.float64
+            out = torch.from_numpy(np.zeros((C * K, V), npdt))
+        else:
+            out = grad.new_zeros(C * K, V)
+        return rows_add_(out, flat, src).view(C, K, V), None, None
 
 
 def _progress(progress: bool | None):
