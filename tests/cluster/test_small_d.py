@@ -149,3 +149,16 @@ def test_rows_add_equals_index_add_in_the_same_order(per):
     # float64 goes through index_add_ itself
     torch.testing.assert_close(small_d.rows_add_(torch.zeros(20, 6, dtype=torch.float64), idx, src.double()),
                                ref.double(), rtol=1e-6, atol=0)
+
+
+def test_nearest_with_a_new_mask_each_call_on_the_same_codes():
+    # small_d.nearest remembers the prepared codes of the last call; two calls in a row with
+    # different mask tensors (an eval mask rebuilt after training) must each use their own mask
+    g = torch.Generator().manual_seed(3)
+    x, codes = torch.randn(40, 2, 5, generator=g), torch.randn(2, 30, 5, generator=g)
+    for _ in range(3):
+        mask = torch.rand(2, 30, generator=g) < 0.5
+        mask[:, 0] = True
+        dist, idx = small_d.nearest(x, codes, 2, mask=mask)
+        rv, ri = reference(x, codes, 2, mask=mask)
+        assert torch.equal(idx, ri)

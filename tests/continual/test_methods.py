@@ -79,3 +79,26 @@ def test_min_epochs_rides_out_a_plateau():
     assert res["epochs"] == 6
     res = fit_until_converged(learner, x, y, x, y, batch_size=64, max_epochs=20, patience=1, seed=0)
     assert res["epochs"] == 2
+
+
+@pytest.mark.parametrize("topk", [1, 3])
+def test_dkvb_trained_on_cached_key_indices_equals_trained_on_features(topk):
+    # the workbench looks the keys of the training rows up once (frozen_inputs) and trains on the
+    # indices: every step must equal the step on the features themselves
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(300, 12, generator=g), torch.randint(0, 4, (300,), generator=g)
+    a, b = (make_learner("dkvb", 12, 4, seed=1, num_codebooks=6, keys_per_codebook=16, dim_key=3, topk=topk)
+            for _ in range(2))
+    a.prepare(x)
+    b.prepare(x)
+    cached = b.frozen_inputs(x)
+    assert cached.shape == (300, 6, topk) and not cached.is_floating_point()
+    for s in range(0, 300, 64):
+        la, lb = a.fit_batch(x[s:s + 64], y[s:s + 64]), b.fit_batch(cached[s:s + 64], y[s:s + 64])
+        assert la == lb
+    assert torch.equal(a.bottleneck.values, b.bottleneck.values)
+    assert torch.equal(a.bottleneck.value_usage, b.bottleneck.value_usage)
+    assert torch.equal(a.predict(x), b.predict(x))
+    # learners without a frozen front end train on the features themselves
+    lin = make_learner("linear", 12, 4)
+    assert lin.frozen_inputs(x) is x

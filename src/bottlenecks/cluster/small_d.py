@@ -621,16 +621,17 @@ def nearest(x: torch.Tensor, codes: torch.Tensor, k: int = 1, metric: str = "l2"
         if mask.shape not in ((K,), (C, K)):
             raise ValueError(f"mask: expected shape ({K},) or ({C}, {K}), got {tuple(mask.shape)}")
     entry = _TABLES.get("entry")
-    state = (codes._version, metric, mask, None if mask is None else mask._version)
-    if entry is not None and entry[0] is codes and entry[1] == state:
-        table = entry[2]
+    # the same codes and mask objects, unchanged since: identity, never elementwise tensor equality
+    state = (codes._version, metric, None if mask is None else mask._version)
+    if entry is not None and entry[0] is codes and entry[1] is mask and entry[2] == state:
+        table = entry[3]
     else:
         if metric == "cosine":  # 1 - cos: minus the dot product of unit vectors, plus one
             search_codes = torch.nn.functional.normalize(codes.float(), dim=-1, eps=_TINY)
         else:
             search_codes = codes if codes.dtype == torch.float64 else codes.float()
         table = CodeTable(search_codes, "l2" if metric == "l2" else "dot", mask=mask)
-        _TABLES["entry"] = (codes, state, table)
+        _TABLES["entry"] = (codes, mask, state, table)
     if metric == "cosine":
         x = torch.nn.functional.normalize(x.float(), dim=-1, eps=_TINY)  # unit rows at any scale
     if not (in_range(table.amax) and in_range(float(x.abs().amax()) if x.numel() else 0.0)):

@@ -41,6 +41,12 @@ class Learner:
         """Called once with the unlabelled training inputs before the stream starts. ``shared``
         carries work between runs of the same seed (the bottleneck's fitted keys)."""
 
+    def frozen_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """What training reads of ``x`` through the learner's frozen front end, computed once after
+        :meth:`prepare` so that many passes over the same rows do not recompute it; ``x`` itself
+        for learners without a frozen front end. ``fit_batch`` accepts its rows in place of ``x``'s."""
+        return x
+
     def fit_batch(self, x: torch.Tensor, y: torch.Tensor) -> float:
         raise NotImplementedError
 
@@ -176,8 +182,26 @@ class DKVBLearner(Learner):
         if shared is not None:
             shared[key] = self.bottleneck.keys.clone()
 
+    def frozen_inputs(self, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+        """Key indices ``(n, C, topk)`` (int16 / int32) of ``x: (n, dim)``. The projection and the keys
+        are frozen, so a training row selects the same keys on every pass: look them up once (the
+        values are all that trains). Training only: at evaluation the untrained keys are masked,
+        which changes as training goes on."""
+        b = self.bottleneck
+        idx = self._batched(lambda rows: b.lookup(b.project(rows)), x, batch_size)
+        return idx.to(torch.int16 if b.keys_per_codebook <= 2**15 else torch.int32)
+
     def fit_batch(self, x, y) -> float:
-        loss = F.cross_entropy(self.model(x), y, label_smoothing=0.1)
+        """``x``: features ``(batch, dim)`` or their key indices ``(batch, C, topk)`` from
+        :meth:`frozen_inputs` (the same step, without the lookup)."""
+        if x.is_floating_point():
+            logits = self.model(x)
+        else:  # what the bottleneck's forward does after its lookup, in training mode
+            b, idx = self.bottleneck, x.long()
+            heads = torch.arange(b.num_codebooks).view(1, -1, 1) * b.keys_per_codebook
+            b.value_usage.view(-1).index_add_(0, (idx + heads).reshape(-1), torch.ones(idx.numel(), dtype=torch.long))
+            logits = b.fetch(idx).mean(dim=1)  # the non-parametric mean decoder
+        loss = F.cross_entropy(logits, y, label_smoothing=0.1)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([self.bottleneck.values], 1.0)

@@ -266,8 +266,9 @@ def run_stream(learner, data, stream: ClassIncrementalStream, cfg: ContinualConf
     curve = _Curve(learner, x_te, y_te, all_classes, cfg.eval_every)
     boundaries = []
     learner.prepare(x_tr, shared)
+    x_fit = learner.frozen_inputs(x_tr)  # e.g. the DKVB's key indices: looked up once, not once per pass
     for t in range(T):
-        curve.train(stream.batches(t, cfg.batch_size, cfg.epochs, seed=seed), x_tr, y_tr)
+        curve.train(stream.batches(t, cfg.batch_size, cfg.epochs, seed=seed), x_fit, y_tr)
         boundaries.append(curve.step)
         curve.close()  # every task's end is on the curve
         if on_task_end is not None:
@@ -301,7 +302,8 @@ def run_joint(learner, data, stream: ClassIncrementalStream, cfg: ContinualConfi
         if curve.step % curve.every == 0:
             curve._record()
 
-    res = fit_until_converged(learner, x_tr[tr], y_tr[tr], x_tr[val], y_tr[val], batch_size=cfg.batch_size,
+    x_fit = learner.frozen_inputs(x_tr[tr])
+    res = fit_until_converged(learner, x_fit, y_tr[tr], x_tr[val], y_tr[val], batch_size=cfg.batch_size,
                               max_epochs=max_epochs, patience=patience, seed=seed, on_step=on_step)
     if curve.steps and curve.steps[-1] == curve.step:  # the best epoch was restored: record it instead
         curve.steps.pop()
