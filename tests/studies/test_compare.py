@@ -15,6 +15,7 @@ from bottlenecks.studies.compare import (
     HEADS,
     CompareConfig,
     CompareResults,
+    FrozenLookupDKVB,
     _Data,
     _make,
     heads_for,
@@ -66,6 +67,37 @@ def test_each_head_lowers_its_loss_on_a_small_stream(head):
     assert (learner.predict(xb) == yb).float().mean() > 0.9
 
 
+def test_dkvb_on_its_frozen_lookups_is_the_workbench_dkvb():
+    # trained on precomputed key indices and evaluated on precomputed projections, the study's DKVB
+    # learner is the workbench's, bit for bit, over a class-incremental stream
+    from bottlenecks.continual.methods import DKVBLearner, fit_until_converged
+
+    x, y = _blobs(420, dim=20)
+    t = torch.from_numpy
+    data = _Data(t(x[:300]), t(y[:300]), t(x[300:]), t(y[300:]), "blobs", [])
+    ref = DKVBLearner(20, 6, num_codebooks=6, keys_per_codebook=24, lr=0.3, seed=3)
+    ref.prepare(data.x_train)
+    ours = FrozenLookupDKVB(20, 6, num_codebooks=6, keys_per_codebook=24, lr=0.3, seed=3)
+    shared = {}
+    ours.prepare(data.x_train, shared)
+    view = ours.view(data, shared)
+    assert view.train.dtype == torch.long and view.held_out.shape == (300, 6, 14)
+    rows, val = torch.arange(240), torch.arange(240, 300)
+    for task, classes in enumerate(([0, 1], [2, 3], [4, 5])):
+        idx, vidx = rows[np.isin(y[:240], classes)], val[np.isin(y[240:300], classes)]
+        kw = dict(batch_size=16, max_epochs=4, patience=1, seed=task)
+        a = fit_until_converged(ref, data.x_train[idx], data.y_train[idx], data.x_train[vidx], data.y_train[vidx], **kw)
+        b = fit_until_converged(ours, view.train[idx], data.y_train[idx], view.held_out[vidx], data.y_train[vidx],
+                                **kw)
+        assert a["history"] == b["history"]
+        assert torch.equal(ref.bottleneck.values, ours.bottleneck.values)
+        assert torch.equal(ref.bottleneck.value_usage, ours.bottleneck.value_usage)
+        assert torch.equal(ref.predict(data.x_test), ours.predict(view.test))
+        assert torch.equal(ref.represent(data.x_test), ours.represent(view.test))
+        assert torch.equal(ref.codes(data.x_test), ours.codes(view.test))
+    assert ours.bottleneck.value_usage.sum() > 0
+
+
 def test_table_metrics_are_the_families_own(small_run):
     res = small_run
     for head, runs in res.runs.items():
@@ -103,7 +135,8 @@ def _without_times(runs):
 
 
 def test_same_seed_same_numbers_and_json_round_trip(blobs_file, small_run):
-    again = run(CompareConfig(dataset=str(blobs_file), heads=("dkvb", "vib", "linear"), **SMALL),
+    # again, with the heads in two worker processes: the same numbers
+    again = run(CompareConfig(dataset=str(blobs_file), heads=("dkvb", "vib", "linear"), workers=2, **SMALL),
                 progress=False)
     first = _without_times({h: small_run.runs[h] for h in again.runs})
     assert nan_equal(first, _without_times(again.runs))

@@ -39,8 +39,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from ..continual.methods import Learner, fit_until_converged, make_learner
+from ..continual.methods import DKVBLearner, Learner, fit_until_converged, make_learner
 from ..continual.metrics import class_balanced_accuracy, continual_metrics, summarize, task_accuracies
 from ..continual.streams import ClassIncrementalStream
 from .base import StudyConfig, StudyResults
@@ -90,6 +91,9 @@ class CompareConfig(StudyConfig):
     data_dir: str | None = None
     cache_dir: str | None = None
     param_probe_every: int = 10  # steps between measurements of the parameters a step changes
+    # processes that run heads side by side (one thread each; the numbers do not change): on a machine
+    # with n free cores, n; 1: every head in this process
+    workers: int = 1
     # {head: {"best": lr, "scores": {lr: validation accuracy}}} from an earlier tuning by the same protocol
     # (step 2) to skip it, e.g. when seeds run as separate processes; None: tune here
     learning_rates: dict | None = None
@@ -108,7 +112,7 @@ class CompareConfig(StudyConfig):
                 raise ValueError(f"heads: unknown head(s) {unknown}; expected some of {list(HEADS)}")
         for name in ("seeds", "n_tasks", "batch_size", "max_epochs", "patience", "tune_samples", "n_info",
                      "min_epochs", "num_codebooks", "keys_per_codebook", "codes", "codes_k", "code_dim", "hidden",
-                     "buffer_size", "param_probe_every", "concept_shapes_train", "concept_shapes_test"):
+                     "buffer_size", "param_probe_every", "concept_shapes_train", "concept_shapes_test", "workers"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {v!r}")
@@ -298,11 +302,98 @@ class CBMLearner(Learner):
         return float(loss.detach())
 
 
+# --------------------------------------------------------------------------- the DKVB on its frozen lookups
+class FrozenLookupDKVB(DKVBLearner):
+    """The workbench's DKVB learner (:class:`~bottlenecks.continual.methods.DKVBLearner`: the same
+    bottleneck, SGD on its values, clipping and label smoothing) that also reads what its frozen half
+    computes once per seed: its projection and keys are fixed after :meth:`prepare`, so the key a
+    training sample selects never changes, and neither does the projection of a held-out sample.
+
+    Inputs by kind: key indices ``(batch, C, topk)`` int64 (training, :meth:`fit_batch`), projected
+    features ``(batch, C, dim_key)`` (evaluation: the keys never trained are masked as the bottleneck
+    masks them, so the lookup is done each time) or the features ``(batch, dim_in)`` themselves (the
+    bottleneck's own path). Every kind gives the numbers of the features' path; the test suite
+    checks it against :class:`DKVBLearner`."""
+
+    def fit_batch(self, x, y) -> float:
+        if x.dtype != torch.long:
+            return super().fit_batch(x, y)
+        b = self.bottleneck
+        # what the bottleneck's training forward does after its lookup: record the selections, fetch
+        heads = torch.arange(b.num_codebooks).view(1, -1, 1) * b.keys_per_codebook
+        b.value_usage.view(-1).index_add_(0, (x + heads).reshape(-1), torch.ones(x.numel(), dtype=torch.long))
+        loss = F.cross_entropy(b.fetch(x).mean(dim=1), y, label_smoothing=0.1)  # the 'mean' decoder
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([b.values], 1.0)
+        self.opt.step()
+        return float(loss.detach())
+
+    def _values(self, z: torch.Tensor) -> torch.Tensor:
+        b = self.bottleneck
+        masked = not self.model.training and b.mask_untrained
+        if masked and getattr(self, "_mask_version", None) != b.value_usage._version:
+            # cluster.small_d compares the mask of its cached search table with ==, which raises for two
+            # different mask tensors; an unmasked lookup in between resets that cache, as training lookups do
+            b.lookup(z[:1])
+            self._mask_version = b.value_usage._version
+        return b.fetch(b.lookup(z, masked=masked))
+
+    def logits(self, x):
+        return self._values(x).mean(dim=1) if x.dim() == 3 else super().logits(x)
+
+    def _represent(self, x):
+        return self._values(x).flatten(1) if x.dim() == 3 else super()._represent(x)
+
+    def codes(self, x, batch_size: int = 2048):
+        if x.dim() != 3:
+            return super().codes(x, batch_size)
+        return self._batched(lambda b: self.bottleneck.lookup(b).flatten(1), x, batch_size)
+
+    @torch.no_grad()
+    def view(self, data: _Data, shared: dict | None = None) -> _View:
+        """The frozen lookups of ``data`` (after :meth:`prepare`): every training row's key indices,
+        every training and test row's projection; kept in ``shared`` for the other runs of this seed."""
+        b = self.bottleneck
+        key = ("dkvb-view", tuple(b.keys.shape), b.seed, b.key_init)
+        if shared is not None and key in shared:
+            return shared[key]
+
+        def project(x):  # in the blocks fit_keys projects in
+            return torch.cat([b.project(x[s:s + 256]) for s in range(0, len(x), 256)])
+
+        z_train = project(data.x_train)
+        codes = torch.cat([b.lookup(z_train[s:s + 8192]) for s in range(0, len(z_train), 8192)])
+        out = _View(codes, z_train, project(data.x_test))
+        if shared is not None:
+            shared[key] = out
+        return out
+
+
+@dataclass
+class _View:
+    """What a head reads: for training rows (``train``), for held-out rows of the training set
+    (``held_out``, indexed like it) and for the test set."""
+
+    train: torch.Tensor
+    held_out: torch.Tensor
+    test: torch.Tensor
+
+
+def _view(learner: Learner, data: _Data, shared: dict) -> _View:
+    if isinstance(learner, FrozenLookupDKVB):
+        return learner.view(data, shared)
+    return _View(data.x_train, data.x_train, data.x_test)
+
+
 def _make(head: str, data: _Data, cfg: CompareConfig, seed: int, lr: float) -> Learner:
     dim = data.x_train.shape[1]
     if head == "cbm":
         return CBMLearner(dim, data.c_train.shape[1], data.n_classes, lr=lr, seed=seed)
     torch.manual_seed(seed)  # the workbench's probes draw their init from the global generator
+    if head == "dkvb":  # make_learner's DKVB with the options it reads
+        return FrozenLookupDKVB(dim, data.n_classes, num_codebooks=cfg.num_codebooks,
+                                keys_per_codebook=cfg.keys_per_codebook, lr=lr, seed=seed)
     options = {"num_codebooks": cfg.num_codebooks, "keys_per_codebook": cfg.keys_per_codebook,
                "hidden": cfg.hidden, "buffer_size": cfg.buffer_size, "replay_hidden": None,
                "vq": {"num_codes": cfg.codes, "k": cfg.codes_k, "dim": cfg.code_dim},
@@ -372,13 +463,15 @@ def information(z: torch.Tensor, y: torch.Tensor, noise_var: float) -> dict:
 def _discrete_measures(head: str, learner: Learner, x: torch.Tensor) -> dict:
     """Code usage of a discrete head on ``x``: dead fraction and perplexity from the family's own
     counters, plug-in ``H(Z)`` (bits) of the whole code and of each codebook."""
+    from ..cluster.maintenance import code_hits, dead_fraction
     from ..info import entropy
 
     codes = learner.codes(x)
     if head == "dkvb":
-        usage = learner.bottleneck.key_usage(x)
-        dead = usage["mean_dead_fraction"]
-        counts = usage["counts"].double()
+        b = learner.bottleneck  # key_usage(x) from the codes already looked up
+        counts = code_hits(codes.view(len(codes), b.num_codebooks, b.topk), b.keys_per_codebook)
+        dead = float(dead_fraction(counts).mean())
+        counts = counts.double()
         per_book = [entropy(codes[:, c], method="plugin", units="bits") for c in range(codes.shape[1])]
     else:
         layer = learner.model.codebook
@@ -431,8 +524,9 @@ def tune_learning_rates(data: _Data, heads, cfg: CompareConfig, tr, val, shared:
         for lr in grid:
             learner = _make(head, data, cfg, cfg.data_seed, lr)
             learner.prepare(data.x_train, shared)
-            res = fit_until_converged(learner, data.x_train[sub], data.y_train[sub], data.x_train[val],
-                                      data.y_train[val], batch_size=cfg.batch_size, max_epochs=cfg.max_epochs,
+            x = _view(learner, data, shared)
+            res = fit_until_converged(learner, x.train[sub], data.y_train[sub], x.held_out[val], data.y_train[val],
+                                      batch_size=cfg.batch_size, max_epochs=cfg.max_epochs,
                                       patience=cfg.patience, min_epochs=cfg.min_epochs, seed=cfg.data_seed,
                                       extra=_extra(data, head, sub))
             scores[str(lr)] = res["val_accuracy"]
@@ -446,22 +540,23 @@ def tune_learning_rates(data: _Data, heads, cfg: CompareConfig, tr, val, shared:
 def _iid(head, data, cfg, seed, lr, tr, val, shared, info_idx) -> dict:
     learner = _make(head, data, cfg, seed, lr)
     learner.prepare(data.x_train, shared)
+    x = _view(learner, data, shared)
     m = _Measured(learner, cfg.param_probe_every)
-    res = fit_until_converged(m, data.x_train[tr], data.y_train[tr], data.x_train[val], data.y_train[val],
+    res = fit_until_converged(m, x.train[tr], data.y_train[tr], x.held_out[val], data.y_train[val],
                               batch_size=cfg.batch_size, max_epochs=cfg.max_epochs, patience=cfg.patience,
                               min_epochs=cfg.min_epochs,
                               seed=seed, extra=_extra(data, head, tr))
     t0 = time.perf_counter()
-    pred = learner.predict(data.x_test)
+    pred = learner.predict(data.x_test)  # timed from the features, whatever the training read
     infer = time.perf_counter() - t0
     out = {"iid_accuracy": class_balanced_accuracy(data.y_test.numpy(), pred.numpy()),
            "iid_epochs": res["epochs"], "iid_train_seconds": m.seconds,
            "inference_ms_per_1k": 1000 * infer / len(data.x_test) * 1000,
            "n_params": sum(p.numel() for p in learner.parameters())}
-    x_info, y_info = data.x_test[info_idx], data.y_test[info_idx]
+    x_info, y_info = x.test[info_idx], data.y_test[info_idx]
     out.update(information(learner.represent(x_info), y_info, cfg.noise_var))
     if head in DISCRETE:
-        out.update(_discrete_measures(head, learner, data.x_test))
+        out.update(_discrete_measures(head, learner, x.test))
     if head == "cbm":
         out.update(_concept_measures(learner, data.x_test, data.y_test, data.c_test))
     if head == "vib":
@@ -478,21 +573,22 @@ def _stream(head, data, cfg, seed, lr, tr, val, shared, info_idx) -> dict:
     stream = ClassIncrementalStream(y_tr.numpy(), cfg.n_tasks, class_order="seeded", seed=seed)
     learner = _make(head, data, cfg, seed, lr)
     learner.prepare(data.x_train, shared)
+    x = _view(learner, data, shared)
     m = _Measured(learner, cfg.param_probe_every)
     T = len(stream.tasks)
     R = np.full((T, T), np.nan)
     epochs, trajectory = [], []
     y_val = data.y_train[val]
-    x_info, y_info = data.x_test[info_idx], data.y_test[info_idx]
+    x_info, y_info = x.test[info_idx], data.y_test[info_idx]
     for t, classes in enumerate(stream.tasks):
         idx = tr[torch.from_numpy(np.isin(y_tr.numpy(), classes))]
         vidx = val[torch.from_numpy(np.isin(y_val.numpy(), classes))]
-        res = fit_until_converged(m, data.x_train[idx], data.y_train[idx], data.x_train[vidx], data.y_train[vidx],
+        res = fit_until_converged(m, x.train[idx], data.y_train[idx], x.held_out[vidx], data.y_train[vidx],
                                   batch_size=cfg.batch_size, max_epochs=cfg.max_epochs, patience=cfg.patience,
                                   min_epochs=cfg.min_epochs, seed=seed + 1000 * (t + 1),
                                   extra=_extra(data, head, idx))
         epochs.append(res["epochs"])
-        pred = learner.predict(data.x_test).numpy()
+        pred = learner.predict(x.test).numpy()
         R[t] = task_accuracies(data.y_test.numpy(), pred, stream.tasks, balanced=True)
         trajectory.append({"task": t, **information(learner.represent(x_info), y_info, cfg.noise_var)})
     metrics = continual_metrics(R, task_sizes=[len(c) for c in stream.tasks])
@@ -502,7 +598,7 @@ def _stream(head, data, cfg, seed, lr, tr, val, shared, info_idx) -> dict:
            "stream_train_seconds": m.seconds, "changed_fraction": float(np.mean(m.changed)),
            "trajectory": trajectory}
     if head in DISCRETE:
-        out["stream_dead_fraction"] = _discrete_measures(head, learner, data.x_test)["dead_fraction"]
+        out["stream_dead_fraction"] = _discrete_measures(head, learner, x.test)["dead_fraction"]
     if head == "cbm":
         out.update({f"stream_{k}": v for k, v in
                     _concept_measures(learner, data.x_test, data.y_test, data.c_test).items()})
@@ -512,6 +608,62 @@ def _stream(head, data, cfg, seed, lr, tr, val, shared, info_idx) -> dict:
 def _say(progress, text: str) -> None:
     if progress:
         print(text, flush=True)
+
+
+def _head(head: str, data: _Data, cfg: CompareConfig, tr, val, info_idx, progress) -> tuple[dict, list]:
+    """One head's part of the comparison: its learning rate (step 2 of the protocol, unless given),
+    then its i.i.d. and stream runs for every seed. Returns ``(rate, runs)``. A head's numbers
+    depend on nothing another head does, so heads may run in any order or process."""
+    shared: dict = {}  # the DKVB's keys and lookups of the tuning's seed, reused by that seed's runs
+    if cfg.learning_rates is None:
+        rate = tune_learning_rates(data, [head], cfg, tr, val, shared, progress)[head]
+    else:
+        rate = cfg.learning_rates[head]
+    runs = []
+    for seed in range(cfg.seed, cfg.seed + cfg.seeds):
+        lr, t0 = rate["best"], time.perf_counter()
+        here = shared if seed == cfg.data_seed else {}
+        r = {"seed": seed, "lr": lr}
+        r.update(_iid(head, data, cfg, seed, lr, tr, val, here, info_idx))
+        r.update(_stream(head, data, cfg, seed, lr, tr, val, here, info_idx))
+        r["seconds"] = time.perf_counter() - t0
+        runs.append(r)
+        _say(progress, f"  seed {seed} {head}: i.i.d. {100 * r['iid_accuracy']:.1f}%, stream "
+                       f"{100 * r['final_accuracy']:.1f}%, forgetting {100 * r['forgetting']:.1f} "
+                       f"({r['seconds']:.0f} s)")
+    return rate, runs
+
+
+# the work of the run in progress, for the forked workers (they inherit it, nothing is pickled)
+_WORK: tuple | None = None
+# the slowest heads first, so that the last one to start is a short one
+_COST_ORDER = ("dkvb", "vib", "replay", "vq", "mlp", "cbm", "linear")
+
+
+def _forked_head(head: str):
+    torch.set_num_threads(1)
+    return _head(head, *_WORK)
+
+
+def _in_workers(work: tuple, heads) -> dict:
+    """``{head: _head(head, *work)}`` from ``cfg.workers`` forked processes of one thread each (the
+    numbers are those of one process: each head's run is the same wherever it runs). Where fork is not
+    available, an empty dict: the caller runs the heads itself."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    global _WORK
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return {}
+    order = sorted(heads, key=lambda h: _COST_ORDER.index(h) if h in _COST_ORDER else len(_COST_ORDER))
+    _WORK = work
+    try:
+        with ProcessPoolExecutor(min(work[1].workers, len(heads)), mp_context=multiprocessing.get_context("fork")) \
+                as pool:
+            futures = {h: pool.submit(_forked_head, h) for h in order}
+            return {h: f.result() for h, f in futures.items()}
+    finally:
+        _WORK = None
 
 
 NUMERIC = ("iid_accuracy", "final_accuracy", "average_accuracy", "forgetting", "backward_transfer",
@@ -538,28 +690,16 @@ def run(config: CompareConfig, out=None, progress: bool = True, *, stem: str = "
         _say(progress, f"compare: {data.name}, {len(tr)} train / {len(val)} validation / {len(data.x_test)} test, "
                        f"{data.x_train.shape[1]} features, {data.n_classes} classes; heads {', '.join(heads)}; "
                        f"seeds {config.seed}..{config.seed + config.seeds - 1}")
-        shared: dict = {}  # the DKVB's fitted keys, per seed
-        if config.learning_rates is None:
-            lrs = tune_learning_rates(data, heads, config, tr, val, shared, progress)
-        else:
+        if config.learning_rates is not None:
             missing = [h for h in heads if h not in config.learning_rates]
             if missing:
                 raise ValueError(f"learning_rates: no rate for head(s) {missing}; give one per head run, or None "
                                  "to tune them")
-            lrs = {h: config.learning_rates[h] for h in heads}
-        runs: dict = {h: [] for h in heads}
-        for seed in range(config.seed, config.seed + config.seeds):
-            for head in heads:
-                lr = lrs[head]["best"]
-                t0 = time.perf_counter()
-                r = {"seed": seed, "lr": lr}
-                r.update(_iid(head, data, config, seed, lr, tr, val, shared, info_idx))
-                r.update(_stream(head, data, config, seed, lr, tr, val, shared, info_idx))
-                r["seconds"] = time.perf_counter() - t0
-                runs[head].append(r)
-                _say(progress, f"  seed {seed} {head}: i.i.d. {100 * r['iid_accuracy']:.1f}%, stream "
-                               f"{100 * r['final_accuracy']:.1f}%, forgetting {100 * r['forgetting']:.1f} "
-                               f"({r['seconds']:.0f} s)")
+        work = (data, config, tr, val, info_idx, progress)
+        done = _in_workers(work, heads) if config.workers > 1 and len(heads) > 1 else {}
+        done = {h: done[h] if h in done else _head(h, *work) for h in heads}  # HEADS order, either way
+        lrs = {h: done[h][0] for h in heads}
+        runs = {h: done[h][1] for h in heads}
     summary = {h: summarize([{k: r[k] for k in NUMERIC if k in r} for r in rs]) for h, rs in runs.items()}
     data_info = {"name": data.name, "n_train": len(tr), "n_val": len(val), "n_test": len(data.x_test),
                  "dim": int(data.x_train.shape[1]), "n_classes": data.n_classes, "notes": data.notes,
