@@ -222,7 +222,9 @@ def write_report(results, out, stem: str = "report", command: str | None = None,
     scatter = plot_accuracy_forgetting(results, out / f"{stem}-scatter.png")
     plane = plot_information_plane(results, out / f"{stem}-plane.png")
     cfg, data = results.config, results.data
-    lrs = "; ".join(f"{h} {v['best']:g}" for h, v in results.learning_rates.items())
+    lrs = "; ".join(f"{h} {v['best']:g}" + (" (" + ", ".join(f"{float(k):g}: {100 * a:.1f}%" for k, a in
+                                                         v["scores"].items()) + ")" if v.get("scores") else "")
+                    for h, v in results.learning_rates.items())
     parts = [f"# Bottleneck comparison: {data.get('name')}", "",
              f"Every head on the same frozen features, the same data and the same class-incremental stream "
              f"({cfg.get('n_tasks')} tasks), seeds {cfg.get('seed')}..{cfg.get('seed') + cfg.get('seeds') - 1} "
@@ -231,7 +233,8 @@ def write_report(results, out, stem: str = "report", command: str | None = None,
              *[f"- data: {n}" for n in data.get("notes", [])],
              f"- split: {data.get('n_train')} train / {data.get('n_val')} validation (stratified, for early "
              f"stopping and learning rates) / {data.get('n_test')} test",
-             f"- learning rates (chosen on the validation split, i.i.d., before the runs): {lrs}",
+             f"- learning rates (chosen on the validation split, i.i.d., before the runs; validation accuracy of "
+             f"each rate of the grid): {lrs}",
              f"- every run trains until validation accuracy has not improved for {cfg.get('patience')} epochs "
              f"(at least {cfg.get('min_epochs', 1)}, at most {cfg.get('max_epochs')}), and keeps its best epoch; in "
              "the stream, on each task's classes",
