@@ -17,6 +17,7 @@ from bottlenecks.studies.compare import (
     CompareResults,
     FrozenLookupDKVB,
     _Data,
+    _discrete_measures,
     _make,
     heads_for,
     information,
@@ -96,6 +97,8 @@ def test_dkvb_on_its_frozen_lookups_is_the_workbench_dkvb():
         assert torch.equal(ref.represent(data.x_test), ours.represent(view.test))
         assert torch.equal(ref.codes(data.x_test), ours.codes(view.test))
     assert ours.bottleneck.value_usage.sum() > 0
+    usage = ref.bottleneck.key_usage(data.x_test)  # the family's own count of the test set's codes
+    assert _discrete_measures("dkvb", ours, view.test)["dead_fraction"] == usage["mean_dead_fraction"]
 
 
 def test_table_metrics_are_the_families_own(small_run):

@@ -470,7 +470,7 @@ def _discrete_measures(head: str, learner: Learner, x: torch.Tensor) -> dict:
     if head == "dkvb":
         b = learner.bottleneck  # key_usage(x) from the codes already looked up
         counts = code_hits(codes.view(len(codes), b.num_codebooks, b.topk), b.keys_per_codebook)
-        dead = float(dead_fraction(counts).mean())
+        dead = float(dead_fraction(counts).float().mean())  # as key_usage reports it
         counts = counts.double()
         per_book = [entropy(codes[:, c], method="plugin", units="bits") for c in range(codes.shape[1])]
     else:
