@@ -7,7 +7,7 @@ from bottlenecks.cluster import nearest, small_d
 from bottlenecks.cluster.small_d import CodeTable, search
 
 HAS_C = small_d.c_kernel() is not None
-BACKENDS = ["torch"] + (["c"] if HAS_C else [])
+BACKENDS = ["torch"] + (["c", "c32"] if HAS_C else [])  # "c": the int8 pre-filter where the CPU has it
 
 
 def reference(x, codes, k, metric="l2", mask=None):
@@ -65,7 +65,32 @@ def test_exact_ties_go_to_the_lowest_index(backend):
     _, ri = reference(x, codes, 3)
     assert torch.equal(idx, ri)
     assert idx[0, 0].tolist() == [3, 11, 17]
-    assert small_d.last_undecided() > 0  # the certificate refused the tied rows
+    if backend != "c" or not small_d.c_kernel().has_q8:  # the int8 pre-filter scores ties in float64 anyway
+        assert small_d.last_undecided() > 0  # the certificate refused the tied rows
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", ["many equal codes", "rows at the codes' mean", "far and tight", "k = 20"])
+def test_hard_cases_for_the_int8_pre_filter(backend, case):
+    """More tied candidates than its buffer holds (the row is searched in full), rows far
+    tighter than the codes (the row scale is clamped), a cloud far from the origin, k > 16."""
+    g = torch.Generator().manual_seed(8)
+    codes = torch.randn(2, 300, 14, generator=g)
+    x = torch.randn(64, 2, 14, generator=g)
+    k = 2
+    if case == "many equal codes":
+        codes[:, 100:200] = codes[:, 7:8]
+        x = codes[:, [7] * 64].transpose(0, 1) + 1e-4 * x
+    elif case == "rows at the codes' mean":
+        x = codes.mean(1) + 1e-6 * x
+    elif case == "far and tight":
+        codes, x = 1e4 + 1e-2 * codes, 1e4 + 1e-2 * x
+    else:
+        k = 20
+    dist, idx = search(x, CodeTable(codes, "l2"), k, backend=backend)
+    rv, ri = reference(x, codes, k)
+    assert torch.equal(idx, ri)
+    torch.testing.assert_close(dist, rv, rtol=1e-12, atol=1e-9)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
