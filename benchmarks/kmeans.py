@@ -2,6 +2,7 @@
 
     python benchmarks/kmeans.py                 # full run: 4 shapes, 2 and 1 threads, 10 iterations, 3 repeats
     python benchmarks/kmeans.py --quick         # tiny shapes, seconds; writes kmeans-quick.*
+    python benchmarks/kmeans.py --merge a/kmeans.json b/kmeans-1thread.json ...   # one report from several runs
 
 Every method starts from the same initial centres (``k`` distinct rows of the data, chosen with
 ``np.random.default_rng(seed).choice(n, k, replace=False)``) and runs at most ``--iters`` Lloyd
@@ -498,10 +499,17 @@ def main(argv=None) -> int:
     ap.add_argument("--cluster-std", type=float, default=4.0, help="make_blobs cluster_std (blobs data)")
     ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    ap.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
+                    help="write one report (kmeans.md/.json/.png in --out) from the JSON files of several runs "
+                         "(e.g. one per shape and thread count, each short enough for a quiet machine); "
+                         "nothing is measured")
+    ap.add_argument("--note", default="", help="a paragraph on the run conditions, printed under the header")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         return worker(args.worker)
+    if args.merge:
+        return merge(args, argv)
 
     args.shapes = args.shapes or (QUICK_SHAPES if args.quick else SHAPES)
     args.iters = args.iters or (3 if args.quick else 10)
@@ -548,14 +556,24 @@ def main(argv=None) -> int:
                 all_results[run_label] = results
             del x
 
+    meta = {"command": argv, "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "machine": machine(), "data": args.data, "cluster_std": args.cluster_std, "center_box": CENTER_BOX,
+            "seed": args.seed, "iters": args.iters, "repeats": args.repeats, "threads": threads_note(all_results),
+            "versions": {p: version(p) for p in ("torch", "scikit-learn", "faiss-cpu", "numpy", "bottlenecks")}}
+    write_report(args, all_results, methods, meta, stem, header(args, argv))
+    return 0
+
+
+def write_report(args, all_results: dict, methods, meta: dict, stem: str, head: str) -> None:
+    """kmeans.md / .png / .json in ``args.out`` from measured results."""
     rows = table_rows(all_results, methods)
     table = markdown(rows)
     print(table, flush=True)
-    head = header(args, argv)
     threads = threads_note(all_results)
+    note = f"\n\n**Run conditions.** {args.note}" if args.note else ""
     args.out.mkdir(parents=True, exist_ok=True)
     md_path, png_path, json_path = (args.out / f"{stem}.{ext}" for ext in ("md", "png", "json"))
-    md_path.write_text(f"{head}\n- threads: {threads}\n\n{table}\n\n![ms per iteration]({png_path.name})\n\n"
+    md_path.write_text(f"{head}\n- threads: {threads}{note}\n\n{table}\n\n![ms per iteration]({png_path.name})\n\n"
                        f"Targets (issue 15; ratios of min ms/iter)\n\n{targets(all_results, args.shapes)}\n\n{NOTES}")
     chart = {label: {m: (r["ms_min"] if "error" not in r else None) for m, r in res.items()}
              for label, res in all_results.items()}
@@ -566,12 +584,43 @@ def main(argv=None) -> int:
                        title=f"k-means, {args.iters} Lloyd iterations, float32 {args.data}", log=True)
     except ValueError as err:  # e.g. every method failed
         print(f"chart not written: {err}", file=sys.stderr)
-    meta = {"command": argv, "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "machine": machine(), "data": args.data, "cluster_std": args.cluster_std, "center_box": CENTER_BOX,
-            "seed": args.seed, "iters": args.iters, "repeats": args.repeats, "threads": threads,
-            "versions": {p: version(p) for p in ("torch", "scikit-learn", "faiss-cpu", "numpy", "bottlenecks")}}
     json_path.write_text(json.dumps({"meta": meta, "results": all_results}, indent=1))
     print(f"wrote {md_path}, {png_path}, {json_path}", file=sys.stderr)
+
+
+def merge(args, argv) -> int:
+    """One report from the JSON files of several runs (same data, seed, iterations and repeats,
+    checked), in the order given; each run's own command and date are listed in the header."""
+    runs = [json.loads(path.read_text()) for path in args.merge]
+    first = runs[0]["meta"]
+    for path, run in zip(args.merge, runs, strict=True):
+        for key in ("data", "cluster_std", "seed", "iters", "repeats"):
+            if run["meta"][key] != first[key]:
+                raise SystemExit(f"--merge: {path} has {key}={run['meta'][key]!r}, {args.merge[0]} has "
+                                 f"{first[key]!r}; expected runs of one protocol")
+    all_results: dict[str, dict] = {}
+    for run in runs:
+        all_results.update(run["results"])
+    methods = list(dict.fromkeys(m for res in all_results.values() for m in res))
+    args.data, args.cluster_std, args.seed = first["data"], first["cluster_std"], first["seed"]
+    args.iters, args.repeats, args.quick = first["iters"], first["repeats"], False
+    shapes = []
+    for label in all_results:
+        shape = next((s for s in SHAPES + QUICK_SHAPES if shape_label(s) == label.rsplit(", ", 1)[0]), None)
+        if shape is None:  # a shape given with --shapes: read it back from its label
+            n, d, k = (f.split("=")[1] for f in label.rsplit(", ", 1)[0].split())
+            shape = (parse_count(n), int(d), int(k))
+        if shape not in shapes:
+            shapes.append(shape)
+    args.shapes = shapes
+    head = header(args, argv).split("\n")
+    head = [line for line in head if not line.startswith("- command:") and not line.startswith("- date:")]
+    runs_note = "\n".join(f"  - `python benchmarks/kmeans.py {shlex.join(run['meta']['command'])}` "
+                          f"({run['meta']['date']}): {', '.join(run['results'])}" for run in runs)
+    head.insert(2, f"- merged from {len(runs)} runs (each method in a fresh process, as always):\n{runs_note}")
+    meta = dict(first, command=argv, date=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                merged_from=[run["meta"] for run in runs], threads=threads_note(all_results))
+    write_report(args, all_results, methods, meta, "kmeans", "\n".join(head))
     return 0
 
 

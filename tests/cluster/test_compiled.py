@@ -108,3 +108,32 @@ def test_load_warms_the_kernels():
     x = data(500, 40)
     res = kmeans(x, 8, init=x[:8].double(), max_iter=3, tol=0)
     assert torch.equal(res.labels, torch.cdist(x.double(), res.centroids.double()).argmin(1))
+
+
+@pytest.mark.parametrize("K,centred", [(10, True), (300, False), (300, True)])
+def test_worker_threads_share_tiles_without_changing_results(K, centred):
+    # small max_memory: many tiles, shared out to two worker threads; the same labels, bounds and
+    # undecided count as one thread, and the caller's torch thread count is left as it was
+    x = data(3000, 48, shift=30.0 if centred else 0.0)
+    c = x[:K].double() + 0.05
+    center = x.double().mean(0).float().double() if centred else torch.zeros(48, dtype=torch.float64)
+    rows = torch.arange(1, 3000, 3)
+    before = torch.get_num_threads()
+    results = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        try:
+            table = CentroidTable(c, "float32", center, order=balanced_groups(c, 64) if K >= 128 else None)
+            results.append([assign_exact(x, table, max_memory=64 * 2**10, group_bounds=True, rows=r) for r in (None, rows)])
+            assert torch.get_num_threads() == threads
+        finally:
+            torch.set_num_threads(before)
+    for one, two in zip(*results, strict=True):
+        assert torch.equal(one.labels, two.labels)
+        assert torch.equal(one.sq_dist, two.sq_dist)
+        assert torch.equal(one.second_lower, two.second_lower)
+        assert torch.equal(one.group_lower, two.group_lower)
+        assert one.n_undecided == two.n_undecided
+    full, sub = results[1]
+    assert torch.equal(full.labels, torch.cdist(x.double(), c).argmin(1))
+    assert torch.equal(sub.labels, full.labels[rows])

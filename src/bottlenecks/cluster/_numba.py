@@ -80,6 +80,11 @@ def _kernels() -> SimpleNamespace | None:
     return _KERNELS["k"]
 
 
+def kernels() -> SimpleNamespace:
+    """The compiled kernels (call :func:`usable` first)."""
+    return _kernels()
+
+
 def _threads() -> int:
     """numba's pool follows torch's thread count (the benchmark's and the user's setting)."""
     nb = _kernels().nb
@@ -309,9 +314,170 @@ def _build(nb) -> SimpleNamespace:  # noqa: C901 - one kernel per nested functio
                     v = np.float64(xi[j])
                     o[j] += v * v if square else v
 
+
+    # ---- one tile, start to finish, on one thread (exact.assign_exact runs one such call per tile
+    # on each of its worker threads: no fork/join of a second pool between the GEMM and the reduction)
+    @nb.njit(**_opts)
+    def _row_top2(row, bias, block, bm, acc):  # pragma: no cover - compiled
+        # best, its column and runner-up of row + bias; bm: each block's minimum, the winner excluded
+        G = bm.shape[0]
+        gbest = 0
+        vbest = np.float32(np.inf)
+        for g in range(G):
+            base = g * block
+            if block % 16 == 0:  # 16 independent minima: vectorised
+                for q in range(16):
+                    acc[q] = row[base + q] + bias[base + q]
+                for j in range(base + 16, base + block, 16):
+                    for q in range(16):
+                        t = row[j + q] + bias[j + q]
+                        acc[q] = t if t < acc[q] else acc[q]
+                v = acc[0]
+                for q in range(1, 16):
+                    v = acc[q] if acc[q] < v else v
+            else:
+                v = np.float32(np.inf)
+                for j in range(base, base + block):
+                    t = row[j] + bias[j]
+                    v = t if t < v else v
+            bm[g] = v
+            if v < vbest:
+                vbest = v
+                gbest = g
+        base = gbest * block
+        v1 = np.float32(np.inf)
+        v2 = np.float32(np.inf)
+        p = base
+        for j in range(base, base + block):
+            t = row[j] + bias[j]
+            if t < v1:
+                v2 = v1
+                v1 = t
+                p = j
+            elif t < v2:
+                v2 = t
+        bm[gbest] = v2
+        sec = np.float32(np.inf)
+        for g in range(G):
+            sec = bm[g] if bm[g] < sec else sec
+        return v1, p, sec
+
+    @nb.njit(cache=True, nogil=True)
+    def _row_bounds(v1f, v2f, q, a, b, c_max, u_out):  # pragma: no cover - compiled (no fastmath: bounds)
+        norm = np.sqrt(q)
+        e_in = a * norm * c_max + b * (norm + c_max) ** 2 + 1e-30
+        v1 = np.float64(v1f) + q
+        v2 = np.float64(v2f) + q
+        u = max(v1 + u_out * abs(v1) + e_in, 0.0)
+        lo = max(v2 - u_out * abs(v2) - e_in, 0.0)
+        t = np.nextafter(np.float32((u + e_in) / (1 - u_out)), np.float32(np.inf))
+        thresh = np.nextafter(np.float32(np.float64(t) - q), np.float32(np.inf))
+        return u, lo, e_in, thresh
+
+    @nb.njit(cache=True, nogil=True)
+    def _row_glb(bm, q, e_in, u_out, ratio, out):  # pragma: no cover - compiled (no fastmath: bounds)
+        shrink = np.float32(1 - 1e-6)
+        for g in range(out.shape[0]):
+            low = np.float32(np.inf)
+            for h in range(g * ratio, (g + 1) * ratio):
+                v = np.float64(bm[h]) + q
+                v = max(v - u_out * abs(v) - e_in, 0.0)
+                f = np.float32(np.sqrt(v)) * shrink
+                low = f if f < low else low
+            out[g] = low
+
+    @nb.njit(**_opts)
+    def _row_rescore(srow, bias, thresh, order, K, xi, c64):  # pragma: no cover - compiled
+        # float64 distances to the candidates (fast score <= thresh): (label, best, second)
+        d = xi.shape[0]
+        b1 = np.inf
+        b2 = np.inf
+        l1 = K
+        for j in range(bias.shape[0]):
+            if srow[j] + bias[j] <= thresh:
+                code = order[j]
+                if code < K:
+                    c = c64[code]
+                    acc = 0.0
+                    for t in range(d):
+                        diff = np.float64(xi[t]) - c[t]
+                        acc += diff * diff
+                    if acc < b1 or (acc == b1 and code < l1):
+                        b2 = b1
+                        b1 = acc
+                        l1 = code
+                    elif acc < b2:
+                        b2 = acc
+        return l1, b1, b2
+
+    @nb.njit(**_opts)
+    def _row_sq(xi, c):  # pragma: no cover - compiled
+        acc = 0.0
+        for t in range(xi.shape[0]):
+            diff = np.float64(xi[t]) - c[t]
+            acc += diff * diff
+        return acc
+
+    @nb.njit(cache=True, nogil=True)
+    def _tile(scores, transposed, bias, block, order, K, x, rows, use_rows, base, center, x_sq, have_xsq, c64,
+              a, b, c_max, u_out, exact, want_glb, ratio, bm, acc, s1, i1, s2,
+              lab, dist, sec, glb):  # pragma: no cover - compiled
+        # rows base .. base + m of the request (x[rows[base + r]] or x[base + r]); scores: (m, Kp), or
+        # (Kp, m) when transposed; writes lab/dist/sec[r] (and glb[r]); returns the undecided count
+        m = lab.shape[0]
+        if transposed:  # few codes: rows vectorised, codes outer
+            for r in range(m):
+                s1[r] = np.inf
+                s2[r] = np.inf
+                i1[r] = 0
+            for j in range(bias.shape[0]):
+                bj = bias[j]
+                col = scores[j]
+                for r in range(m):
+                    t = col[r] + bj
+                    if t < s1[r]:
+                        s2[r] = s1[r]
+                        s1[r] = t
+                        i1[r] = j
+                    elif t < s2[r]:
+                        s2[r] = t
+        undecided = 0
+        for r in range(m):
+            gi = rows[base + r] if use_rows else base + r
+            xi = x[gi]
+            q = x_sq[gi] if have_xsq else _row_sq(xi, center)
+            if transposed:
+                v1f = s1[r]
+                p = i1[r]
+                v2f = s2[r]
+                bm[0] = v2f
+            else:
+                v1f, p, v2f = _row_top2(scores[r], bias, block, bm, acc)
+            code = order[p]
+            u, lo, e_in, thresh = _row_bounds(v1f, v2f, q, a, b, c_max, u_out)
+            if code == K:  # a padding code "won" (scores out of range): re-score
+                u = np.inf
+            if lo <= u:
+                undecided += 1
+                srow = scores[:, r] if transposed else scores[r]
+                l1, b1, b2 = _row_rescore(srow, bias, thresh, order, K, xi, c64)
+                lab[r] = l1
+                d1 = b1 * (1 + 1e-9)
+                sec[r] = min(b2, u) * (1 - 1e-9)  # non-candidates are at least u away
+                if want_glb:  # the fast winner may not be the winner: no group bound holds
+                    glb[r, :] = 0
+            else:
+                lab[r] = code
+                d1 = u
+                sec[r] = lo
+                if want_glb:
+                    _row_glb(bm, q, e_in, u_out, ratio, glb[r])
+            dist[r] = _row_sq(xi, c64[lab[r]]) if exact else d1
+        return undecided
+
     return SimpleNamespace(
         nb=nb, top2_rows=_top2_rows, top2_rows_serial=_top2_rows_serial, top2_cols=_top2_cols,
-        certify=_certify, rescore=_rescore,
+        certify=_certify, rescore=_rescore, tile=_tile,
         cluster_sums=_cluster_sums, sq_dist=_sq_dist, sq_norms=_sq_norms, abs_max=_abs_max, col_sums=_col_sums)
 
 

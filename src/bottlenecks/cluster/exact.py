@@ -27,9 +27,13 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import itertools
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from . import _numba
@@ -47,7 +51,8 @@ SEARCHES = {"float32": (torch.float32, 1), "bfloat16x3": (torch.bfloat16, 3),
 PRECISIONS = ("auto", *SEARCHES)
 _MAX_CANDIDATES = 256  # per undecided row, on average; beyond that, re-score the whole row
 _CHUNK_BYTES = 32 * 2**20  # scores per chunk: measured fastest on CPU (the reduction re-reads them from cache)
-_FUSED_CHUNK_BYTES = 8 * 2**20  # the compiled reduction reads each tile once, right after its GEMM: L2-sized
+_TILE_BYTES = 2**20  # compiled path: one tile of scores stays in a core's L2 for its reduction
+_TILE_ROW_BYTES = 2 * 2**20  # ... and its rows in cache for the float64 re-scoring
 _FEW_CODES = 48  # below this many codes the scores are computed transposed, (K, rows): skinny GEMMs run faster
 
 
@@ -337,15 +342,11 @@ def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
     glb = torch.empty(n, G, dtype=torch.float32, device=x.device) if group_bounds else None
     s = table.mat_t.element_size()
     fused = backend == "torch" and table.dtype == torch.float32 and _numba.usable(x, table.mat_t)
-    Kp = table.mat_t.shape[1]
-    blk = 64 if table.group % 64 == 0 else table.group
-    if fused:  # a tile of scores in L2, and at most 8 MiB of row copies
-        cap = _FUSED_CHUNK_BYTES if max_memory is None else min(max_memory, _FUSED_CHUNK_BYTES)
-        m = rows_per_chunk(n, Kp * s + (Kp // blk) * 4, cap)
-        m = min(m, rows_per_chunk(n, 4 * d, 8 * 2**20 if max_memory is None else min(max_memory, 8 * 2**20)))
-    else:
-        cap = _CHUNK_BYTES if max_memory is None else min(max_memory, _CHUNK_BYTES)
-        m = rows_per_chunk(n, K * s + (K // 64) * s + table.mat_t.shape[0] * s + 12 * d, cap)
+    if fused:  # tiles through BLAS + one compiled pass each, on worker threads
+        n_undecided = _assign_compiled(x, table, rows, x_sq, exact_distances, glb, max_memory, labels, sq_dist, second)
+        return Assignment(labels, sq_dist, second, n_undecided, glb)
+    cap = _CHUNK_BYTES if max_memory is None else min(max_memory, _CHUNK_BYTES)
+    m = rows_per_chunk(n, K * s + (K // 64) * s + table.mat_t.shape[0] * s + 12 * d, cap)
     for start in range(0, n, m):
         stop = min(n, start + m)
         sel = rows[start:stop] if rows is not None else slice(start, stop)
@@ -354,26 +355,6 @@ def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
         if backend == "triton":
             s1, i1, s2, norms = _triton_top2(xr, table)
             scores = None
-        elif fused:  # tile, reduction and certificate compiled; undecided rows re-scored in float64
-            scores, bias, s1, i1, s2, block_min, xsq = _fused_top2(xr, table, blk, None if x_sq is None else x_sq[sel])
-            lab, d1, lo2, thresh, und = _numba.certify(s1, i1, s2, block_min, xsq, table.order, K, table.a, table.b,
-                                                       table.c_max, table.u_out,
-                                                       None if glb is None else glb[start:stop])
-            sec = lo2
-            und = und.nonzero().squeeze(1)
-            if len(und):
-                n_undecided += len(und)
-                xrows = (rows[start:stop] if rows is not None else torch.arange(start, stop))[und]
-                best_lab, best, runner = _numba.rescore(x, xrows, table.c64, scores, Kp < _FEW_CODES, bias,
-                                                        table.order, und, thresh[und])
-                runner = torch.minimum(runner, d1[und])  # non-candidates are at least up1 away
-                lab[und], d1[und], sec[und] = best_lab, best * (1 + 1e-9), runner * (1 - 1e-9)
-                if glb is not None:  # the fast winner may not be the winner: no group bound holds
-                    glb[start + und] = 0
-            labels[start:stop] = lab
-            sq_dist[start:stop] = exact_sq_dist(xr, table.c64, lab) if exact_distances else d1
-            second[start:stop] = sec
-            continue
         else:
             scores, xsq = table.scores(xr, None if x_sq is None else x_sq[sel])
             norms = xsq.sqrt()
@@ -425,30 +406,98 @@ def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
     return Assignment(labels, sq_dist, second, n_undecided, glb)
 
 
-def _fused_top2(xr: torch.Tensor, table: CentroidTable, blk: int, xsq: torch.Tensor | None):
-    """One tile through BLAS + the compiled reduction: ``(scores, bias, s1, i1, s2, block_min, xsq)``.
-    ``scores`` is the raw GEMM tile ``-2 <x - o, c - o>`` (``(m, Kp)``, or ``(Kp, m)`` for few codes),
-    ``bias`` the codes' ``||c - o||^2``; s1/s2 are scores plus bias (without ``||x - o||^2``)."""
-    m, d = xr.shape
+_POOL: dict = {}
+
+
+def _tile_pool(threads: int) -> ThreadPoolExecutor:
+    """``threads`` worker threads, each with torch (OpenMP, MKL) set to one thread: every worker
+    runs its tiles' GEMM and compiled pass back to back on its own core. One pool in the whole
+    process would otherwise hand the GEMM to torch's OpenMP team and the reduction to numba's
+    team, and the two teams' spinning threads fight for the cores at every tile."""
+    pool = _POOL.get(threads)
+    if pool is None:
+        caller = torch.get_num_threads()
+        ready = threading.Barrier(threads)
+
+        def single_threaded():
+            torch.get_num_threads()  # torch's per-thread set-up first, or it would undo the next line
+            torch.set_num_threads(1)
+            ready.wait()
+
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="bottlenecks-assign", initializer=single_threaded)
+        for f in [pool.submit(int) for _ in range(threads)]:  # start every worker now
+            f.result()
+        torch.set_num_threads(caller)  # the caller's own setting (and that of threads made later)
+        _POOL[threads] = pool
+    return pool
+
+
+def _assign_compiled(x, table, rows, x_sq, exact_distances, glb, max_memory, labels, sq_dist, second) -> int:
+    """The compiled CPU path of :func:`assign_exact`: rows in tiles (``scores: (m, Kp)`` under 1 MiB,
+    a core's L2), each tile one ``torch.mm`` and one compiled pass (winner, runner-up, block minima,
+    certificate, float64 re-scoring of its undecided rows while their scores are still in cache).
+    Tiles are shared out to ``torch.get_num_threads()`` worker threads; returns the undecided count."""
+    K, d = table.c64.shape
     Kp = table.mat_t.shape[1]
-    w, bias = table.mat_t[:d], table.mat_t[d]
-    if table.centered or xr.dtype != torch.float32:
-        xa = _workspace("rows", m * d, torch.float32, xr.device).view(m, d)
-        torch.sub(xr, table.center.to(xr.dtype), out=xa) if table.centered else xa.copy_(xr)
-    else:
-        xa = xr
-    if xsq is None:
-        xsq = _numba.sq_norms(xr.contiguous(), table.center)
-    if Kp < _FEW_CODES:
-        scores = _workspace("scores", Kp * m, torch.float32, xr.device).view(Kp, m)
-        torch.mm(w.t(), xa.t(), out=scores)
-        s1, i1, s2 = _numba.top2_transposed(scores, bias)
-        return scores, bias, s1, i1, s2, s2[:, None], xsq
-    scores = _workspace("scores", m * Kp, torch.float32, xr.device).view(m, Kp)
-    torch.mm(xa, w, out=scores)
-    block_min = _workspace("block_min", m * (Kp // blk), torch.float32, xr.device).view(m, Kp // blk)
-    s1, i1, s2 = _numba.top2(scores, bias, blk, block_min)
-    return scores, bias, s1, i1, s2, block_min, xsq
+    n = len(labels)
+    transposed = Kp < _FEW_CODES
+    blk = 64 if table.group % 64 == 0 else table.group
+    nblk = 1 if transposed else Kp // blk
+    G = Kp // table.group
+    threads = max(1, torch.get_num_threads())
+    per_thread = None if max_memory is None else max(1, max_memory // threads)
+    m = rows_per_chunk(n, Kp * 4, _TILE_BYTES if per_thread is None else min(per_thread, _TILE_BYTES))
+    copy_rows = table.centered or rows is not None or x.dtype != torch.float32
+    m = min(m, rows_per_chunk(n, 4 * d, _TILE_ROW_BYTES if per_thread is None else min(per_thread, _TILE_ROW_BYTES)))
+    tiles = -(-n // m)
+    threads = min(threads, tiles)
+    w = table.mat_t[:d]
+    bias = table.mat_t[d].numpy()
+    order, c64 = table.order.numpy(), table.c64.contiguous().numpy()
+    center = table.center.contiguous().numpy()
+    center32 = table.center.float()
+    xn = x.numpy()
+    rows_np = rows.contiguous().numpy() if rows is not None else np.empty(0, np.int64)
+    xsq_np = x_sq.contiguous().numpy() if x_sq is not None else np.empty(0)
+    lab_np, dist_np, sec_np = labels.numpy(), sq_dist.numpy(), second.numpy()
+    glb_np = glb.numpy() if glb is not None else np.empty((1, 1), np.float32)
+    ratio = nblk // G if glb is not None else 1
+    kernel = _numba.kernels().tile
+    counter = itertools.count()
+
+    def work() -> int:
+        scores = torch.empty(m * Kp, dtype=torch.float32)
+        xa = torch.empty(m, d, dtype=torch.float32) if copy_rows else None
+        bm, acc = np.empty(nblk, np.float32), np.empty(16, np.float32)
+        s1, s2, i1 = np.empty(m, np.float32), np.empty(m, np.float32), np.empty(m, np.int64)
+        undecided = 0
+        while (t := next(counter)) < tiles:
+            start, stop = t * m, min(n, (t + 1) * m)
+            mm = stop - start
+            if rows is not None:
+                src = torch.index_select(x, 0, rows[start:stop], out=xa[:mm]) if x.dtype == torch.float32 else \
+                    xa[:mm].copy_(x[rows[start:stop]])
+            elif copy_rows:
+                src = xa[:mm].copy_(x[start:stop])
+            else:
+                src = x[start:stop]
+            if table.centered:
+                src = src.sub_(center32)
+            if transposed:
+                sc = torch.mm(w.t(), src.t(), out=scores[:Kp * mm].view(Kp, mm))
+            else:
+                sc = torch.mm(src, w, out=scores[:mm * Kp].view(mm, Kp))
+            undecided += kernel(sc.numpy(), transposed, bias, blk, order, K, xn, rows_np, rows is not None, start,
+                                center, xsq_np, x_sq is not None, c64, table.a, table.b, table.c_max, table.u_out,
+                                exact_distances, glb is not None, ratio, bm, acc, s1, i1, s2,
+                                lab_np[start:stop], dist_np[start:stop], sec_np[start:stop],
+                                glb_np[start:stop] if glb is not None else glb_np)
+        return undecided
+
+    if threads == 1:
+        return work()
+    pool = _tile_pool(threads)
+    return sum(f.result() for f in [pool.submit(work) for _ in range(threads)])
 
 
 def _triton_top2(xr: torch.Tensor, table: CentroidTable):
