@@ -599,8 +599,9 @@ def merge(args, argv) -> int:
                 raise SystemExit(f"--merge: {path} has {key}={run['meta'][key]!r}, {args.merge[0]} has "
                                  f"{first[key]!r}; expected runs of one protocol")
     all_results: dict[str, dict] = {}
-    for run in runs:
-        all_results.update(run["results"])
+    for run in runs:  # a shape's methods may come from several runs (then "labels = ours" is n/a across them)
+        for label, results in run["results"].items():
+            all_results.setdefault(label, {}).update(results)
     methods = list(dict.fromkeys(m for res in all_results.values() for m in res))
     args.data, args.cluster_std, args.seed = first["data"], first["cluster_std"], first["seed"]
     args.iters, args.repeats, args.quick = first["iters"], first["repeats"], False

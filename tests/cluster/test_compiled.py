@@ -124,7 +124,8 @@ def test_worker_threads_share_tiles_without_changing_results(K, centred):
         torch.set_num_threads(threads)
         try:
             table = CentroidTable(c, "float32", center, order=balanced_groups(c, 64) if K >= 128 else None)
-            results.append([assign_exact(x, table, max_memory=64 * 2**10, group_bounds=True, rows=r) for r in (None, rows)])
+            results.append([assign_exact(x, table, max_memory=64 * 2**10, group_bounds=True, rows=r)
+                            for r in (None, rows)])
             assert torch.get_num_threads() == threads
         finally:
             torch.set_num_threads(before)

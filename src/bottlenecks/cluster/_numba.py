@@ -317,50 +317,59 @@ def _build(nb) -> SimpleNamespace:  # noqa: C901 - one kernel per nested functio
 
     # ---- one tile, start to finish, on one thread (exact.assign_exact runs one such call per tile
     # on each of its worker threads: no fork/join of a second pool between the GEMM and the reduction)
+    # float32 scores compared as int32 keys: key(bits) = bits ^ ((bits >> 31) & 0x7fffffff) orders
+    # like the floats (NaN never occurs), and integer minima vectorise where float ones do not
     @nb.njit(**_opts)
-    def _row_top2(row, bias, block, bm, acc):  # pragma: no cover - compiled
-        # best, its column and runner-up of row + bias; bm: each block's minimum, the winner excluded
+    def _row_top2(krow, block, bm):  # pragma: no cover - compiled
+        # keys of the best, its column and the runner-up; bm: each block's minimum, the winner excluded
         G = bm.shape[0]
+        top = np.int32(0x7FFFFFFF)
         gbest = 0
-        vbest = np.float32(np.inf)
+        vbest = top
         for g in range(G):
-            base = g * block
-            if block % 16 == 0:  # 16 independent minima: vectorised
-                for q in range(16):
-                    acc[q] = row[base + q] + bias[base + q]
-                for j in range(base + 16, base + block, 16):
-                    for q in range(16):
-                        t = row[j + q] + bias[j + q]
-                        acc[q] = t if t < acc[q] else acc[q]
-                v = acc[0]
-                for q in range(1, 16):
-                    v = acc[q] if acc[q] < v else v
-            else:
-                v = np.float32(np.inf)
-                for j in range(base, base + block):
-                    t = row[j] + bias[j]
-                    v = t if t < v else v
+            seg = krow[g * block:(g + 1) * block]
+            v = top
+            for j in range(block):
+                b = seg[j]
+                k = b ^ ((b >> 31) & 0x7FFFFFFF)
+                v = k if k < v else v
             bm[g] = v
             if v < vbest:
                 vbest = v
                 gbest = g
-        base = gbest * block
-        v1 = np.float32(np.inf)
-        v2 = np.float32(np.inf)
-        p = base
-        for j in range(base, base + block):
-            t = row[j] + bias[j]
-            if t < v1:
-                v2 = v1
-                v1 = t
+        seg = krow[gbest * block:(gbest + 1) * block]
+        p = 0
+        for j in range(block):  # the first position of the block's minimum (lowest index at ties)
+            b = seg[j]
+            if (b ^ ((b >> 31) & 0x7FFFFFFF)) == vbest:
                 p = j
-            elif t < v2:
-                v2 = t
+                break
+        v2 = top
+        for j in range(p):
+            b = seg[j]
+            k = b ^ ((b >> 31) & 0x7FFFFFFF)
+            v2 = k if k < v2 else v2
+        rest = seg[p + 1:]
+        for j in range(rest.shape[0]):
+            b = rest[j]
+            k = b ^ ((b >> 31) & 0x7FFFFFFF)
+            v2 = k if k < v2 else v2
         bm[gbest] = v2
-        sec = np.float32(np.inf)
+        sec = top
         for g in range(G):
             sec = bm[g] if bm[g] < sec else sec
-        return v1, p, sec
+        return vbest, gbest * block + p, sec
+
+    @nb.njit(cache=True, nogil=True)
+    def _key_value(key, ti, tf):  # pragma: no cover - compiled
+        ti[0] = key ^ ((key >> 31) & 0x7FFFFFFF)
+        return tf[0]
+
+    @nb.njit(cache=True, nogil=True)
+    def _float_key(v, ti, tf):  # pragma: no cover - compiled
+        tf[0] = v
+        b = ti[0]
+        return b ^ ((b >> 31) & 0x7FFFFFFF)
 
     @nb.njit(cache=True, nogil=True)
     def _row_bounds(v1f, v2f, q, a, b, c_max, u_out):  # pragma: no cover - compiled (no fastmath: bounds)
@@ -375,12 +384,12 @@ def _build(nb) -> SimpleNamespace:  # noqa: C901 - one kernel per nested functio
         return u, lo, e_in, thresh
 
     @nb.njit(cache=True, nogil=True)
-    def _row_glb(bm, q, e_in, u_out, ratio, out):  # pragma: no cover - compiled (no fastmath: bounds)
+    def _row_glb(bm, ti, tf, q, e_in, u_out, ratio, out):  # pragma: no cover - compiled (no fastmath: bounds)
         shrink = np.float32(1 - 1e-6)
         for g in range(out.shape[0]):
             low = np.float32(np.inf)
             for h in range(g * ratio, (g + 1) * ratio):
-                v = np.float64(bm[h]) + q
+                v = np.float64(_key_value(bm[h], ti, tf)) + q
                 v = max(v - u_out * abs(v) - e_in, 0.0)
                 f = np.float32(np.sqrt(v)) * shrink
                 low = f if f < low else low
@@ -419,11 +428,13 @@ def _build(nb) -> SimpleNamespace:  # noqa: C901 - one kernel per nested functio
         return acc
 
     @nb.njit(cache=True, nogil=True)
-    def _tile(scores, transposed, bias, block, order, K, x, rows, use_rows, base, center, x_sq, have_xsq, c64,
-              a, b, c_max, u_out, exact, want_glb, ratio, bm, acc, s1, i1, s2,
+    def _tile(scores, keys, transposed, bias, block, order, K, x, rows, use_rows, base, center, x_sq, have_xsq,
+              c64, a, b, c_max, u_out, exact, want_glb, ratio, bm, ti, tf, s1, i1, s2,
               lab, dist, sec, glb):  # pragma: no cover - compiled
-        # rows base .. base + m of the request (x[rows[base + r]] or x[base + r]); scores: (m, Kp), or
-        # (Kp, m) when transposed; writes lab/dist/sec[r] (and glb[r]); returns the undecided count
+        # rows base .. base + m of the request (x[rows[base + r]] or x[base + r]). Row-major scores
+        # (m, Kp) hold the code norms already (bias is zero) and ``keys`` is their int32 view; transposed
+        # scores (Kp, m) get ``bias`` added here. Writes lab/dist/sec[r] (and glb[r]); returns the
+        # number of undecided rows.
         m = lab.shape[0]
         if transposed:  # few codes: rows vectorised, codes outer
             for r in range(m):
@@ -450,9 +461,11 @@ def _build(nb) -> SimpleNamespace:  # noqa: C901 - one kernel per nested functio
                 v1f = s1[r]
                 p = i1[r]
                 v2f = s2[r]
-                bm[0] = v2f
+                bm[0] = _float_key(v2f, ti, tf)
             else:
-                v1f, p, v2f = _row_top2(scores[r], bias, block, bm, acc)
+                k1, p, k2 = _row_top2(keys[r], block, bm)
+                v1f = _key_value(k1, ti, tf)
+                v2f = _key_value(k2, ti, tf)
             code = order[p]
             u, lo, e_in, thresh = _row_bounds(v1f, v2f, q, a, b, c_max, u_out)
             if code == K:  # a padding code "won" (scores out of range): re-score
@@ -471,7 +484,7 @@ def _build(nb) -> SimpleNamespace:  # noqa: C901 - one kernel per nested functio
                 d1 = u
                 sec[r] = lo
                 if want_glb:
-                    _row_glb(bm, q, e_in, u_out, ratio, glb[r])
+                    _row_glb(bm, ti, tf, q, e_in, u_out, ratio, glb[r])
             dist[r] = _row_sq(xi, c64[lab[r]]) if exact else d1
         return undecided
 

@@ -447,12 +447,16 @@ def _assign_compiled(x, table, rows, x_sq, exact_distances, glb, max_memory, lab
     threads = max(1, torch.get_num_threads())
     per_thread = None if max_memory is None else max(1, max_memory // threads)
     m = rows_per_chunk(n, Kp * 4, _TILE_BYTES if per_thread is None else min(per_thread, _TILE_BYTES))
-    copy_rows = table.centered or rows is not None or x.dtype != torch.float32
-    m = min(m, rows_per_chunk(n, 4 * d, _TILE_ROW_BYTES if per_thread is None else min(per_thread, _TILE_ROW_BYTES)))
+    # row-major tiles: the rows get a column of ones, so the GEMM adds the code norms (the last row
+    # of mat_t) and the compiled pass only compares; few codes: transposed tiles, norms added there
+    copy_rows = not transposed or table.centered or rows is not None or x.dtype != torch.float32
+    width = d if transposed else d + 1
+    row_cap = _TILE_ROW_BYTES if per_thread is None else min(per_thread, _TILE_ROW_BYTES)
+    m = min(m, rows_per_chunk(n, 4 * width, row_cap))
     tiles = -(-n // m)
     threads = min(threads, tiles)
-    w = table.mat_t[:d]
-    bias = table.mat_t[d].numpy()
+    w = table.mat_t[:d] if transposed else table.mat_t
+    bias = table.mat_t[d].numpy() if transposed else np.zeros(Kp, np.float32)
     order, c64 = table.order.numpy(), table.c64.contiguous().numpy()
     center = table.center.contiguous().numpy()
     center32 = table.center.float()
@@ -467,29 +471,35 @@ def _assign_compiled(x, table, rows, x_sq, exact_distances, glb, max_memory, lab
 
     def work() -> int:
         scores = torch.empty(m * Kp, dtype=torch.float32)
-        xa = torch.empty(m, d, dtype=torch.float32) if copy_rows else None
-        bm, acc = np.empty(nblk, np.float32), np.empty(16, np.float32)
+        xa = torch.empty(m, width, dtype=torch.float32) if copy_rows else None
+        if not transposed:
+            xa[:, d] = 1
+        bm, ti = np.empty(nblk, np.int32), np.empty(1, np.int32)
+        tf = ti.view(np.float32)
         s1, s2, i1 = np.empty(m, np.float32), np.empty(m, np.float32), np.empty(m, np.int64)
         undecided = 0
         while (t := next(counter)) < tiles:
             start, stop = t * m, min(n, (t + 1) * m)
             mm = stop - start
-            if rows is not None:
-                src = torch.index_select(x, 0, rows[start:stop], out=xa[:mm]) if x.dtype == torch.float32 else \
-                    xa[:mm].copy_(x[rows[start:stop]])
-            elif copy_rows:
-                src = xa[:mm].copy_(x[start:stop])
+            if copy_rows:
+                src = xa[:mm, :d]
+                if rows is not None and x.dtype == torch.float32 and transposed:
+                    torch.index_select(x, 0, rows[start:stop], out=src)
+                else:
+                    src.copy_(x[rows[start:stop]] if rows is not None else x[start:stop])
+                if table.centered:
+                    src.sub_(center32)
+                src = xa[:mm]
             else:
                 src = x[start:stop]
-            if table.centered:
-                src = src.sub_(center32)
             if transposed:
                 sc = torch.mm(w.t(), src.t(), out=scores[:Kp * mm].view(Kp, mm))
             else:
                 sc = torch.mm(src, w, out=scores[:mm * Kp].view(mm, Kp))
-            undecided += kernel(sc.numpy(), transposed, bias, blk, order, K, xn, rows_np, rows is not None, start,
-                                center, xsq_np, x_sq is not None, c64, table.a, table.b, table.c_max, table.u_out,
-                                exact_distances, glb is not None, ratio, bm, acc, s1, i1, s2,
+            scn = sc.numpy()
+            undecided += kernel(scn, scn.view(np.int32), transposed, bias, blk, order, K, xn, rows_np, rows is not None,
+                                start, center, xsq_np, x_sq is not None, c64, table.a, table.b, table.c_max,
+                                table.u_out, exact_distances, glb is not None, ratio, bm, ti, tf, s1, i1, s2,
                                 lab_np[start:stop], dist_np[start:stop], sec_np[start:stop],
                                 glb_np[start:stop] if glb is not None else glb_np)
         return undecided
