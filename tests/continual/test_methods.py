@@ -102,3 +102,23 @@ def test_dkvb_trained_on_cached_key_indices_equals_trained_on_features(topk):
     # learners without a frozen front end train on the features themselves
     lin = make_learner("linear", 12, 4)
     assert lin.frozen_inputs(x) is x
+
+
+@pytest.mark.parametrize("topk,candidates", [(1, 16), (3, 4), (1, 1)])
+def test_dkvb_evaluated_on_key_candidates_equals_evaluated_on_features(topk, candidates):
+    # at evaluation the untrained keys are masked; the first trained key in each row's list of
+    # nearest keys is the masked nearest key, and rows whose list holds too few are searched
+    g = torch.Generator().manual_seed(2)
+    x, y = torch.randn(400, 12, generator=g), torch.randint(0, 4, (400,), generator=g)
+    learner = make_learner("dkvb", 12, 4, seed=3, num_codebooks=5, keys_per_codebook=32, dim_key=3, topk=topk)
+    learner.prepare(x)
+    prepared = learner.eval_inputs(x, candidates=candidates)
+    assert len(prepared) == 400 and prepared.candidates.shape == (400, 5, max(topk, candidates))
+    assert torch.equal(learner.predict(prepared), learner.predict(x))  # nothing trained: no mask
+    cached = learner.frozen_inputs(x)
+    for s in (0, 20, 200):  # a few keys trained, then more: the mask changes
+        learner.fit_batch(cached[s:s + 20], y[s:s + 20])
+        rows = torch.arange(0, 400, 3)
+        assert torch.equal(learner.predict(prepared[rows]), learner.predict(x[rows]))
+    # the masked lookup itself, to be sure the mask is in force (some keys are still untrained)
+    assert bool((learner.bottleneck.value_usage == 0).any())

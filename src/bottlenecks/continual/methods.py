@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..cluster import nearest
 from ..codebook.head import CodebookClassifier
 from ..info.heads import VIBClassifier
 from ..kv import DiscreteKeyValueBottleneck, KeyValueClassifier
@@ -45,6 +46,12 @@ class Learner:
         """What training reads of ``x`` through the learner's frozen front end, computed once after
         :meth:`prepare` so that many passes over the same rows do not recompute it; ``x`` itself
         for learners without a frozen front end. ``fit_batch`` accepts its rows in place of ``x``'s."""
+        return x
+
+    def eval_inputs(self, x: torch.Tensor):
+        """What evaluation reads of ``x`` through the frozen front end, computed once for rows that
+        are evaluated many times (the test set); ``x`` itself by default. :meth:`predict` accepts
+        it, and rows of it (``[idx]``), in place of ``x``."""
         return x
 
     def fit_batch(self, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -151,6 +158,21 @@ class ReplayLearner(HeadLearner):
         return loss
 
 
+class KeyCandidates:
+    """Rows prepared for the DKVB's evaluation (:meth:`DKVBLearner.eval_inputs`): ``candidates``
+    ``(n, C, m)`` the nearest keys per head, nearest first, and ``z`` ``(n, C, dim_key)`` the
+    projections; indexable by rows like a tensor."""
+
+    def __init__(self, candidates: torch.Tensor, z: torch.Tensor):
+        self.candidates, self.z = candidates, z
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+    def __getitem__(self, rows) -> KeyCandidates:
+        return KeyCandidates(self.candidates[rows], self.z[rows])
+
+
 class DKVBLearner(Learner):
     """The discrete key-value bottleneck with the non-parametric decoder, trained with the
     paper's defaults (SGD lr 0.3 without momentum, gradient-norm clip 1.0, label smoothing 0.1)."""
@@ -190,6 +212,43 @@ class DKVBLearner(Learner):
         b = self.bottleneck
         idx = self._batched(lambda rows: b.lookup(b.project(rows)), x, batch_size)
         return idx.to(torch.int16 if b.keys_per_codebook <= 2**15 else torch.int32)
+
+    def eval_inputs(self, x: torch.Tensor, candidates: int = 16, batch_size: int = 2048) -> KeyCandidates:
+        """The ``candidates`` nearest keys per head of every row (unmasked, nearest first) and its
+        projection. At evaluation the untrained keys are masked, and the nearest trained key is
+        the first trained one in that list whenever the list holds one: exact, without a search
+        over all keys; the rows whose list holds too few trained keys are searched in full."""
+        b = self.bottleneck
+        m = min(max(candidates, b.topk), b.keys_per_codebook)
+        was = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            z = torch.cat([b.project(x[s:s + batch_size]) for s in range(0, len(x), batch_size)]) if len(x) else \
+                x.new_zeros(0, b.num_codebooks, b.dim_key)
+            cand = torch.cat([nearest(z[s:s + batch_size], b.keys, k=m)[1] for s in range(0, len(z), batch_size)]) \
+                if len(z) else torch.zeros(0, b.num_codebooks, m, dtype=torch.long)
+        self.model.train(was)
+        return KeyCandidates(cand.to(torch.int16 if b.keys_per_codebook <= 2**15 else torch.int32), z)
+
+    def logits(self, x):
+        if not isinstance(x, KeyCandidates):
+            return self.model(x)
+        b = self.bottleneck
+        if self.model.training or not b.mask_untrained:
+            idx = x.candidates[..., :b.topk].long()
+        else:  # the eval mask of DiscreteKeyValueBottleneck.lookup: trained keys; a head with none keeps all
+            trained = b.value_usage > 0
+            allowed_keys = trained | ~trained.any(dim=1, keepdim=True)  # (C, K)
+            cand = x.candidates.long()
+            allowed = allowed_keys[torch.arange(b.num_codebooks).view(1, -1, 1), cand]  # (n, C, m)
+            m = cand.shape[-1]
+            order = torch.where(allowed, 0, m) + torch.arange(m)  # allowed ones first, nearest first
+            first = order.topk(b.topk, dim=-1, largest=False, sorted=True).values
+            idx = cand.gather(-1, first % m)
+            short = (first >= m).any(-1).any(-1)  # rows with a head whose list holds too few trained keys
+            if bool(short.any()):
+                idx[short] = b.lookup(x.z[short], masked=True)
+        return b.fetch(idx).mean(dim=1)
 
     def fit_batch(self, x, y) -> float:
         """``x``: features ``(batch, dim)`` or their key indices ``(batch, C, topk)`` from

@@ -263,10 +263,11 @@ def run_stream(learner, data, stream: ClassIncrementalStream, cfg: ContinualConf
     all_classes = sorted(set(int(c) for task in stream.tasks for c in task))
     T = len(stream.tasks)
     R = np.full((T, T), np.nan)
-    curve = _Curve(learner, x_te, y_te, all_classes, cfg.eval_every)
     boundaries = []
     learner.prepare(x_tr, shared)
     x_fit = learner.frozen_inputs(x_tr)  # e.g. the DKVB's key indices: looked up once, not once per pass
+    x_te = learner.eval_inputs(x_te)  # e.g. the DKVB's nearest keys of each test row, for every evaluation
+    curve = _Curve(learner, x_te, y_te, all_classes, cfg.eval_every)
     for t in range(T):
         curve.train(stream.batches(t, cfg.batch_size, cfg.epochs, seed=seed), x_fit, y_tr)
         boundaries.append(curve.step)
@@ -294,7 +295,7 @@ def run_joint(learner, data, stream: ClassIncrementalStream, cfg: ContinualConfi
     x_tr, y_tr, x_te, y_te = data
     all_classes = sorted(set(int(c) for task in stream.tasks for c in task))
     learner.prepare(x_tr, shared)
-    curve = _Curve(learner, x_te, y_te, all_classes, cfg.eval_every)
+    curve = _Curve(learner, learner.eval_inputs(x_te), y_te, all_classes, cfg.eval_every)
     tr, val = (torch.from_numpy(i) for i in stratified_split(y_tr.numpy(), val_fraction, seed=seed))
 
     def on_step(idx, loss):
@@ -303,8 +304,9 @@ def run_joint(learner, data, stream: ClassIncrementalStream, cfg: ContinualConfi
             curve._record()
 
     x_fit = learner.frozen_inputs(x_tr[tr])
-    res = fit_until_converged(learner, x_fit, y_tr[tr], x_tr[val], y_tr[val], batch_size=cfg.batch_size,
-                              max_epochs=max_epochs, patience=patience, seed=seed, on_step=on_step)
+    res = fit_until_converged(learner, x_fit, y_tr[tr], learner.eval_inputs(x_tr[val]), y_tr[val],
+                              batch_size=cfg.batch_size, max_epochs=max_epochs, patience=patience, seed=seed,
+                              on_step=on_step)
     if curve.steps and curve.steps[-1] == curve.step:  # the best epoch was restored: record it instead
         curve.steps.pop()
         curve.accuracy.pop()
