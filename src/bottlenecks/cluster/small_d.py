@@ -16,7 +16,7 @@ so a row is decided when consecutive gaps among its best ``k + 1`` exceed ``2 E`
 equal a float64 search's except at exact ties (lowest index first), and the returned distances
 are computed in float64 from the true rows and codes.
 
-On CPUs with AVX-512 VNNI the ``'l2'`` search (``k <= 16``) first runs an int8 pre-filter: rows
+On CPUs with AVX-512 VNNI the ``'l2'`` search (``k <= Q8_MAX_K``) first runs an int8 pre-filter: rows
 and codes quantised per codebook (codes around their mean), exact int32 dot products four at a
 time, every score stored; a proven bound on the quantisation error (``q8_topk`` in the C source)
 gives the candidates that can still be among the ``k`` nearest, and those are scored in float64
@@ -49,6 +49,8 @@ import torch
 MAX_DIM = 32
 #: largest k (the kernel keeps the best k + 1 per row in a small sorted list)
 MAX_K = 63
+#: largest k the int8 pre-filter takes (larger k: the float32 kernel)
+Q8_MAX_K = 4
 _LANES = 16
 _U = 2.0**-24
 BACKENDS = ("auto", "c", "c32", "torch")
@@ -276,7 +278,7 @@ int q8_available(void) { return 1; }
    wq: (C, KB, G, 16, 4) int8 = -qc blocked (G = ceil(d / 4) dwords of 4 dims per key);
    ny: (C, KB * 16) float64 ||y_j||^2; sq: (C, KB * 16) int32 128 * sum_i qc_ji; bias as in
    small_d_topk (+inf: padding / masked); m: (C, d) float64; sc, Y, Ec: (C,) float64. */
-#define NCAND 48
+#define NCAND 128
 int64_t q8_topk(int64_t d, const int64_t *cbs, int64_t ncb, int64_t p0, int64_t p1, int64_t r0, int64_t r1,
                 const int8_t *wq, const double *ny, const int32_t *sq, const float *bias, const double *m,
                 const double *scs, const double *Ys, const double *Ecs, int64_t K, int64_t KB, int64_t G,
@@ -722,7 +724,9 @@ def _search_c(lib, x, table: CodeTable, k: int, cbs: torch.Tensor, threads: int 
         pieces = [(0, ncb, bounds[i], bounds[i + 1]) for i in range(n_jobs) if bounds[i + 1] > bounds[i]]
 
     xe64, ce64 = int(xe.dtype == torch.float64), int(table.truth.dtype == torch.float64)
-    if q8 and lib.has_q8 and table.metric == "l2" and k <= _LANES:  # the int8 pre-filter (built here)
+    # the int8 pre-filter for small k (its k-th best is bounded by the k-th of 16 lane minima: loose
+    # for large k, whose rows would overflow the candidate buffer and be searched in full)
+    if q8 and lib.has_q8 and table.metric == "l2" and k <= Q8_MAX_K:
         t = table.q8()
 
         def job(piece):
