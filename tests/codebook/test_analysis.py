@@ -68,6 +68,24 @@ def test_neuron_precision_at_matched_recall_against_brute_force():
         assert got[lab][0] == pytest.approx(best)
 
 
+def test_several_recalls_per_label_give_the_one_recall_answers():
+    g = torch.Generator().manual_seed(4)
+    labels = torch.randint(0, 4, (500,), generator=g)
+    acts = torch.randn(500, 12, generator=g)
+    acts[:, :3] = acts[:, :3].round()  # ties at the thresholds
+    acts[:, 5] += 2 * (labels == 2).float()
+    recalls = {0: [0.05, 0.5, 1.0], 2: [0.3, 0.75], 3: []}
+    for both in (True, False):
+        got = analysis.neuron_precision_at_recalls(acts, labels, recalls, both_signs=both)
+        assert [len(got[lab]) for lab in recalls] == [3, 2, 0]
+        for lab, rs in recalls.items():
+            for r, pair in zip(rs, got[lab], strict=True):
+                assert pair == neuron_precision_at_recall(acts, labels, {lab: r}, both_signs=both)[lab]
+    assert got[2][0][1] == 5  # the neuron raised on label 2
+    with pytest.raises(ValueError, match="recall for label 0"):
+        analysis.neuron_precision_at_recalls(acts, labels, {0: [0.5, 1.5]})
+
+
 def test_analysis_errors():
     with pytest.raises(ValueError, match=r"expected values in \[0, 4\)"):
         code_label_counts(torch.tensor([0, 4]), torch.tensor([0, 1]), 4, 2)

@@ -64,6 +64,36 @@ def test_transition_accuracy_per_sequence_pairs_models_on_the_same_prompts(tiny_
         assert bool(fsm.is_valid(states[i: i + 1, j - 1], nxt)[0]) == bool(ok[i])
 
 
+def test_cached_continuation_and_one_pass_readings_match_the_plain_ones(tiny_tokfsm, one_thread):
+    from bottlenecks.studies.tokfsm_analysis import (
+        _code_vs_neuron,
+        _code_vs_neuron_floors,
+        _codes_at_positions,
+        _neurons_at,
+        _neurons_at_positions,
+        _next_states_cached,
+        next_states,
+    )
+
+    model, tokens, states = tiny_tokfsm.model, tiny_tokfsm.tokens, tiny_tokfsm.states
+    for j in (1, 3, 6):  # the greedy states of a cached continuation are the re-reading ones
+        prompts = tokens[:, : 1 + 2 * j]
+        assert torch.equal(_next_states_cached(model, prompts), next_states(model, prompts))
+    pos_state = TokFSM.state_positions(16)
+    pos = {"state": pos_state, "next": pos_state + 1}
+    codes = _codes_at_positions(model, tokens, pos, batch=128)
+    acts = _neurons_at_positions(model, tokens, pos, batch=128)
+    labels = states[:, : len(pos_state)].reshape(-1)
+    for where, p in pos.items():  # one forward per batch reads the same ids and activations as one per position
+        assert all(torch.equal(codes[where][s], v) for s, v in _codes_at(model, tokens, p).items())
+        assert torch.equal(acts[where], _neurons_at(model, tokens, p, batch=128))
+        floors = _code_vs_neuron_floors(codes[where], acts[where], labels, 10, 16, (0.05, 0.25, 0.5))
+        for floor, (best, neuron) in zip((0.05, 0.25, 0.5), floors, strict=True):
+            one_best, one_neuron = _code_vs_neuron(codes[where], acts[where], labels, 10, 16, floor)
+            assert torch.equal(best["best_precision"], one_best["best_precision"])
+            assert torch.equal(neuron, one_neuron) and bool((neuron > 0).any())
+
+
 TINY = dict(num_states=10, num_successors=2, length=8, hidden=32, intermediate=64, layers=1, heads=2,
             prompt_states=4, steps=40, batch_size=16, lr=1e-2, num_codes=16, eval_sequences=64,
             analysis_sequences=64, prompts_per_state=2, models=("original", "codebook_attn"))
@@ -127,3 +157,37 @@ def test_paper_protocol_on_the_tiny_model(tiny_tokfsm, one_thread):
     assert row["tokens"] == 40 * 16 and row["neurons"] == 2 * 32  # one layer: attention + MLP outputs
     assert 0 < row["states_with_a_code"] <= 10
     assert 0 < row["mean_best_code_precision"] <= 1 and 0 < row["mean_best_neuron_precision"] <= 1
+
+
+def _seed_metrics(seed, acc, gap, sampled, code_p, neuron_p):
+    row = {"mean_best_code_precision": code_p, "mean_best_code_recall": 0.1, "mean_best_neuron_precision": neuron_p,
+           "tokens": 1000, "neurons": 64}
+    ours = {"mean_best_code_precision": 0.9, "mean_best_code_recall": 0.2, "mean_best_neuron_precision": 0.8}
+    return {"config": {"seed": seed, "steps": 10, "batch_size": 4, "eval_sequences": 8, "analysis_sequences": 8,
+                       "models": ["original", "codebook_attn"]},
+            "models": {"original": {"transition_accuracy": acc[0],
+                                    "sampled_transition": {"transition_accuracy": sampled}},
+                       "codebook_attn": {"transition_accuracy": acc[1], "gap_to_original": {"points": gap},
+                                         "sampled_transition": {"transition_accuracy": sampled - 0.1}}},
+            "analysis": {"model": "codebook_attn", "state": ours, "next": ours,
+                         "paper_protocol": {"codebook_attn: attention-head codes": row}}}
+
+
+def test_seeds_report_means_stds_and_targets():
+    from bottlenecks.report.tokfsm_report import tokfsm_seeds_markdown
+
+    runs = [_seed_metrics(0, (0.9, 0.88), 2.0, 0.5, 0.95, 0.70), _seed_metrics(1, (0.8, 0.79), 1.0, 0.7, 0.85, 0.70)]
+    md = tokfsm_seeds_markdown(runs, note="a note")
+    assert "a note" in md and "2 seed(s) (0, 1)" in md
+    assert "| original | 85.0 ± 7.1 | - | 60.0 ± 14.1 | 96.8% |" in md  # std over seeds: |0.9 - 0.8| / sqrt(2)
+    assert "| codebook_attn | 83.5 ± 6.4 | -1.5 ± 0.7 | 50.0 ± 14.1 | - |" in md
+    assert "| paper | codebook_attn: attention-head codes | 90.0 ± 7.1 | 10.0 ± 0.0 | 70.0 ± 0.0 | 20.0 ± 7.1 |" in md
+    assert "1.5 points below (2.0, 1.0) | yes |" in md  # within 2 points on the mean
+    assert "+20.0 points (+25.0, +15.0) | yes |" in md
+    runs[1]["analysis"]["paper_protocol"]["codebook_attn: attention-head codes"]["mean_best_neuron_precision"] = 0.8
+    assert "+15.0 points (+25.0, +5.0) | no |" in tokfsm_seeds_markdown(runs)
+    runs[1]["config"]["steps"] = 11
+    with pytest.raises(ValueError, match="steps"):
+        tokfsm_seeds_markdown(runs)
+    with pytest.raises(ValueError, match="at least one seed"):
+        tokfsm_seeds_markdown([])

@@ -27,7 +27,8 @@ import torch
 from ..validation import check_positive_int
 
 __all__ = ["PROTOCOLS", "best_codes", "code_examples", "code_label_counts", "code_precision_recall", "code_records",
-           "codes_vs_neurons", "neuron_precision_at_recall", "precision_recall"]
+           "codes_vs_neurons", "neuron_precision_at_recall", "neuron_precision_at_recalls",
+           "precision_recall"]
 
 PROTOCOLS = ("paper", "aligned")
 
@@ -99,27 +100,45 @@ def neuron_precision_at_recall(acts: torch.Tensor, labels: torch.Tensor, recalls
     activations on the label's tokens; with ``both_signs`` the negated neurons compete too.
     Returns ``{label: (precision, neuron)}`` (``neuron >= N``: the negated neuron ``neuron - N``).
     """
+    many = neuron_precision_at_recalls(acts, labels, {label: [r] for label, r in recalls.items()}, both_signs)
+    return {label: v[0] for label, v in many.items()}
+
+
+def neuron_precision_at_recalls(acts: torch.Tensor, labels: torch.Tensor, recalls: dict[int, list[float]],
+                                both_signs: bool = True) -> dict[int, list[tuple[float, int]]]:
+    """:func:`neuron_precision_at_recall` at several recalls per label, ``{label: [recalls]}`` ->
+    ``{label: [(precision, neuron)]}``: the activations are sorted once, and each label's
+    quantiles come from one sort of its tokens (the same numbers as one call per recall)."""
     a = acts.float()
     labels = torch.as_tensor(labels).reshape(-1)
     if a.dim() != 2 or a.shape[0] != labels.shape[0]:
         raise ValueError(f"acts: expected shape (n, N) with n = len(labels) = {labels.shape[0]}, got {tuple(a.shape)}")
+    for label, rs in recalls.items():
+        for recall in rs:
+            if not 0.0 < recall <= 1.0:
+                raise ValueError(f"recall for label {label}: expected a number in (0, 1], got {recall}")
     if both_signs:
         a = torch.cat([a, -a], 1)
     sorted_all = torch.sort(a.t().contiguous(), dim=1).values  # (N, n), sorted once for every label
     out = {}
-    for label, recall in recalls.items():
-        if not 0.0 < recall <= 1.0:
-            raise ValueError(f"recall for label {label}: expected a number in (0, 1], got {recall}")
+    for label, rs in recalls.items():
         pos = labels == label
         if not bool(pos.any()):
             raise ValueError(f"label {label} does not occur in labels")
+        if not rs:
+            out[label] = []
+            continue
         ap = a[pos]
-        thr = torch.quantile(ap, 1.0 - recall, dim=0)  # (N,)
-        fire_all = a.shape[0] - torch.searchsorted(sorted_all, thr[:, None].contiguous())[:, 0]
-        fire_pos = (ap >= thr).sum(0)
-        precision = fire_pos.double() / fire_all.double().clamp_min(1)
-        j = int(precision.argmax())
-        out[label] = (float(precision[j]), j)
+        q = torch.tensor([1.0 - r for r in rs], dtype=ap.dtype)
+        thr = torch.quantile(ap, q, dim=0)  # (len(rs), N)
+        fire_all = a.shape[0] - torch.searchsorted(sorted_all, thr.t().contiguous())  # (N, len(rs))
+        res = []
+        for i in range(len(rs)):
+            fire_pos = (ap >= thr[i]).sum(0)
+            precision = fire_pos.double() / fire_all[:, i].double().clamp_min(1)
+            j = int(precision.argmax())
+            res.append((float(precision[j]), j))
+        out[label] = res
     return out
 
 

@@ -43,10 +43,11 @@ from .base import StudyConfig, StudyResults, prepare_out, write_json
 from .tokfsm_analysis import (
     RECALL_FLOORS,
     STEERING_CODES,
-    _code_vs_neuron,
+    _code_vs_neuron_floors,
     _codes_at,
+    _codes_at_positions,
     _dead_fraction,
-    _neurons_at,
+    _neurons_at_positions,
     _norm_ratio_without_scale,
     _state_codes,
     _steering,
@@ -296,15 +297,17 @@ def _gaps_to_original(models: dict, correct: dict) -> None:
 def _codes_vs_neurons(cbm: nn.Module, original: nn.Module, a_tokens, a_states, pos: dict, fsm: TokFSM,
                       num_codes: int) -> tuple[dict, dict, dict]:
     """Best head code per state vs the original model's best neuron, at the state and next token,
-    with the minimum recall 5% and at the recall floors. -> (codes, neuron precision, floors)."""
+    with the minimum recall 5% and at the recall floors. -> (codes, neuron precision, floors).
+    One forward per model reads every position; the neurons are sorted once per position."""
     sc, neuron_p, floors = {}, {}, {}
-    for where, p in pos.items():
-        codes = {s: v for s, v in _codes_at(cbm, a_tokens, p).items() if s.endswith("attn_heads")}
-        acts = _neurons_at(original, a_tokens, p)
-        sc[where], neuron_p[where] = _code_vs_neuron(codes, acts, a_states, fsm.num_states, num_codes, 0.05)
+    all_codes = _codes_at_positions(cbm, a_tokens, pos)
+    all_acts = _neurons_at_positions(original, a_tokens, pos)
+    for where in pos:
+        codes = {s: v for s, v in all_codes[where].items() if s.endswith("attn_heads")}
+        (sc[where], neuron_p[where]), *at_floors = _code_vs_neuron_floors(
+            codes, all_acts[where], a_states, fsm.num_states, num_codes, (0.05, *RECALL_FLOORS))
         floors[where] = []
-        for floor in RECALL_FLOORS:  # the same comparison for codes that cover more of their state
-            best, neuron = _code_vs_neuron(codes, acts, a_states, fsm.num_states, num_codes, floor)
+        for floor, (best, neuron) in zip(RECALL_FLOORS, at_floors, strict=True):  # codes that cover more of their state
             has = best["best_precision"] > 0  # means over the states that have such a code (0 if none)
             code_p, code_r, neuron_at_r = (float(x[has].mean()) if has.any() else 0.0
                                            for x in (best["best_precision"], best["best_recall"], neuron))
@@ -332,15 +335,17 @@ def _steering_all(trained: dict, cb_name: str, sc: dict, fsm: TokFSM, a_tokens, 
     for sname in [n for n in ("codebook_attn", "codebook_attn_mlp") if n in trained] or [cb_name]:
         smodel = trained[sname]
         has_mlp_codes = any(site.endswith("mlp") for site in codebook_sites(smodel))
+        read = _codes_at_positions(smodel, a_tokens, pos)  # one forward reads both positions
         if sname == cb_name and not has_mlp_codes:
             scodes = dict(sc)  # the analysis already read every codebook of this model
         else:
-            scodes = {where: _state_codes(_codes_at(smodel, a_tokens, p), a_states, fsm.num_states, cfg.num_codes,
-                                          min_recall=0.05, min_count=10)
-                      for where, p in pos.items()}
+            scodes = {where: _state_codes(read[where], a_states, fsm.num_states, cfg.num_codes, min_recall=0.05,
+                                          min_count=10)
+                      for where in pos}
         # the next token's codes labelled by the state and the digit that follows it
-        scodes["next_digit"] = _state_codes(_codes_at(smodel, a_tokens, pos["next"]), 10 * a_states + next_digits,
-                                            10 * fsm.num_states, cfg.num_codes, min_recall=0.05, min_count=10)
+        scodes["next_digit"] = _state_codes(read["next"], 10 * a_states + next_digits, 10 * fsm.num_states,
+                                            cfg.num_codes, min_recall=0.05, min_count=10)
+        unsteered: dict = {}  # the unsteered continuations, the same prompts in every run below
         runs = [(select, mode, "digit") for select in STEERING_CODES for mode in ("replace", "add")]
         runs.append(("frequent", "replace", "state"))  # the protocol before the digit-aware codes
         for select, mode, next_codes in runs:
@@ -348,7 +353,7 @@ def _steering_all(trained: dict, cb_name: str, sc: dict, fsm: TokFSM, a_tokens, 
             r = _steering(smodel, fsm, scodes["state"]["codebooks"], at_next, held_tokens, held_states,
                           prompts_per_state=cfg.prompts_per_state, prompt_states=cfg.prompt_states,
                           min_precision=0.5, mode=mode, strength=1.0, seed=cfg.seed, select=select,
-                          next_codes=next_codes)
+                          next_codes=next_codes, unsteered=unsteered)
             by_state = ", next codes by state only" if next_codes == "state" else ""
             steering[f"{sname}: {mode}, {select} codes{by_state}"] = dict(r, model=sname)
     return steering

@@ -13,7 +13,7 @@ from ..codebook.analysis import (
     best_codes,
     code_label_counts,
     codes_vs_neurons,
-    neuron_precision_at_recall,
+    neuron_precision_at_recalls,
     precision_recall,
 )
 from ..codebook.tokfsm import EOT, TokFSM
@@ -36,6 +36,17 @@ def next_states(model: nn.Module, prompts: torch.Tensor, steer_from: int | None 
     return TokFSM.decode(x[:, -2:])
 
 
+@torch.inference_mode()
+def _next_states_cached(model: nn.Module, prompts: torch.Tensor) -> torch.Tensor:
+    """:func:`next_states` with keys and values cached: the prompt is read once and the second
+    step reads only the generated digit (the same greedy states; half the tokens of re-reading)."""
+    out = model(input_ids=prompts, use_cache=True)
+    first = out.logits[:, -1].argmax(-1, keepdim=True)
+    cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+    second = model(input_ids=first, cache=cache, use_cache=True).logits[:, -1].argmax(-1, keepdim=True)
+    return TokFSM.decode(torch.cat([first, second], 1))
+
+
 def _cuts(n: int, num_states: int, g: torch.Generator) -> torch.Tensor:
     """How many complete states each prompt keeps: uniform in ``[1, num_states - 1]``."""
     return torch.randint(1, num_states, (n,), generator=g)
@@ -46,7 +57,8 @@ def transition_accuracy(model: nn.Module, fsm: TokFSM, tokens: torch.Tensor, sta
                         seed: int = 0, per_sequence: bool = False) -> float | torch.Tensor:
     """Fraction of greedy next states that are valid successors. Each held-out sequence is cut
     after a random number ``j`` of complete states (prompt: BOS + 2j tokens; the cuts depend on
-    ``seed`` only, so two models see the same prompts). ``per_sequence=True`` returns the
+    ``seed`` only, so two models see the same prompts; keys and values are cached between the two
+    generated digits). ``per_sequence=True`` returns the
     ``(n,)`` bool tensor of which sequences were continued correctly instead (paired comparisons)."""
     model.eval()
     device = next(model.parameters()).device
@@ -55,7 +67,7 @@ def transition_accuracy(model: nn.Module, fsm: TokFSM, tokens: torch.Tensor, sta
     correct = torch.zeros(len(tokens), dtype=torch.bool)
     for j in cuts.unique().tolist():
         rows = torch.nonzero(cuts == j).flatten()
-        nxt = next_states(model, tokens[rows, : 1 + 2 * j].to(device)).cpu()
+        nxt = _next_states_cached(model, tokens[rows, : 1 + 2 * j].to(device)).cpu()
         correct[rows] = fsm.is_valid(states[rows, j - 1], nxt)
     return correct if per_sequence else float(correct.float().mean())
 
@@ -173,6 +185,38 @@ def _codes_at(model: nn.Module, tokens: torch.Tensor, pos: torch.Tensor, batch: 
     return {k: torch.cat(v) for k, v in out.items()}
 
 
+@torch.no_grad()
+def _codes_at_positions(model: nn.Module, tokens: torch.Tensor, pos: dict[str, torch.Tensor],
+                        batch: int = 64) -> dict[str, dict[str, torch.Tensor]]:
+    """:func:`_codes_at` for several position sets ``{where: pos}`` from one forward per batch:
+    ``{where: {site: (n * len(pos), groups, k)}}``."""
+    device = next(model.parameters()).device
+    out: dict[str, dict[str, list]] = {where: {} for where in pos}
+    for s in range(0, len(tokens), batch):
+        with record_codes(model) as rec:
+            model(input_ids=tokens[s:s + batch].to(device))
+        for site in rec.keys():
+            for where, p in pos.items():
+                ids = rec[site][:, p]
+                ids = ids if ids.dim() == 4 else ids.unsqueeze(2)  # (b, states, groups, k)
+                out[where].setdefault(site, []).append(ids.reshape(-1, ids.shape[2], ids.shape[3]))
+    return {where: {k: torch.cat(v) for k, v in d.items()} for where, d in out.items()}
+
+
+def _neurons_at_positions(model: nn.Module, tokens: torch.Tensor, pos: dict[str, torch.Tensor],
+                          batch: int = 64) -> dict[str, torch.Tensor]:
+    """:func:`_neurons_at` for several position sets ``{where: pos}`` from one forward per batch."""
+    every = torch.cat(list(pos.values()))
+    both = _recorded(model, [m for n, m in model.named_modules() if n.endswith("mlp.act")], tokens,
+                     lambda o: o[:, every], batch)  # (n * len(every), width): rows (sequence, position)
+    both = both.reshape(len(tokens), len(every), -1)
+    out, start = {}, 0
+    for where, p in pos.items():
+        out[where] = both[:, start:start + len(p)].reshape(-1, both.shape[-1])
+        start += len(p)
+    return out
+
+
 def _neurons_at(model: nn.Module, tokens: torch.Tensor, pos: torch.Tensor, batch: int = 64) -> torch.Tensor:
     """MLP neuron activations (after the nonlinearity, every layer) at positions ``pos`` of every
     sequence: ``(n * len(pos), layers * intermediate)``."""
@@ -237,10 +281,23 @@ def _code_vs_neuron(codes: dict[str, torch.Tensor], acts: torch.Tensor, states: 
     """The best code per state (highest precision among codes with recall >= ``min_recall`` and
     >= 10 uses, see ``_state_codes``) and the best neuron's precision at that code's recall
     ``(num_states,)`` (0 where the state has no such code)."""
-    best = _state_codes(codes, states, num_states, num_codes, min_recall=min_recall, min_count=10)
-    recalls = {s: float(best["best_recall"][s]) for s in range(num_states) if float(best["best_recall"][s]) > 0}
-    neuron = neuron_precision_at_recall(acts, states, recalls)
-    return best, torch.tensor([neuron[s][0] if s in neuron else 0.0 for s in range(num_states)])
+    return _code_vs_neuron_floors(codes, acts, states, num_states, num_codes, [min_recall])[0]
+
+
+def _code_vs_neuron_floors(codes: dict[str, torch.Tensor], acts: torch.Tensor, states: torch.Tensor,
+                           num_states: int, num_codes: int, floors) -> list[tuple[dict, torch.Tensor]]:
+    """:func:`_code_vs_neuron` at each minimum recall of ``floors``, the neurons sorted once for
+    all of them (the same numbers as one call per floor)."""
+    bests = [_state_codes(codes, states, num_states, num_codes, min_recall=f, min_count=10) for f in floors]
+    wanted = {s: [(i, float(b["best_recall"][s])) for i, b in enumerate(bests) if float(b["best_recall"][s]) > 0]
+              for s in range(num_states)}
+    wanted = {s: w for s, w in wanted.items() if w}
+    got = neuron_precision_at_recalls(acts, states, {s: [r for _, r in w] for s, w in wanted.items()})
+    neuron = torch.zeros(len(floors), num_states)
+    for s, w in wanted.items():
+        for (i, _), (p, _) in zip(w, got[s], strict=True):
+            neuron[i, s] = p
+    return [(b, neuron[i]) for i, b in enumerate(bests)]
 
 
 STEERING_CODES = ("precise", "frequent")
@@ -267,7 +324,8 @@ NEXT_CODES = ("digit", "state")
 
 def _steering(model: nn.Module, fsm: TokFSM, at_state: list[dict], at_next: list[dict], tokens: torch.Tensor,
               states: torch.Tensor, *, prompts_per_state: int, prompt_states: int, min_precision: float, mode: str,
-              strength: float, seed: int, select: str = "precise", next_codes: str = "digit") -> dict:
+              strength: float, seed: int, select: str = "precise", next_codes: str = "digit",
+              unsteered: dict | None = None) -> dict:
     """Steer toward each state ``s`` and count generated next states that are valid successors of
     ``s``, with and without steering. Prompts end with a state other than ``s``; the codes of ``s``
     (chosen per codebook by ``select``, see ``_spec``) are activated where they were read:
@@ -278,7 +336,10 @@ def _steering(model: nn.Module, fsm: TokFSM, at_state: list[dict], at_next: list
     takes the codes ``s`` writes there *followed by the digit just generated* (``at_next`` labelled
     ``10 * s + digit``, as the public code copies codes from a run on ``s`` plus that digit);
     ``'state'`` takes the codes of ``s`` whatever digit follows (``at_next`` labelled ``s``): they
-    pair ``s`` with its most frequent first digit and fight the generated one."""
+    pair ``s`` with its most frequent first digit and fight the generated one.
+
+    ``unsteered``: a dict kept across calls with the same model, tokens and seed (the same prompts):
+    the unsteered continuations are computed in the first call and reused."""
     check_choice(next_codes, "next_codes", NEXT_CODES)
     g = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
@@ -289,7 +350,12 @@ def _steering(model: nn.Module, fsm: TokFSM, at_state: list[dict], at_next: list
         rows = cand[torch.randperm(len(cand), generator=g)[:prompts_per_state]]
         prompts = tokens[rows, :P].to(device)
         spec_state = _spec(at_state, s, min_precision, select)
-        base = next_states(model, prompts).cpu()
+        if unsteered is not None and s in unsteered and torch.equal(unsteered[s][0], prompts):
+            base = unsteered[s][1]
+        else:
+            base = next_states(model, prompts).cpu()
+            if unsteered is not None:
+                unsteered[s] = (prompts, base)
         base_fractions.append(float(fsm.is_valid(torch.full_like(base, s), base).float().mean()))
         with steer(model, spec_state, strength=strength, mode=mode, positions=[P - 1]):
             first = model(input_ids=prompts).logits[:, -1].argmax(-1)
