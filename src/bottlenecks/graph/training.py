@@ -1,6 +1,11 @@
-"""Training loops for the graph models: Adam, early stopping on validation accuracy (the weights of
-the best validation epoch are kept), as GLNN and VQGraph train. Full-batch for the GNNs; the MLP
-student goes through its distillation nodes in shuffled mini-batches.
+"""Training loops for the graph models: Adam and early stopping on the validation split (the weights
+of the best validation epoch are kept). ``select='acc'`` keeps the epoch of the highest validation
+accuracy, the latest one on ties (as the GLNN / VQGraph code, ``>=``); ``select='loss'`` the epoch of
+the lowest validation cross-entropy. A teacher whose targets are distilled is better selected on the
+loss: its accuracy on a few hundred validation nodes often peaks within the first ten epochs, while
+its logits are still small, so its soft labels are near-uniform (and its codebook barely trained).
+Full-batch for the GNNs; the MLP student goes through its distillation nodes in full batch or
+shuffled mini-batches.
 
 Parameter initialisation and dropout draw from torch's global generator (seed it before building
 a model); the mini-batch order comes from ``generator``.
@@ -13,6 +18,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
+from ..validation import check_choice
 from .distill import distillation_loss
 from .models import GNN, GraphTokenizer, MLPStudent
 
@@ -26,25 +32,39 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor, idx=None) -> float:
     return float((logits.argmax(-1) == labels).float().mean())
 
 
-def _early_stopping(step, evaluate, model, epochs: int, patience: int) -> dict:
-    """Run ``step()`` per epoch; keep the weights of the best ``evaluate()`` (validation accuracy)."""
-    best, best_state, best_epoch, history = -1.0, None, 0, []
+SELECT = ("acc", "loss")
+
+
+def _evaluate(logits: torch.Tensor, labels: torch.Tensor, idx) -> tuple[float, float]:
+    """(accuracy, cross-entropy) on rows ``idx``."""
+    return accuracy(logits, labels, idx), float(F.cross_entropy(logits[idx], labels[idx]))
+
+
+def _early_stopping(step, evaluate, model, epochs: int, patience: int, select: str = "acc") -> dict:
+    """Run ``step()`` per epoch; keep the weights of the best epoch by ``evaluate() -> (val accuracy,
+    val loss)``: the highest accuracy (latest on ties) or the lowest loss. Stop after ``patience``
+    epochs without a better one."""
+    check_choice(select, "select", SELECT)
+    best_acc, best_loss, best_state, best_epoch, history = -1.0, float("inf"), None, 0, []
     for epoch in range(1, epochs + 1):
         loss = step()
-        val = evaluate()
-        history.append((float(loss), val))
-        if val > best:
-            best, best_epoch, best_state = val, epoch, copy.deepcopy(model.state_dict())
+        acc, vloss = evaluate()
+        history.append((float(loss), acc, vloss))
+        better = acc >= best_acc if select == "acc" else vloss < best_loss
+        if better:
+            best_acc, best_loss, best_epoch, best_state = acc, vloss, epoch, copy.deepcopy(model.state_dict())
         elif epoch - best_epoch >= patience:
             break
     model.load_state_dict(best_state)
     model.eval()
-    return {"best_val": best, "best_epoch": best_epoch, "epochs": len(history), "history": history}
+    return {"best_val": best_acc, "best_val_loss": best_loss, "best_epoch": best_epoch, "epochs": len(history),
+            "select": select, "history": history}
 
 
 def fit_gnn(model: GNN, x, edge_index, labels, train_idx, val_idx, *, epochs: int = 500, lr: float = 0.01,
-            weight_decay: float = 5e-4, patience: int = 50) -> dict:
-    """Train a :class:`GNN` classifier with cross-entropy on ``train_idx``; -> training record."""
+            weight_decay: float = 5e-4, patience: int = 50, select: str = "acc") -> dict:
+    """Train a :class:`GNN` classifier with cross-entropy on ``train_idx``, the epoch kept by ``select``
+    (``'acc'`` or ``'loss'`` on ``val_idx``); -> training record."""
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
 
     def step():
@@ -58,14 +78,15 @@ def fit_gnn(model: GNN, x, edge_index, labels, train_idx, val_idx, *, epochs: in
     def evaluate():
         model.eval()
         with torch.no_grad():
-            return accuracy(model(x, edge_index)[0], labels, val_idx)
+            return _evaluate(model(x, edge_index)[0], labels, val_idx)
 
-    return _early_stopping(step, evaluate, model, epochs, patience)
+    return _early_stopping(step, evaluate, model, epochs, patience, select)
 
 
 def fit_tokenizer(model: GraphTokenizer, x, edge_index, labels, train_idx, val_idx, *, adj=None, epochs: int = 500,
-                  lr: float = 0.01, weight_decay: float = 5e-4, patience: int = 50) -> dict:
-    """Train a :class:`GraphTokenizer`: cross-entropy on ``train_idx`` + its own terms; -> training record.
+                  lr: float = 0.01, weight_decay: float = 5e-4, patience: int = 50, select: str = "acc") -> dict:
+    """Train a :class:`GraphTokenizer`: cross-entropy on ``train_idx`` + its own terms, the epoch kept by
+    ``select`` (``'acc'`` or ``'loss'``: validation cross-entropy); -> training record.
     ``adj``: the sparse adjacency for the convolutions' fast path (optional)."""
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     terms = {}
@@ -84,9 +105,9 @@ def fit_tokenizer(model: GraphTokenizer, x, edge_index, labels, train_idx, val_i
     def evaluate():
         model.eval()
         with torch.no_grad():
-            return accuracy(model(x, edge_index, adj).logits, labels, val_idx)
+            return _evaluate(model(x, edge_index, adj).logits, labels, val_idx)
 
-    record = _early_stopping(step, evaluate, model, epochs, patience)
+    record = _early_stopping(step, evaluate, model, epochs, patience, select)
     record["last_terms"] = dict(terms)
     return record
 
@@ -152,6 +173,6 @@ def fit_mlp(model: MLPStudent, x, labels, train_idx, val_idx, *, nodes=None, tea
     def evaluate():
         model.eval()
         with torch.no_grad():
-            return accuracy(model(x)[0], labels, val_idx)
+            return _evaluate(model(x)[0], labels, val_idx)
 
     return _early_stopping(step, evaluate, model, epochs, patience)

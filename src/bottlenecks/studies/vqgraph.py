@@ -8,11 +8,12 @@ Per seed and setting:
   3. plain MLP (labels only), student dropout picked on validation;
   4. GLNN: MLP distilled from the SAGE teacher's soft labels (+ labels), ``glnn_label_weights`` on validation;
   5. graph tokenizer (SAGE + codebook) trained with CE + feature/structure reconstruction + commitment;
-  6. VQGraph: MLP distilled from the tokenizer's soft labels and soft code assignments, ``(tau, w_code)``
-     picked among ``vq_grid`` on validation.
+  6. VQGraph: MLP distilled from the tokenizer's soft labels (+ labels, the same ``glnn_label_weights``)
+     and soft code assignments, ``(tau, w_code)`` picked among ``vq_grid`` on validation.
 Every choice reads the validation split only; test accuracy is read once, at the chosen model's best
-validation epoch. Inference time of the students and teachers on the whole graph (CPU) is measured
-on the first seed.
+validation epoch. The teachers (SAGE, tokenizer) keep the epoch of the lowest validation loss
+(``teacher_select``), the students that of the highest validation accuracy (latest on ties).
+Inference time of the students and teachers on the whole graph (CPU) is measured on the first seed.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class VQGraphConfig(StudyConfig):
     teacher_dropouts: tuple = (0.0, 0.5)
     teacher_lr: float = 0.01
     teacher_weight_decay: float = 5e-4
+    teacher_select: str = "loss"  # the teachers' epoch: lowest validation loss ('loss') or best accuracy ('acc')
     num_codes: int = 1024
     tokenizer_dropout: float = 0.0
     lamb_feature: float = 1.0
@@ -69,6 +71,7 @@ class VQGraphConfig(StudyConfig):
             check_positive_int(getattr(self, name), name)
         check_positive_int(self.n_val, "n_val", 0)
         check_choice(self.conv, "conv", ("sage", "gcn"))
+        check_choice(self.teacher_select, "teacher_select", ("acc", "loss"))
         if not self.settings or any(s not in SETTINGS for s in self.settings):
             raise ValueError(f"settings: expected a non-empty subset of {SETTINGS}, got {self.settings}")
         if not 0 < self.inductive_rate < 1:
@@ -168,8 +171,9 @@ def _one_seed(cfg: VQGraphConfig, g, setting: str, seed: int, progress) -> dict:
     kw = dict(epochs=cfg.epochs, patience=cfg.patience)
     out = {}
 
-    def record(name, val_acc, test_acc, ind_acc=None, chosen=None, grid=None):
-        r = {"val": val_acc, "test": test_acc, "chosen": chosen, "grid": grid}
+    def record(name, rec, test_acc, ind_acc=None, chosen=None, grid=None, **extra):
+        r = {"val": rec["best_val"], "test": test_acc, "chosen": chosen, "grid": grid, "epoch": rec["best_epoch"],
+             **extra}
         if ind is not None:
             r["ind"] = ind_acc
             r["prod"] = (1 - cfg.inductive_rate) * test_acc + cfg.inductive_rate * ind_acc
@@ -187,13 +191,15 @@ def _one_seed(cfg: VQGraphConfig, g, setting: str, seed: int, progress) -> dict:
         torch.manual_seed(seed)
         m = GNN(d, cfg.hidden, C, conv=cfg.conv, dropout=dr)
         cands.append((fit_gnn(m, obs.x, obs.adj, obs.y, tr, va, lr=cfg.teacher_lr,
-                              weight_decay=cfg.teacher_weight_decay, **kw), m, dr))
+                              weight_decay=cfg.teacher_weight_decay, select=cfg.teacher_select, **kw), m, dr))
     rec, sage, dr, grid = _best(cands)
     with torch.no_grad():
         t_logits = sage(obs.x, obs.adj)[0]
         t_ind = accuracy(sage(full.x, full.adj)[0][ind], full.y[ind]) if ind is not None else None
-    record("SAGE", rec["best_val"], accuracy(t_logits, obs.y, te), t_ind, {"dropout": dr}, grid)
     t_probs = t_logits.softmax(-1)
+    # confidence: mean top probability of the soft labels (near 1/C: near-uniform targets)
+    record("SAGE", rec, accuracy(t_logits, obs.y, te), t_ind, {"dropout": dr}, grid,
+           confidence=float(t_probs.max(-1).values.mean()))
     _progress(progress, f"  SAGE {out['SAGE']['test']:.4f} (dropout {dr})")
 
     student_dropouts, student_wd = student_settings(cfg, g.name)
@@ -205,7 +211,7 @@ def _one_seed(cfg: VQGraphConfig, g, setting: str, seed: int, progress) -> dict:
         m = MLPStudent(d, cfg.hidden, C, dropout=sd)
         cands.append((fit_mlp(m, obs.xs, obs.y, tr, va, **skw), m, sd))
     rec, m, sd, grid = _best(cands)
-    record("MLP", rec["best_val"], *student_eval(m), {"dropout": sd}, grid)
+    record("MLP", rec, *student_eval(m), {"dropout": sd}, grid)
 
     # 4. GLNN
     cands = []
@@ -216,7 +222,7 @@ def _one_seed(cfg: VQGraphConfig, g, setting: str, seed: int, progress) -> dict:
             cands.append((fit_mlp(m, obs.xs, obs.y, tr, va, nodes=nodes, teacher_probs=t_probs, w_label=wl,
                                   w_soft_label=1.0, **skw), m, {"dropout": sd, "w_label": wl}))
     rec, m, ch, grid = _best(cands)
-    record("GLNN", rec["best_val"], *student_eval(m), ch, grid)
+    record("GLNN", rec, *student_eval(m), ch, grid)
     _progress(progress, f"  MLP {out['MLP']['test']:.4f}  GLNN {out['GLNN']['test']:.4f}")
 
     # 5. graph tokenizer
@@ -225,28 +231,30 @@ def _one_seed(cfg: VQGraphConfig, g, setting: str, seed: int, progress) -> dict:
                          dropout=cfg.tokenizer_dropout, lamb_feature=cfg.lamb_feature,
                          lamb_structure=cfg.lamb_structure, commitment=cfg.commitment, seed=seed)
     rec = fit_tokenizer(tok, obs.x, obs.edge_index, obs.y, tr, va, adj=obs.adj, lr=cfg.teacher_lr,
-                        weight_decay=cfg.teacher_weight_decay, **kw)
+                        weight_decay=cfg.teacher_weight_decay, select=cfg.teacher_select, **kw)
     tok.quantizer.reset_usage()
     with torch.no_grad():
         t_out = tok(obs.x, obs.edge_index, obs.adj)
         tok_ind = (accuracy(tok(full.x, full.edge_index, full.adj).logits[ind], full.y[ind])
                    if ind is not None else None)
-    record("tokenizer", rec["best_val"], accuracy(t_out.logits, obs.y, te), tok_ind,
-           {"num_codes": tok.quantizer.num_codes})
     k_probs = t_out.logits.softmax(-1)
+    record("tokenizer", rec, accuracy(t_out.logits, obs.y, te), tok_ind, {"num_codes": tok.quantizer.num_codes},
+           confidence=float(k_probs.max(-1).values.mean()))
 
     # 6. VQGraph student
     cands = []
     for sd in student_dropouts:
-        for tau, wc in cfg.vq_grid:
-            r_t = soft_assignments(t_out.embedding, tok.codes, tau)
-            torch.manual_seed(seed)
-            m = MLPStudent(d, cfg.hidden, C, code_dim=cfg.hidden, dropout=sd)
-            cands.append((fit_mlp(m, obs.xs, obs.y, tr, va, nodes=nodes, teacher_probs=k_probs,
-                                  teacher_assignments=r_t, codes=tok.codes, w_label=1.0, w_soft_label=1.0,
-                                  w_code=wc, tau=tau, **skw), m, {"dropout": sd, "tau": tau, "w_code": wc}))
+        for wl in cfg.glnn_label_weights:
+            for tau, wc in cfg.vq_grid:
+                r_t = soft_assignments(t_out.embedding, tok.codes, tau)
+                torch.manual_seed(seed)
+                m = MLPStudent(d, cfg.hidden, C, code_dim=cfg.hidden, dropout=sd)
+                cands.append((fit_mlp(m, obs.xs, obs.y, tr, va, nodes=nodes, teacher_probs=k_probs,
+                                      teacher_assignments=r_t, codes=tok.codes, w_label=wl, w_soft_label=1.0,
+                                      w_code=wc, tau=tau, **skw), m,
+                              {"dropout": sd, "w_label": wl, "tau": tau, "w_code": wc}))
     rec, m, ch, grid = _best(cands)
-    record("VQGraph", rec["best_val"], *student_eval(m), ch, grid)
+    record("VQGraph", rec, *student_eval(m), ch, grid)
     _progress(progress, f"  tokenizer {out['tokenizer']['test']:.4f}  VQGraph {out['VQGraph']['test']:.4f} {ch}")
     q = tok.quantizer
     code_stats = {"perplexity": q.perplexity(), "used": int((q.counts > 0).sum()), "num_codes": q.num_codes,
