@@ -163,6 +163,32 @@ def test_gnn_beats_mlp_on_a_structured_graph(csbm):
         assert accuracy(gnn(x, ei)[0], y, te) > accuracy(mlp(x)[0], y, te) + 0.1
 
 
+def test_early_stopping_keeps_the_selected_epoch(csbm):
+    g, x, ei, y, tr, va, te = csbm
+    records = {}
+    for select in ("acc", "loss"):
+        torch.manual_seed(0)
+        gnn = GNN(g.num_features, 32, 3)
+        rec = fit_gnn(gnn, x, ei, y, tr, va, epochs=40, patience=40, select=select)
+        hist = np.array(rec["history"])  # (epochs, 3): train loss, val accuracy, val loss
+        assert rec["epochs"] == 40 and rec["select"] == select
+        if select == "acc":  # the highest accuracy, the latest epoch on ties
+            assert rec["best_epoch"] == len(hist) - int(np.argmax(hist[::-1, 1]))
+        else:
+            assert rec["best_epoch"] == int(np.argmin(hist[:, 2])) + 1
+        # the kept weights are that epoch's: evaluating them again gives its validation numbers
+        with torch.no_grad():
+            logits = gnn(x, ei)[0]
+        assert accuracy(logits, y, va) == pytest.approx(hist[rec["best_epoch"] - 1, 1])
+        assert float(torch.nn.functional.cross_entropy(logits[va], y[va])) == pytest.approx(
+            hist[rec["best_epoch"] - 1, 2], rel=1e-5)
+        records[select] = rec
+    # same seed, same run: the two criteria saw the same curve
+    assert np.allclose(np.array(records["acc"]["history"]), np.array(records["loss"]["history"]))
+    with pytest.raises(ValueError, match="select"):
+        fit_gnn(GNN(g.num_features, 8, 3), x, ei, y, tr, va, epochs=2, select="f1")
+
+
 def test_distillation_lowers_the_code_kl(csbm, tokenizer):
     g, x, ei, y, tr, va, te = csbm
     tok, _ = tokenizer

@@ -35,6 +35,9 @@ def test_study_runs_both_settings_and_writes_the_report(graph_file, tmp_path):
             assert len(r["test"]) == 1 and 0 <= r["test"][0] <= 1
             if setting == "inductive":
                 assert 0 <= r["ind"][0] <= 1
+            assert 1 <= r["epoch"][0] <= 6
+        for m in ("SAGE", "tokenizer"):  # the teachers' soft labels: mean top probability in [1/C, 1]
+            assert 1 / 3 - 1e-6 <= res.runs[setting][m]["confidence"][0] <= 1
     assert set(res.timing) == {"SAGE", "tokenizer", "MLP student"}
     assert abs(sum(res.usage) - 1) < 1e-3 and len(res.view["xy"]) == 50
     for f in ("results.json", "report.md", "accuracy.png", "usage.png", "embeddings.png"):
@@ -56,6 +59,8 @@ def test_config_refuses_bad_values():
         VQGraphConfig(settings=("semi",))
     with pytest.raises(ValueError, match="vq_grid"):
         VQGraphConfig(vq_grid=((0.0, 1.0),))
+    with pytest.raises(ValueError, match="teacher_select"):
+        VQGraphConfig(teacher_select="f1")
     with pytest.raises(ValueError, match="unknown key.*'sedes'.*did you mean 'seeds'"):
         VQGraphConfig.from_dict({"sedes": 3})
 
