@@ -20,13 +20,13 @@ import numpy as np
 import torch
 
 from bottlenecks.report.graph_report import (
-    LABELS,
     PAPER,
     accuracy_table,
     chosen_table,
     plot_accuracies,
     plot_usage,
     plot_view,
+    teacher_summary,
 )
 from bottlenecks.report.graph_report import timing_table as _timing_table
 from bottlenecks.studies.vqgraph import VQGraphConfig, VQGraphResults, run
@@ -116,12 +116,9 @@ def merge(dirs, out: Path, notes: Path | None = None, speed: Path | None = None)
             n = len(next(iter(r.runs[setting].values()))["test"])
             parts += [f"### {setting} ({n} seeds)", "", accuracy_table(r, setting), "",
                       "Chosen on validation (seeds):", "", chosen_table(r, setting), ""]
-            teach = [f"{LABELS[m]}: kept epoch {np.mean(r.runs[setting][m]['epoch']):.0f} "
-                     f"(range {min(r.runs[setting][m]['epoch'])}-{max(r.runs[setting][m]['epoch'])}), soft-label "
-                     f"confidence (mean top probability) {np.mean(r.runs[setting][m]['confidence']):.2f}"
-                     for m in ("SAGE", "tokenizer") if "confidence" in r.runs[setting].get(m, {})]
+            teach = teacher_summary(r, setting)
             if teach:
-                parts += ["Teachers: " + "; ".join(teach) + ".", ""]
+                parts += [teach + " Soft-label confidence: the mean top probability (1 / classes: uniform).", ""]
         if r.codebook:
             perp = np.array([x["perplexity"] for x in r.codebook])
             used = np.array([x["used"] for x in r.codebook])

@@ -57,6 +57,22 @@ def chosen_table(results, setting: str) -> str:
     return "\n".join(lines)
 
 
+def teacher_summary(results, setting: str) -> str:
+    """One line: the teachers' kept epoch (mean, range over seeds) and the confidence of their soft labels
+    (mean top probability; 1 / classes: uniform), or '' for runs that did not record them."""
+    runs, parts = results.runs[setting], []
+    for m in ("SAGE", "tokenizer"):
+        r = runs.get(m, {})
+        if "confidence" in r and "epoch" in r:
+            parts.append(f"{LABELS[m]}: kept epoch {np.mean(r['epoch']):.0f} (range {min(r['epoch'])}-"
+                         f"{max(r['epoch'])}), soft-label confidence {np.mean(r['confidence']):.2f}")
+    if not parts:
+        return ""
+    sel = results.config.get("teacher_select", "acc")
+    return (f"Teachers (epoch of the lowest validation {'loss' if sel == 'loss' else 'accuracy'}): "
+            + "; ".join(parts) + ".")
+
+
 def timing_table(results) -> str:
     t = results.timing
     if not t:
@@ -163,6 +179,9 @@ def vqgraph_markdown(results, png_prefix: str = "") -> str:
                       "see them with their edges at test time, the students with their features only), "
                       f"prod = {1 - c['inductive_rate']:.1f} tran + {c['inductive_rate']:.1f} ind.", ""]
         parts += ["Choices made on validation (how many seeds):", "", chosen_table(results, setting), ""]
+        teach = teacher_summary(results, setting)
+        if teach:
+            parts += [teach, ""]
     if results.codebook:
         perp = np.array([r["perplexity"] for r in results.codebook])
         used = np.array([r["used"] for r in results.codebook])
