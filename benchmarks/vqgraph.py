@@ -74,20 +74,53 @@ def targets(results: dict, speed: dict | None = None) -> str:
     return "\n".join(lines)
 
 
-def merge(dirs, out: Path, notes: Path | None = None, speed: Path | None = None) -> None:
-    results = {}
+def _join(dirs) -> tuple[dict, dict]:
+    """Read the runs' results.json and join them per data set: the settings side by side, and the seeds
+    of runs of the same setting (a run split over processes, ``--seed K``) in seed order. -> (data set
+    -> results, data set -> setting -> seeds)."""
+    results, seeds = {}, {}
     for d in dirs:
         r = VQGraphResults.from_json(Path(d) / "results.json")
         name = str(r.dataset["name"])
-        if name in results:  # the other setting of the same data set: join the runs
-            base = results[name]
-            base.runs.update(r.runs)
-            base.seconds += r.seconds
-            for k in ("codebook", "usage", "view", "timing"):
-                if not getattr(base, k) and getattr(r, k):
-                    setattr(base, k, getattr(r, k))
-        else:
-            results[name] = r
+        first = int(r.config["seed"])
+        mine = {st: list(range(first, first + len(next(iter(m.values()))["test"]))) for st, m in r.runs.items()}
+        if name not in results:
+            results[name], seeds[name] = r, mine
+            continue
+        base = results[name]
+        base.seconds += r.seconds
+        for k in ("usage", "view", "timing"):
+            if not getattr(base, k) and getattr(r, k):
+                setattr(base, k, getattr(r, k))
+        for st, methods in r.runs.items():
+            if st not in base.runs:
+                base.runs[st], seeds[name][st] = methods, mine[st]
+                if st == "transductive":
+                    base.codebook = list(r.codebook)
+                continue
+            dup = set(seeds[name][st]) & set(mine[st])
+            if dup:
+                raise ValueError(f"{d}: {name} {st} seeds {sorted(dup)} are already in an earlier run")
+            for m, rec in methods.items():
+                for k, v in rec.items():
+                    base.runs[st][m][k] = base.runs[st][m][k] + v
+            if st == "transductive":
+                base.codebook = base.codebook + list(r.codebook)
+            seeds[name][st] = seeds[name][st] + mine[st]
+    for name, r in results.items():  # seed order
+        for st, sl in seeds[name].items():
+            order = np.argsort(sl, kind="stable")
+            for rec in r.runs[st].values():
+                for k, v in rec.items():
+                    rec[k] = [v[i] for i in order]
+            if st == "transductive" and len(r.codebook) == len(sl):
+                r.codebook = [r.codebook[i] for i in order]
+            seeds[name][st] = sorted(sl)
+    return results, seeds
+
+
+def merge(dirs, out: Path, notes: Path | None = None, speed: Path | None = None) -> None:
+    results, seeds = _join(dirs)
     out.mkdir(parents=True, exist_ok=True)
     speed_res = json.loads(Path(speed).read_text()) if speed is not None and Path(speed).exists() else None
     parts = ["# VQGraph (Yang et al., ICLR 2024): graph tokenizer + GNN-to-MLP distillation",
@@ -113,8 +146,10 @@ def merge(dirs, out: Path, notes: Path | None = None, speed: Path | None = None)
                   f"{'loss' if c.get('teacher_select', 'acc') == 'loss' else 'accuracy'}, students the one "
                   f"of the highest validation accuracy. Time: {r.seconds / 60:.0f} min.", ""]
         for setting in r.runs:
-            n = len(next(iter(r.runs[setting].values()))["test"])
-            parts += [f"### {setting} ({n} seeds)", "", accuracy_table(r, setting), "",
+            sl = seeds[name][setting]
+            n = len(sl)
+            span = f"seeds {sl[0]}-{sl[-1]}" if sl == list(range(sl[0], sl[-1] + 1)) else f"seeds {sl}"
+            parts += [f"### {setting} ({n} seeds: {span})", "", accuracy_table(r, setting), "",
                       "Chosen on validation (seeds):", "", chosen_table(r, setting), ""]
             teach = teacher_summary(r, setting)
             if teach:
