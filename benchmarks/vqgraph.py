@@ -76,7 +76,8 @@ def targets(results: dict, speed: dict | None = None) -> str:
 
 def _join(dirs) -> tuple[dict, dict]:
     """Read the runs' results.json and join them per data set: the settings side by side, and the seeds
-    of runs of the same setting (a run split over processes, ``--seed K``) in seed order. -> (data set
+    of runs of the same setting (a run split over processes, ``--seed K``) in seed order; a seed found
+    twice must have the same numbers (same seed, same numbers) and is kept once. -> (data set
     -> results, data set -> setting -> seeds)."""
     results, seeds = {}, {}
     for d in dirs:
@@ -98,15 +99,23 @@ def _join(dirs) -> tuple[dict, dict]:
                 if st == "transductive":
                     base.codebook = list(r.codebook)
                 continue
-            dup = set(seeds[name][st]) & set(mine[st])
-            if dup:
-                raise ValueError(f"{d}: {name} {st} seeds {sorted(dup)} are already in an earlier run")
+            # a seed run twice (two processes overlapping) must give the same numbers: keep one
+            keep = []
+            for i, sd in enumerate(mine[st]):
+                if sd not in seeds[name][st]:
+                    keep.append(i)
+                    continue
+                j = seeds[name][st].index(sd)
+                for m, rec in methods.items():
+                    if rec["test"][i] != base.runs[st][m]["test"][j]:
+                        raise ValueError(f"{d}: {name} {st} seed {sd} gives {m} {rec['test'][i]} here and "
+                                         f"{base.runs[st][m]['test'][j]} in an earlier run")
             for m, rec in methods.items():
                 for k, v in rec.items():
-                    base.runs[st][m][k] = base.runs[st][m][k] + v
+                    base.runs[st][m][k] = base.runs[st][m][k] + [v[i] for i in keep]
             if st == "transductive":
-                base.codebook = base.codebook + list(r.codebook)
-            seeds[name][st] = seeds[name][st] + mine[st]
+                base.codebook = base.codebook + [r.codebook[i] for i in keep]
+            seeds[name][st] = seeds[name][st] + [mine[st][i] for i in keep]
     for name, r in results.items():  # seed order
         for st, sl in seeds[name].items():
             order = np.argsort(sl, kind="stable")
