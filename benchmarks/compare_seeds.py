@@ -32,6 +32,8 @@ def main(argv=None) -> int:
     m.add_argument("--name", required=True)
     m.add_argument("--command", default=None)
     m.add_argument("--note", action="append", default=[], help="a line for the report's list (repeatable)")
+    m.add_argument("--caveat", action="append", default=[],
+                   help="a line for the report's 'what the numbers do not show' (repeatable)")
     args = p.parse_args(argv)
     if args.cmd == "run":
         lrs = json.loads(Path(args.lr_json).read_text())
@@ -42,7 +44,7 @@ def main(argv=None) -> int:
         return 0
     merged = merge_results([CompareResults.from_json(Path(x)) for x in args.parts])
     print(write_report(merged, args.out, stem=args.name, command=args.command or " ".join(sys.argv),
-                       notes=args.note))
+                       notes=args.note, caveats=args.caveat))
     return 0
 
 

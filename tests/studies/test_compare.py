@@ -116,6 +116,12 @@ def test_table_metrics_are_the_families_own(small_run):
     dkvb = res.summary["dkvb"]
     assert f"{100 * dkvb['iid_accuracy']['mean']:.1f} ± 0.0" in text
     assert "cbm" not in res.runs  # no concepts in the file: not run by default
+    from bottlenecks.report.compare_report import findings
+
+    plain = [h for h in res.summary if h != "replay"]
+    best = max(plain, key=lambda h: res.summary[h]["final_accuracy"]["mean"])
+    said = [f for f in findings(res) if f.startswith("Without a replay buffer")]
+    assert len(said) == 1 and f"{100 * res.summary[best]['final_accuracy']['mean']:.1f}%" in said[0]
     assert res.summary["linear"]["iid_accuracy"]["mean"] > 0.6  # chance is 1/6
 
 
@@ -201,6 +207,10 @@ def test_a_run_folder_gets_its_report_and_page(tmp_path, blobs_file):
     res = run(CompareConfig(dataset=str(blobs_file), heads=("linear", "dkvb"), **SMALL), out=tmp_path, progress=False)
     for name in ("report.md", "report.json", "report.html"):
         assert (tmp_path / name).stat().st_size > 0, name
+    from bottlenecks.report.compare_report import write_report
+
+    md = write_report(res, tmp_path / "more", stem="x", caveats=["one encoder only"]).read_text()
+    assert md.index("## What the numbers do not show") < md.index("- one encoder only")
     page = (tmp_path / "report.html").read_text()
     assert page.lstrip().lower().startswith("<!doctype html") and "summary.linear.final_accuracy" in page
     assert set(res.runs) == {"linear", "dkvb"}

@@ -173,6 +173,14 @@ def findings(results) -> list[str]:
                    + "; ".join(f"{HEAD_NAMES.get(h, h)} reaches {100 * m(h, 'learning_accuracy'):.1f}% on each task "
                                "just after learning it" for h in stuck)
                    + f" (best head {100 * max(m(k, 'learning_accuracy') for k in heads):.1f}%).")
+    plain = [h for h in heads if h != "replay"]  # the heads that keep no samples of earlier tasks
+    if "replay" in heads and plain:
+        best = max(plain, key=lambda h: m(h, "final_accuracy"))
+        least = min(plain, key=lambda h: m(h, "forgetting"))
+        out.append(f"Without a replay buffer, {HEAD_NAMES.get(best, best)} keeps the most accuracy "
+                   f"({100 * m(best, 'final_accuracy'):.1f}%) and {HEAD_NAMES.get(least, least)} forgets least "
+                   f"({100 * m(least, 'forgetting'):.1f} points); i.i.d. {HEAD_NAMES.get(best, best)} reaches "
+                   f"{100 * m(best, 'iid_accuracy'):.1f}%.")
     gaps = {h: m(h, "iid_accuracy") - m(h, "final_accuracy") for h in heads}
     small = min(gaps, key=gaps.get)
     out.append(f"The smallest gap between a head's i.i.d. accuracy and its stream accuracy is "
@@ -213,9 +221,10 @@ CAVEATS = [
 
 
 def write_report(results, out, stem: str = "report", command: str | None = None,
-                 notes: list[str] | None = None) -> Path:
+                 notes: list[str] | None = None, caveats: list[str] | None = None) -> Path:
     """Write ``<stem>.json``, ``<stem>-scatter.png``, ``<stem>-plane.png`` and ``<stem>.md`` into
-    ``out`` (``notes``: more lines for the list under the title); returns the Markdown file's path."""
+    ``out`` (``notes``: more lines for the list under the title; ``caveats``: more lines for "what
+    the numbers do not show"); returns the Markdown file's path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results.to_json(out / f"{stem}.json")
@@ -252,7 +261,7 @@ def write_report(results, out, stem: str = "report", command: str | None = None,
              "## Figures", "",
              f"![accuracy vs forgetting]({scatter.name})", "",
              f"![information plane]({plane.name})", "",
-             "## What the numbers do not show", "", *[f"- {c}" for c in CAVEATS], ""]
+             "## What the numbers do not show", "", *[f"- {c}" for c in [*CAVEATS, *(caveats or [])]], ""]
     md = out / f"{stem}.md"
     md.write_text("\n".join(parts))
     return md
