@@ -306,10 +306,11 @@ def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
     32 MiB, which measured fastest: the reduction then re-reads the scores from cache); undecided
     rows are re-scored in float64 in sub-chunks of ~16 MiB. The ``n * K`` matrix never exists.
     With the compiled kernels (float32 search on CPU, numba installed) the first two terms are
-    instead ``m * K * 4 * (1 + 1/64) + m * d * 4`` (the last only when rows are centred, gathered
-    or cast), with ``m`` such that the scores stay under ``min(max_memory, 2 MiB)`` (a tile that
-    stays in L2 for the compiled pass) and the row copy under ``min(max_memory, 8 MiB)``;
-    undecided rows are re-scored in place, without copies.
+    instead, for each of the ``t = torch.get_num_threads()`` worker threads, ``m * K * 4 +
+    m * (d + 1) * 4`` (the row copy with its column of ones; with fewer than 48 codes ``m * d * 4``,
+    and only when rows are centred, gathered or cast), with ``m`` such that the scores stay under
+    ``min(max_memory / t, 1 MiB)`` (a tile that stays in the core's L2 for the compiled pass) and the
+    row copy under ``min(max_memory / t, 2 MiB)``; undecided rows are re-scored in place, without copies.
 
     With ``exact_distances=False`` the distances are upper bounds from the search (enough for
     pruning bounds) and the float64 pass over the rows is skipped. ``group_bounds=True`` also
