@@ -236,11 +236,9 @@ class DKVBLearner(Learner):
         b = self.bottleneck
         if self.model.training or not b.mask_untrained:
             idx = x.candidates[..., :b.topk].long()
-        else:  # the eval mask of DiscreteKeyValueBottleneck.lookup: trained keys; a head with none keeps all
-            trained = b.value_usage > 0
-            allowed_keys = trained | ~trained.any(dim=1, keepdim=True)  # (C, K)
+        else:  # the keys the masked lookup may select
             cand = x.candidates.long()
-            allowed = allowed_keys[torch.arange(b.num_codebooks).view(1, -1, 1), cand]  # (n, C, m)
+            allowed = b.eval_mask()[torch.arange(b.num_codebooks).view(1, -1, 1), cand]  # (n, C, m)
             m = cand.shape[-1]
             order = torch.where(allowed, 0, m) + torch.arange(m)  # allowed ones first, nearest first
             first = order.topk(b.topk, dim=-1, largest=False, sorted=True).values
@@ -257,8 +255,7 @@ class DKVBLearner(Learner):
             logits = self.model(x)
         else:  # what the bottleneck's forward does after its lookup, in training mode
             b, idx = self.bottleneck, x.long()
-            heads = torch.arange(b.num_codebooks).view(1, -1, 1) * b.keys_per_codebook
-            b.value_usage.view(-1).index_add_(0, (idx + heads).reshape(-1), torch.ones(idx.numel(), dtype=torch.long))
+            b.record_usage(idx)
             logits = b.fetch(idx).mean(dim=1)  # the non-parametric mean decoder
         loss = F.cross_entropy(logits, y, label_smoothing=0.1)
         self.opt.zero_grad(set_to_none=True)

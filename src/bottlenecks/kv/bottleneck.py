@@ -206,17 +206,27 @@ class DiscreteKeyValueBottleneck(nn.Module, Checkpointable):
 
     def lookup(self, z: torch.Tensor, masked: bool = False) -> torch.Tensor:
         """Key indices ``(batch, C, topk)`` of projected inputs ``z: (batch, C, dim_key)``."""
-        mask = None
-        if masked:  # the same mask object while the usage is unchanged: the search reuses its table
-            cached = getattr(self, "_eval_mask", None)
-            if cached is None or cached[0] != self.value_usage._version or cached[1].device != z.device:
-                trained = self.value_usage > 0
-                # a head none of whose keys was trained keeps all of them (they are all zero anyway)
-                self._eval_mask = (self.value_usage._version, trained | ~trained.any(dim=1, keepdim=True))
-            mask = self._eval_mask[1]
+        mask = self.eval_mask() if masked else None
         # the keys were checked when set; only z (checked via x in project) changes per call
         _, idx = nearest(z.detach(), self.keys, k=self.topk, mask=mask, max_memory=self.max_memory, validate=False)
         return idx
+
+    def eval_mask(self) -> torch.Tensor:
+        """The keys evaluation may select, ``(C, K)`` bool: those selected in training; a head none
+        of whose keys was trained keeps all of them (they are all zero anyway). The same tensor
+        object while the usage is unchanged, so the search reuses its prepared table."""
+        cached = getattr(self, "_eval_mask", None)
+        if cached is None or cached[0] != self.value_usage._version or cached[1].device != self.value_usage.device:
+            trained = self.value_usage > 0
+            self._eval_mask = (self.value_usage._version, trained | ~trained.any(dim=1, keepdim=True))
+        return self._eval_mask[1]
+
+    @torch.no_grad()
+    def record_usage(self, idx: torch.Tensor) -> None:
+        """Count the keys ``idx: (batch, C, topk)`` selected in training (``value_usage``)."""
+        heads = torch.arange(self.num_codebooks, device=idx.device).view(1, -1, 1) * self.keys_per_codebook
+        self.value_usage.view(-1).index_add_(0, (idx + heads).reshape(-1),
+                                             torch.ones(idx.numel(), dtype=torch.long, device=idx.device))
 
     def forward(self, x: torch.Tensor, *, sparse_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``x: (batch, dim_in)`` -> ``(values (batch, C, dim_value), indices (batch, C, topk), loss ())``,
@@ -233,10 +243,7 @@ class DiscreteKeyValueBottleneck(nn.Module, Checkpointable):
         z = self.project(x)
         idx = self.lookup(z, masked=not self.training and self.mask_untrained)
         if self.training and torch.is_grad_enabled():
-            C, K = self.num_codebooks, self.keys_per_codebook
-            heads = torch.arange(C, device=idx.device).view(1, C, 1) * K
-            self.value_usage.view(-1).index_add_(0, (idx + heads).reshape(-1),
-                                                 torch.ones(idx.numel(), dtype=torch.long, device=idx.device))
+            self.record_usage(idx)
         return self.fetch(idx, sparse_grad=sparse_grad), idx, x.new_zeros(())
 
     def fetch(self, idx: torch.Tensor, *, sparse_grad: bool = False) -> torch.Tensor:
