@@ -180,6 +180,7 @@ def merge(dirs, out: Path, notes: Path | None = None, speed: Path | None = None)
             parts.append(f"![usage](vqgraph-{name}-usage.png)")
         if r.view:
             plot_view(r, out / f"vqgraph-{name}-embeddings.png")
+        if (out / f"vqgraph-{name}-embeddings.png").exists():  # a run re-read from vqgraph.json has no view
             parts.append(f"![embeddings](vqgraph-{name}-embeddings.png)")
         parts.append("")
     (out / "vqgraph.md").write_text("\n".join(parts))
@@ -201,6 +202,9 @@ def main() -> None:
     r.add_argument("--seeds", type=int, default=10)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--student-passes", default="joint", choices=("joint", "alternating"),
+                   help="the students' steps: one full-batch step per epoch, or the reference code's three "
+                        "mini-batch passes")
     r.add_argument("--out", required=True)
     m = sub.add_parser("merge")
     m.add_argument("dirs", nargs="+")
@@ -211,7 +215,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.cmd == "run":
         torch.set_num_threads(args.threads)
-        cfg = VQGraphConfig(dataset=args.dataset, settings=tuple(args.settings), seeds=args.seeds, seed=args.seed)
+        cfg = VQGraphConfig(dataset=args.dataset, settings=tuple(args.settings), seeds=args.seeds, seed=args.seed,
+                            student_passes=args.student_passes)
         run(cfg, out=args.out)
     else:
         merge(args.dirs, Path(args.out), args.notes, args.speed)

@@ -262,3 +262,34 @@ def test_graph_models_save_and_load_whole(csbm, tmp_path):
         ya = model(x, ei)[0] if isinstance(model, GNN) else model(x)[0]
         yb = loaded(x, ei)[0] if isinstance(model, GNN) else loaded(x)[0]
         assert loaded.config() == model.config() and torch.equal(ya, yb)
+
+
+def test_alternating_passes_distill_and_step_at_weight_zero(csbm, tokenizer):
+    g, x, ei, y, tr, va, te = csbm
+    tok, _ = tokenizer
+    with torch.no_grad():
+        out = tok(x, ei)
+    r_t = soft_assignments(out.embedding, tok.codes, 0.1)
+    nodes = torch.arange(g.num_nodes)
+    torch.manual_seed(0)
+    student = MLPStudent(g.num_features, 32, 3, code_dim=32)
+    with torch.no_grad():
+        before = float(soft_code_kl(student(x)[1], r_t, tok.codes, 0.1))
+    rec = fit_mlp(student, x, y, tr, va, nodes=nodes, teacher_probs=out.logits.softmax(-1), teacher_assignments=r_t,
+                  codes=tok.codes, w_soft_label=1.0, w_code=1.0, tau=0.1, epochs=30, patience=30, batch_size=64,
+                  passes="alternating", generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert float(soft_code_kl(student(x)[1], r_t, tok.codes, 0.1)) < 0.7 * before
+    assert rec["best_val"] > 0.5  # 3 classes: chance is 1/3
+    # a pass at weight 0 still takes its Adam step: with weight decay the weights shrink, without it they stay
+    for wd, moves in ((0.1, True), (0.0, False)):
+        torch.manual_seed(0)
+        m = MLPStudent(g.num_features, 8, 3)
+        w0 = m.fc1.weight.detach().clone()
+        fit_mlp(m, x, y, tr, va, w_label=0.0, weight_decay=wd, epochs=3, patience=3, passes="alternating")
+        assert (float(m.fc1.weight.detach().norm()) < float(w0.norm()) - 1e-3) == moves
+        assert moves or torch.equal(m.fc1.weight, w0)
+    with pytest.raises(ValueError, match="passes"):
+        fit_mlp(m, x, y, tr, va, epochs=1, passes="both")
+    with pytest.raises(ValueError, match="dense x"):
+        fit_mlp(m, x.to_sparse_csr(), y, tr, va, epochs=1, passes="alternating")

@@ -47,11 +47,13 @@ def test_study_runs_both_settings_and_writes_the_report(graph_file, tmp_path):
     assert "| VQGraph (MLP student) |" in (out / "report.md").read_text()
 
 
-def test_same_seed_same_numbers(graph_file):
-    a = run(_tiny(graph_file, settings=("transductive",), view_points=0), progress=False)
-    b = run(_tiny(graph_file, settings=("transductive",), view_points=0), progress=False)
+@pytest.mark.parametrize("passes", ["joint", "alternating"])
+def test_same_seed_same_numbers(graph_file, passes):
+    a = run(_tiny(graph_file, settings=("transductive",), view_points=0, student_passes=passes), progress=False)
+    b = run(_tiny(graph_file, settings=("transductive",), view_points=0, student_passes=passes), progress=False)
     for m in a.runs["transductive"]:
         assert a.runs["transductive"][m]["test"] == b.runs["transductive"][m]["test"]
+    assert a.config["student_passes"] == passes
 
 
 def test_config_refuses_bad_values():
@@ -61,6 +63,8 @@ def test_config_refuses_bad_values():
         VQGraphConfig(vq_grid=((0.0, 1.0),))
     with pytest.raises(ValueError, match="teacher_select"):
         VQGraphConfig(teacher_select="f1")
+    with pytest.raises(ValueError, match="student_passes"):
+        VQGraphConfig(student_passes="both")
     with pytest.raises(ValueError, match="unknown key.*'sedes'.*did you mean 'seeds'"):
         VQGraphConfig.from_dict({"sedes": 3})
 

@@ -33,6 +33,7 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor, idx=None) -> float:
 
 
 SELECT = ("acc", "loss")
+PASSES = ("joint", "alternating")
 
 
 def _evaluate(logits: torch.Tensor, labels: torch.Tensor, idx) -> tuple[float, float]:
@@ -116,14 +117,21 @@ def fit_mlp(model: MLPStudent, x, labels, train_idx, val_idx, *, nodes=None, tea
             teacher_assignments=None, codes=None, w_label: float = 1.0, w_soft_label: float = 0.0,
             w_code: float = 0.0, tau: float = 1.0, epochs: int = 500, lr: float = 0.01, weight_decay: float = 5e-4,
             patience: int = 50, batch_size: int | None = None, code_batch: int | None = 512,
-            generator: torch.Generator | None = None) -> dict:
+            passes: str = "joint", generator: torch.Generator | None = None) -> dict:
     """Train an :class:`MLPStudent` on node features: cross-entropy on ``train_idx`` (weight
     ``w_label``), soft-label KL and soft-code KL on ``nodes`` (the distillation nodes; rows of
     ``teacher_probs`` / ``teacher_assignments`` are indexed like ``x``). Without teacher targets
     this is the plain MLP baseline. ``batch_size=None``: full batch (one step per epoch; ``x`` may be
     sparse); otherwise shuffled mini-batches of distillation nodes, each with all labelled nodes.
     In full batch, the soft-code term reads ``code_batch`` random distillation nodes per step (its
-    ``(n, K)`` distances dominate the cost; ``None``: all). -> training record."""
+    ``(n, K)`` distances dominate the cost; ``None``: all).
+
+    ``passes='alternating'`` trains as the VQGraph reference code does: per epoch three passes over
+    shuffled mini-batches of ``batch_size`` (default 512; the last partial batch is dropped), each
+    batch its own Adam step on one term: the soft-code KL on the distillation nodes, the label CE on
+    ``train_idx``, the soft-label KL on the distillation nodes. A pass runs whenever its target is
+    given, even at weight 0 (the step then applies only momentum and weight decay, as there). Needs
+    dense ``x``. -> training record."""
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     # targets are constants (a teacher's output may still carry its graph)
     teacher_probs = teacher_probs.detach() if teacher_probs is not None else None
@@ -132,7 +140,8 @@ def fit_mlp(model: MLPStudent, x, labels, train_idx, val_idx, *, nodes=None, tea
     distilling = (w_soft_label > 0 and teacher_probs is not None) or (w_code > 0 and teacher_assignments is not None)
     train_idx = torch.as_tensor(train_idx)
     pool = torch.as_tensor(nodes) if nodes is not None and distilling else train_idx
-    if batch_size is not None and x.layout != torch.strided:
+    check_choice(passes, "passes", PASSES)
+    if (batch_size is not None or passes == "alternating") and x.layout != torch.strided:
         raise ValueError("fit_mlp: mini-batches need dense x; pass batch_size=None for sparse features")
 
     def loss_on(rows, labelled, dist_nodes, code_nodes=None):
@@ -145,8 +154,40 @@ def fit_mlp(model: MLPStudent, x, labels, train_idx, val_idx, *, nodes=None, tea
             codes=codes, nodes=dist_nodes, code_nodes=code_nodes, w_label=w_label, w_soft_label=w_soft_label,
             w_code=w_code, tau=tau)
 
+    def batches(idx):
+        # the reference's train_mini_batch: a random permutation cut into full batches
+        bs = batch_size or 512
+        nb = max(1, len(idx) // bs)
+        perm = idx[torch.randperm(len(idx), generator=generator)]
+        return [perm] if nb == 1 else list(perm[:nb * bs].view(nb, bs))
+
+    def alternating():
+        total = 0.0
+        passes_ = [(pool, "w_code", w_code, teacher_assignments is not None and codes is not None),
+                   (train_idx, "w_label", w_label, True),
+                   (pool, "w_soft_label", w_soft_label, teacher_probs is not None)]
+        for idx, term, weight, run in passes_:
+            if not run:
+                continue
+            for rows in batches(idx):
+                logits, z = model(x[rows])
+                kw = {"w_label": 0.0, "w_soft_label": 0.0, "w_code": 0.0, term: 1.0}
+                t = distillation_loss(logits, z, labels=labels[rows], teacher_probs=teacher_probs[rows]
+                                      if teacher_probs is not None else None,
+                                      teacher_assignments=teacher_assignments[rows]
+                                      if teacher_assignments is not None else None,
+                                      codes=codes, tau=tau, **kw)
+                loss = weight * t["total"]  # the reference's `loss *= lamb`: at weight 0 the step still
+                opt.zero_grad()             # applies momentum and weight decay
+                loss.backward()
+                opt.step()
+                total += loss.item()
+        return total
+
     def step():
         model.train()
+        if passes == "alternating":
+            return alternating()
         if batch_size is None:  # full batch: every node through the network once
             opt.zero_grad()
             sub = None

@@ -12,7 +12,9 @@ Per seed and setting:
      and soft code assignments, ``(tau, w_code)`` picked among ``vq_grid`` on validation.
 Every choice reads the validation split only; test accuracy is read once, at the chosen model's best
 validation epoch. The teachers (SAGE, tokenizer) keep the epoch of the lowest validation loss
-(``teacher_select``), the students that of the highest validation accuracy (latest on ties).
+(``teacher_select``), the students that of the highest validation accuracy (latest on ties). The
+students take one full-batch step per epoch, or the reference code's alternating mini-batch passes
+(``student_passes``).
 Inference time of the students and teachers on the whole graph (CPU) is measured on the first seed.
 """
 
@@ -56,6 +58,9 @@ class VQGraphConfig(StudyConfig):
     commitment: float = 0.25
     student_dropouts: tuple | None = None  # None: the reference code's MLP setting for cora/citeseer (else 0.6)
     student_lr: float = 0.01
+    # 'joint': one full-batch Adam step per epoch on the weighted sum of the terms; 'alternating': the
+    # reference code's three passes of 512-node mini-batches, one term and one step each (fit_mlp's passes)
+    student_passes: str = "joint"
     student_weight_decay: float | None = None  # None: as the reference code (cora 5e-3, citeseer 1e-3, else 5e-3)
     glnn_label_weights: tuple = (0.0, 1.0)  # weight of the label CE next to the soft-label KL (weight 1)
     vq_grid: tuple = ((0.1, 0.01), (0.1, 0.1), (0.3, 0.1), (0.3, 1.0))  # (tau, w_code)
@@ -72,6 +77,7 @@ class VQGraphConfig(StudyConfig):
         check_positive_int(self.n_val, "n_val", 0)
         check_choice(self.conv, "conv", ("sage", "gcn"))
         check_choice(self.teacher_select, "teacher_select", ("acc", "loss"))
+        check_choice(self.student_passes, "student_passes", ("joint", "alternating"))
         if not self.settings or any(s not in SETTINGS for s in self.settings):
             raise ValueError(f"settings: expected a non-empty subset of {SETTINGS}, got {self.settings}")
         if not 0 < self.inductive_rate < 1:
@@ -203,13 +209,14 @@ def _one_seed(cfg: VQGraphConfig, g, setting: str, seed: int, progress) -> dict:
     _progress(progress, f"  SAGE {out['SAGE']['test']:.4f} (dropout {dr})")
 
     student_dropouts, student_wd = student_settings(cfg, g.name)
-    skw = dict(lr=cfg.student_lr, weight_decay=student_wd, **kw)
+    skw = dict(lr=cfg.student_lr, weight_decay=student_wd, passes=cfg.student_passes, **kw)
+    sx = obs.x if cfg.student_passes == "alternating" else obs.xs  # mini-batches index dense rows
     # 3. plain MLP
     cands = []
     for sd in student_dropouts:
         torch.manual_seed(seed)
         m = MLPStudent(d, cfg.hidden, C, dropout=sd)
-        cands.append((fit_mlp(m, obs.xs, obs.y, tr, va, **skw), m, sd))
+        cands.append((fit_mlp(m, sx, obs.y, tr, va, **skw), m, sd))
     rec, m, sd, grid = _best(cands)
     record("MLP", rec, *student_eval(m), {"dropout": sd}, grid)
 
@@ -219,7 +226,7 @@ def _one_seed(cfg: VQGraphConfig, g, setting: str, seed: int, progress) -> dict:
         for wl in cfg.glnn_label_weights:
             torch.manual_seed(seed)
             m = MLPStudent(d, cfg.hidden, C, dropout=sd)
-            cands.append((fit_mlp(m, obs.xs, obs.y, tr, va, nodes=nodes, teacher_probs=t_probs, w_label=wl,
+            cands.append((fit_mlp(m, sx, obs.y, tr, va, nodes=nodes, teacher_probs=t_probs, w_label=wl,
                                   w_soft_label=1.0, **skw), m, {"dropout": sd, "w_label": wl}))
     rec, m, ch, grid = _best(cands)
     record("GLNN", rec, *student_eval(m), ch, grid)
@@ -249,7 +256,7 @@ def _one_seed(cfg: VQGraphConfig, g, setting: str, seed: int, progress) -> dict:
                 r_t = soft_assignments(t_out.embedding, tok.codes, tau)
                 torch.manual_seed(seed)
                 m = MLPStudent(d, cfg.hidden, C, code_dim=cfg.hidden, dropout=sd)
-                cands.append((fit_mlp(m, obs.xs, obs.y, tr, va, nodes=nodes, teacher_probs=k_probs,
+                cands.append((fit_mlp(m, sx, obs.y, tr, va, nodes=nodes, teacher_probs=k_probs,
                                       teacher_assignments=r_t, codes=tok.codes, w_label=wl, w_soft_label=1.0,
                                       w_code=wc, tau=tau, **skw), m,
                               {"dropout": sd, "w_label": wl, "tau": tau, "w_code": wc}))
