@@ -70,7 +70,8 @@ def test_exact_ties_go_to_the_lowest_index(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("case", ["many equal codes", "rows at the codes' mean", "far and tight", "k = 20"])
+@pytest.mark.parametrize("case", ["many equal codes", "rows at the codes' mean", "far and tight", "k = 20",
+                                  "outlying rows and codes"])
 def test_hard_cases_for_the_int8_pre_filter(backend, case):
     """More tied candidates than its buffer holds (the row is searched in full), rows far
     tighter than the codes (the row scale is clamped), a cloud far from the origin, k > 16."""
@@ -85,6 +86,10 @@ def test_hard_cases_for_the_int8_pre_filter(backend, case):
         x = codes.mean(1) + 1e-6 * x
     elif case == "far and tight":
         codes, x = 1e4 + 1e-2 * codes, 1e4 + 1e-2 * x
+    elif case == "outlying rows and codes":  # rows clipped by the row scale; codes that set the code scale
+        x[5] *= 1e3
+        x[6, 1] *= 30
+        codes[:, :3] *= 40
     else:
         k = 20
     dist, idx = search(x, CodeTable(codes, "l2"), k, backend=backend)
@@ -187,3 +192,45 @@ def test_nearest_with_a_new_mask_each_call_on_the_same_codes():
         dist, idx = small_d.nearest(x, codes, 2, mask=mask)
         rv, ri = reference(x, codes, 2, mask=mask)
         assert torch.equal(idx, ri)
+
+
+@pytest.mark.skipif(not (HAS_C and small_d.c_kernel().has_q8), reason="no int8 pre-filter on this CPU")
+def test_int8_pre_filter_on_crowded_keys_scores_few_candidates():
+    """Keys crowding where the rows are (as k-means keys of real data do): the bound grows with
+    the distance to each key, so the near keys are told apart with few float64 scores -- few
+    enough that 'auto' keeps the int8 kernel. Keys far out (setting the codes' int8 scale) and
+    an outlying row cost candidates but never exactness."""
+    g = torch.Generator().manual_seed(9)
+    x, codes = clustered(512, 2, 1024, 14, g)
+    for outliers in (False, True):
+        if outliers:
+            codes[:, :4] *= 8
+            x[3] *= 50
+        table = CodeTable(codes, "l2")
+        for k in (1, 3):
+            dist, idx = search(x, table, k, backend="c")
+            rv, ri = reference(x, codes, k)
+            assert torch.equal(idx, ri)
+            torch.testing.assert_close(dist, rv, rtol=1e-12, atol=1e-12)
+            if not outliers:
+                assert small_d._STATE["last_candidates"] < small_d.Q8_MAX_CANDIDATES / 2
+
+
+@pytest.mark.skipif(not (HAS_C and small_d.c_kernel().has_q8), reason="no int8 pre-filter on this CPU")
+def test_auto_measures_the_int8_candidates_once_and_keeps_or_leaves_it():
+    g = torch.Generator().manual_seed(10)
+    x, codes = torch.randn(256, 2, 14, generator=g), torch.randn(2, 300, 14, generator=g)
+    table = CodeTable(codes, "l2")
+    assert table.kernel is None
+    _, idx = search(x, table, 1)
+    assert table.kernel == "q8" and torch.equal(idx, reference(x, codes, 1)[1])
+    # a hundred copies of the code every row sits on: every copy is a candidate, too many to score
+    codes[:, 100:200] = codes[:, 7:8]
+    x = codes[:, [7] * 256].transpose(0, 1) + 1e-4 * x
+    table = CodeTable(codes, "l2")
+    for kernel in ("f32", "f32"):  # measured on the first call, the float32 kernel on both
+        _, idx = search(x, table, 1)
+        assert table.kernel == kernel and torch.equal(idx, reference(x, codes, 1)[1])
+    small_few = CodeTable(codes, "l2")
+    search(x[:4], small_few, 1)  # 8 rows x codebooks: too few to measure, nothing decided yet
+    assert small_few.kernel is None

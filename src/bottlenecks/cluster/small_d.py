@@ -21,10 +21,11 @@ and codes quantised per codebook (codes around their mean), exact int32 dot prod
 time, every score stored; a proven bound on the quantisation error (``q8_topk`` in the C source)
 gives the candidates that can still be among the ``k`` nearest, and those are scored in float64
 from the true rows and codes. Same answer, about a third of the float32 kernel's arithmetic.
-It is used only when asked for (``backend='c'``): on real data — projected Fashion-MNIST
-scattering features against k-means keys — its bound leaves so many candidates that it is
-about 3x slower than the float32 kernel (``'auto'``, ``'c32'``), both in the key fit and in
-the lookup; on Gaussian data it is faster.
+The bound grows with each key's distance to the row, so keys crowding around the rows (k-means
+keys of real data) are told apart with a few candidates per row, as on Gaussian data. With
+``backend='auto'`` a table's first search (of enough rows) measures the candidates per row and
+a table where they cost more than the scan saves goes to the float32 kernel from then on
+(``CodeTable.kernel``); ``backend='c'`` always runs the pre-filter, ``'c32'`` never.
 
 Two back ends give the same results: ``'c'``, a small C kernel (GCC/Clang vector extensions,
 no dependency) compiled on first use with the system C compiler and cached, and ``'torch'``,
@@ -55,6 +56,11 @@ MAX_DIM = 32
 MAX_K = 63
 #: largest k the int8 pre-filter takes (larger k: the float32 kernel)
 Q8_MAX_K = 4
+#: with ``backend='auto'``, a table whose first int8 search (of at least ``Q8_MIN_ROWS`` rows x
+#: codebooks) scored more candidates per row than this goes to the float32 kernel from then on:
+#: about where the float64 scoring of the candidates costs what the int8 scan saves
+Q8_MAX_CANDIDATES = 64
+Q8_MIN_ROWS = 256
 _LANES = 16
 _U = 2.0**-24
 BACKENDS = ("auto", "c", "c32", "torch")
@@ -63,6 +69,7 @@ METRICS = ("l2", "dot")
 _SOURCE = r"""
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef float v16 __attribute__((vector_size(64), aligned(64)));
@@ -125,20 +132,49 @@ static inline double true_score(const void *xe, int xe64, int64_t xoff, const vo
     return s;
 }
 
+/* float64 scores of one row (xr, double) against n codes of dimension d, float32 or float64 */
+static void row_scores(const double *xr, const void *ce, int ce64, int64_t cbase, int64_t n, int64_t d, int mode,
+                       double *out) {
+    if (ce64) {
+        const double *c = (const double *)ce + cbase;
+        for (int64_t i = 0; i < n; i++, c += d) {
+            double s = 0.0;
+            if (mode == 0) for (int64_t j = 0; j < d; j++) { double t = xr[j] - c[j]; s += t * t; }
+            else for (int64_t j = 0; j < d; j++) s -= xr[j] * c[j];
+            out[i] = s;
+        }
+    } else {
+        const float *c = (const float *)ce + cbase;
+        for (int64_t i = 0; i < n; i++, c += d) {
+            double s = 0.0;
+            if (mode == 0) for (int64_t j = 0; j < d; j++) { double t = xr[j] - (double)c[j]; s += t * t; }
+            else for (int64_t j = 0; j < d; j++) s -= xr[j] * (double)c[j];
+            out[i] = s;
+        }
+    }
+}
+
 /* float64 search of one row: the k best allowed codes (bias finite), lowest index at ties;
-   too few allowed codes -> the masked ones fill up in index order with +inf */
+   too few allowed codes -> the masked ones fill up in index order with +inf. The scores are
+   computed 256 codes at a time in a branch-free loop, then selected. */
 static void exact_row(const void *xe, int xe64, int64_t xoff, const void *ce, int ce64, int64_t cbase,
                       const float *bias, int64_t K, int64_t d, int mode, int64_t k,
                       int64_t *oi, double *od) {
     double vals[MAXKK]; int64_t ids[MAXKK];
+    double xr[MAXD], buf[256];
+    for (int64_t j = 0; j < d; j++)
+        xr[j] = xe64 ? ((const double *)xe)[xoff + j] : (double)((const float *)xe)[xoff + j];
     for (int64_t q = 0; q < k; q++) { vals[q] = INFINITY; ids[q] = -1; }
-    for (int64_t c = 0; c < K; c++) {
-        if (isinf(bias[c])) continue;
-        double v = true_score(xe, xe64, xoff, ce, ce64, cbase + c * d, d, mode);
-        if (!(v < vals[k - 1])) continue;
-        int64_t p = k - 1;
-        while (p > 0 && vals[p - 1] > v) { vals[p] = vals[p - 1]; ids[p] = ids[p - 1]; p--; }
-        vals[p] = v; ids[p] = c;
+    for (int64_t c0 = 0; c0 < K; c0 += 256) {
+        int64_t m = K - c0 < 256 ? K - c0 : 256;
+        row_scores(xr, ce, ce64, cbase + c0 * d, m, d, mode, buf);
+        for (int64_t i = 0; i < m; i++) {
+            double v = buf[i];
+            if (!(v < vals[k - 1]) || isinf(bias[c0 + i])) continue;
+            int64_t p = k - 1;
+            while (p > 0 && vals[p - 1] > v) { vals[p] = vals[p - 1]; ids[p] = ids[p - 1]; p--; }
+            vals[p] = v; ids[p] = c0 + i;
+        }
     }
     int64_t next = 0;
     for (int64_t q = 0; q < k; q++) {
@@ -270,63 +306,95 @@ void cluster_sums(const float *x, int64_t sxn, int64_t sxc, int64_t d, int64_t n
 int q8_available(void) { return 1; }
 
 /* The int8 pre-filter (l2 only). Per codebook c the codes are shifted by m (their mean),
-   y = c - m = sc * qc + ec (qc int8, |qc| <= 127); a row's w = x - m = sz * qz + ez, sz per
-   codebook and job (the rows' largest |w| / 127). With t_j = ||y_j||^2 / (2 sz sc) rounded,
-   acc_j = t_j - <qz, qc_j> (exact int32 arithmetic) and the true score
-   s_j = ||y_j||^2 - 2 <w, y_j> = ||x - c_j||^2 - ||w||^2 satisfy
-       |s_j - 2 sz sc acc_j| <= 2 sz sc B,  B = 0.5 + (||ez|| Y + sz ||qz|| Ec) / (sz sc)
-   (Y = max ||y_j||, Ec = max ||ec_j||). So every key of the true top k has acc <= T + 2B, T the
-   k-th smallest acc; those candidates are scored in float64 from the true rows and codes and
-   the best k kept (lowest index at ties): the float64 search's answer. A row with more
-   candidates than the buffer holds is searched in full (exact_row).
+   y = c - m = sc * qc + ec (qc int8, |qc| <= 127); a row's w = x - m = sz * qz + ez (qz clipped
+   to +-127, ez the whole remainder), sz per codebook and job. With u = 2 sz sc,
+   t_j = (||y_j||^2 - 2 <y_j, ec_j>) / u rounded and acc_j = t_j - <qz, qc_j> (exact int32
+   arithmetic), the true score s_j = ||x - c_j||^2 - ||w||^2 is, exactly,
+       s_j = u acc_j - 2 <ez, w> + eta_j,
+       eta_j = -2 <ez - ec_j, y_j - w> + 2 <ez, ec_j> + rounding of t_j,
+       |eta_j| <= 2 (a dist_j + b) + u R,  a = ||ez|| + Ec, b = ||ez|| Ec, R = 0.5 + slack
+   (Ec = max ||ec_j||, dist_j = ||x - c_j||): the error shrinks with the distance, so keys near
+   the row -- the only ones that matter -- are scored tightly even when the codes spread far
+   (k-means keys of real data: a few outlying keys set sc). With T >= the k-th smallest acc,
+   the k-th smallest true score is at most u (T + R) - 2 <ez, w> + 2 (a D + b), D = a +
+   sqrt(a^2 + max(0, u (T + R) - 2 <ez, w> + ||w||^2 + 2 b)) bounding the distance of every key
+   that can beat it; so every key of the true top k has acc_j <= T + 2 R + 4 (a D + b) / u.
+   Those candidates are scored in float64 from the true rows and codes and the best k kept
+   (lowest index at ties): the float64 search's answer. A row with more candidates than the
+   buffer holds is searched in full (exact_row).
+   sz: twice the median of the rows' largest |w| (at most the largest) over 127, so one outlying
+   row clips (and is searched in full) instead of coarsening every row of the job.
    wq: (C, KB, G, 16, 4) int8 = -qc blocked (G = ceil(d / 4) dwords of 4 dims per key);
-   ny: (C, KB * 16) float64 ||y_j||^2; sq: (C, KB * 16) int32 128 * sum_i qc_ji; bias as in
-   small_d_topk (+inf: padding / masked); m: (C, d) float64; sc, Y, Ec: (C,) float64. */
-#define NCAND 128
+   ny: (C, KB * 16) float64 ||y_j||^2 - 2 <y_j, ec_j>; sq: (C, KB * 16) int32 128 * sum_i qc_ji;
+   bias as in small_d_topk (+inf: padding / masked); m: (C, d) float64; sc, Ec: (C,) float64;
+   rowmax: (r1 - r0) float64 scratch; ncand accumulates the candidates scored. */
+#define NCAND 256
+
+/* the candidates' window above T (see above), in whole acc units; huge (every key) if not finite */
+static inline int32_t q8_width(int32_t T, double u, double R, double a, double b, double rc) {
+    double Q = u * ((double)T + R) + rc + 2.0 * b;
+    double D = a + sqrt(a * a + (Q > 0.0 ? Q : 0.0));
+    double w = (2.0 * R + 4.0 * (a * D + b) / u) * (1.0 + 1e-9) + 1e-9;
+    return w < (double)(1 << 28) ? (int32_t)floor(w) : (1 << 28);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 int64_t q8_topk(int64_t d, const int64_t *cbs, int64_t ncb, int64_t p0, int64_t p1, int64_t r0, int64_t r1,
                 const int8_t *wq, const double *ny, const int32_t *sq, const float *bias, const double *m,
-                const double *scs, const double *Ys, const double *Ecs, int64_t K, int64_t KB, int64_t G,
+                const double *scs, const double *Ecs, int64_t K, int64_t KB, int64_t G,
                 int64_t k, const void *xe, int xe64, int64_t sen, int64_t sec, const void *ce, int ce64,
-                int32_t *init, int32_t *scratch, int64_t *out_i, double *out_d) {
-    int64_t undecided = 0;
+                int32_t *init, int32_t *scratch, double *rowmax, int64_t *ncand, int64_t *out_i, double *out_d) {
+    int64_t undecided = 0, cands = 0;
     const int32_t BIG = 1 << 30;
     for (int64_t p = p0; p < p1; p++) {
         int64_t c = cbs[p];
         const double *mc = m + c * d;
         const float *bc = bias + c * KB * LANES;
-        double sc = scs[c], Y = Ys[c], Ec = Ecs[c];
-        /* the rows' scale */
+        double sc = scs[c], Ec = Ecs[c];
+        /* the rows' scale: twice the median row's largest |w|, at most the largest */
         double amax = 0.0;
         for (int64_t r = r0; r < r1; r++) {
             int64_t xoff = r * sen + c * sec;
+            double rm = 0.0;
             for (int64_t j = 0; j < d; j++) {
                 double v = (xe64 ? ((const double *)xe)[xoff + j] : (double)((const float *)xe)[xoff + j]) - mc[j];
                 v = fabs(v);
-                if (v > amax) amax = v;
+                if (v > rm) rm = v;
             }
+            rowmax[r - r0] = rm;
+            if (rm > amax) amax = rm;
         }
+        qsort(rowmax, (size_t)(r1 - r0), sizeof(double), cmp_double);
+        double med = 2.0 * rowmax[(r1 - r0) / 2];
+        if (med < amax && isfinite(med)) amax = med;
         double sz = amax / 127.0;
         if (!(sz >= sc / 256.0)) sz = sc / 256.0;  /* keeps t_j < 2^31; also sz > 0 */
         if (!(sz > 0.0) || !isfinite(sz)) sz = 1.0;
-        double inv = 1.0 / (2.0 * sz * sc);
+        double uq = 2.0 * sz * sc;
+        double inv = 1.0 / uq;
         const double *nyc = ny + c * KB * LANES;
         const int32_t *sqc = sq + c * KB * LANES;
         double tmax = 0.0;
         int bad = 0;  /* out of the int32 range (cannot happen with sz >= sc / 256): search in full */
         for (int64_t j = 0; j < KB * LANES; j++) {  /* branch-free: vectorised */
             double t = nyc[j] * inv;
-            tmax = t > tmax ? t : tmax;
-            double tc = t < 1e9 ? t : 0.0;
-            int32_t v = (int32_t)(tc + 0.5) + sqc[j];  /* t >= 0: rounding to nearest */
+            double ta = fabs(t);
+            tmax = ta > tmax ? ta : tmax;
+            double tc = ta < 1e9 ? t : 0.0;
+            int32_t v = (int32_t)floor(tc + 0.5) + sqc[j];  /* rounding to nearest */
             init[j] = isinf(bc[j]) ? BIG : v;
         }
         bad = !(tmax < 1e9);
-        double bslack = 0.5 + 1e-6 * tmax + 1e-3;  /* rounding of t_j (and its float64 product) */
+        double R = 0.5 + 1e-6 * tmax + 1e-3;  /* rounding of t_j (and its float64 product) */
         const int8_t *wc = wq + c * KB * G * 64;
         for (int64_t rb = r0; rb < r1; rb += ROWS) {
             int nr = (int)((r1 - rb) < ROWS ? (r1 - rb) : ROWS);
             uint8_t qz[ROWS][32] __attribute__((aligned(64)));
-            int32_t twob[ROWS];
+            double ra[ROWS], rb2[ROWS], rc[ROWS];  /* a, b and ||w||^2 - 2 <ez, w> per row */
             double wr[ROWS][32];
             for (int q = 0; q < ROWS; q++) {
                 int64_t xoff = (rb + q) * sen + c * sec;
@@ -338,18 +406,19 @@ int64_t q8_topk(int64_t d, const int64_t *cbs, int64_t ncb, int64_t p0, int64_t 
             }
             double isz = 1.0 / sz;
             for (int q = 0; q < ROWS; q++) {
-                double e2 = 0.0, q2 = 0.0;
+                double e2 = 0.0, ew = 0.0, w2 = 0.0;
                 for (int64_t j = 0; j < G * 4; j++) {
                     double w = wr[q][j];
                     double qq = nearbyint(w * isz);
                     qq = qq > 127.0 ? 127.0 : (qq < -127.0 ? -127.0 : qq);
                     double e = w - sz * qq;
-                    e2 += e * e; q2 += qq * qq;
+                    e2 += e * e; ew += e * w; w2 += w * w;
                     qz[q][j] = (uint8_t)(int)(qq + 128.0);
                 }
-                double b = bslack + (sqrt(e2) * Y + sz * sqrt(q2) * Ec) / (sz * sc) * (1.0 + 1e-9);
-                double tb = floor(2.0 * b * (1.0 + 1e-9));
-                twob[q] = tb < BIG / 4 ? (int32_t)tb : BIG / 4;
+                double ez = sqrt(e2);
+                ra[q] = ez + Ec;
+                rb2[q] = ez * Ec;
+                rc[q] = w2 - 2.0 * ew;
             }
             const int32_t *qd[ROWS];
             for (int q = 0; q < ROWS; q++) qd[q] = (const int32_t *)qz[q];
@@ -388,7 +457,7 @@ int64_t q8_topk(int64_t d, const int64_t *cbs, int64_t ncb, int64_t p0, int64_t 
                 double *od = out_d + (r * ncb + p) * k;
                 int64_t xoff = r * sen + c * sec;
                 /* T: the k-th smallest score, bounded above by the k-th smallest lane minimum
-                   (16 distinct codes); the candidates: every score <= T + 2B */
+                   (16 distinct codes); the candidates: every score <= T + q8_width(T) */
                 int32_t T;
                 if (k == 1) {
                     T = _mm512_reduce_min_epi32(mins[q]);
@@ -405,7 +474,7 @@ int64_t q8_topk(int64_t d, const int64_t *cbs, int64_t ncb, int64_t p0, int64_t 
                 int ok = !bad && T < BIG / 2;
                 int32_t cv[NCAND]; int64_t ci[NCAND]; int nc = 0;
                 if (ok) {
-                    int32_t thr = T + twob[q];
+                    int32_t thr = T + q8_width(T, uq, R, ra[q], rb2[q], rc[q]);
                     __m512i h = _mm512_set1_epi32(thr);
                     const int32_t *sr = scratch + q * KL;
                     for (int64_t b = 0; b < KB && ok; b++) {
@@ -434,7 +503,7 @@ int64_t q8_topk(int64_t d, const int64_t *cbs, int64_t ncb, int64_t p0, int64_t 
                             while (u > 0 && tk[u - 1] > v) { tk[u] = tk[u - 1]; u--; }
                             tk[u] = v;
                         }
-                        thr = tk[k - 1] + twob[q];
+                        thr = tk[k - 1] + q8_width(tk[k - 1], uq, R, ra[q], rb2[q], rc[q]);
                         int w = 0;
                         for (int t = 0; t < nc; t++)
                             if (cv[t] <= thr) { cv[w] = cv[t]; ci[w] = ci[t]; w++; }
@@ -446,6 +515,7 @@ int64_t q8_topk(int64_t d, const int64_t *cbs, int64_t ncb, int64_t p0, int64_t 
                     exact_row(xe, xe64, xoff, ce, ce64, c * K * d, bc, K, d, 0, k, oi, od);
                     continue;
                 }
+                cands += nc;
                 double vals[MAXKK]; int64_t ids[MAXKK];
                 for (int t = 0; t < k; t++) { vals[t] = INFINITY; ids[t] = K; }
                 for (int t = 0; t < nc; t++) {
@@ -462,6 +532,7 @@ int64_t q8_topk(int64_t d, const int64_t *cbs, int64_t ncb, int64_t p0, int64_t 
             }
         }
     }
+    *ncand += cands;
     return undecided;
 }
 #else
@@ -540,8 +611,8 @@ def _compile() -> ctypes.CDLL | None:
     lib.has_q8 = bool(lib.q8_available())
     if lib.has_q8:
         q = lib.q8_topk
-        q.argtypes = [i64, p, i64, i64, i64, i64, i64, p, p, p, p, p, p, p, p, i64, i64, i64, i64, p, i32, i64, i64,
-                      p, i32, p, p, p, p]
+        q.argtypes = [i64, p, i64, i64, i64, i64, i64, p, p, p, p, p, p, p, i64, i64, i64, i64, p, i32, i64, i64,
+                      p, i32, p, p, p, p, p, p]
         q.restype = i64
     return lib
 
@@ -585,6 +656,8 @@ class CodeTable:
         KB = -(-K // _LANES)
         self.KB = KB
         self._w, self._q8 = None, None
+        #: the kernel 'auto' searches with: None until measured, then 'q8' or 'f32' (see _search_c)
+        self.kernel = None
         self.bias = torch.full((C, KB * _LANES), float("inf"))  # +inf: padding and masked codes
         self.cmax = torch.zeros(C)
         amax = 0.0
@@ -627,7 +700,7 @@ class CodeTable:
                  "ny": torch.zeros(C, KB * _LANES, dtype=torch.float64),
                  "sq": torch.zeros(C, KB * _LANES, dtype=torch.int32),
                  "m": torch.zeros(C, d, dtype=torch.float64), "sc": torch.ones(C, dtype=torch.float64),
-                 "Y": torch.zeros(C, dtype=torch.float64), "Ec": torch.zeros(C, dtype=torch.float64)}
+                 "Ec": torch.zeros(C, dtype=torch.float64)}
             allowed = torch.isfinite(self.bias[:, :K])
             step = max(1, 2**19 // max(1, K * d))
             for c0 in range(0, C, step):
@@ -641,9 +714,8 @@ class CodeTable:
                 qc = torch.round(y / sc[:, None, None]).clamp_(-127, 127)
                 ec = y - qc * sc[:, None, None]
                 t["m"][c0:c0 + c], t["sc"][c0:c0 + c] = m, sc
-                t["Y"][c0:c0 + c] = y.norm(dim=2).amax(dim=1)
                 t["Ec"][c0:c0 + c] = ec.norm(dim=2).amax(dim=1)
-                t["ny"][c0:c0 + c, :K] = (y * y).sum(2)
+                t["ny"][c0:c0 + c, :K] = (y * y).sum(2) - 2 * (y * ec).sum(2)
                 t["sq"][c0:c0 + c, :K] = (128 * qc.sum(2)).to(torch.int32)
                 q = torch.zeros(c, KB * _LANES, G * 4)
                 q[:, :K, :d] = -qc
@@ -706,10 +778,10 @@ def search(x: torch.Tensor, table: CodeTable, k: int = 1, *, codebooks: torch.Te
         raise RuntimeError(f"backend={backend!r}: no working C compiler (set CC, or use backend='torch')")
     if lib is None or d > MAX_DIM or x.device.type != "cpu":
         return _search_torch(x, table, k, cbs)
-    return _search_c(lib, x, table, k, cbs, threads, q8=backend == "c")
+    return _search_c(lib, x, table, k, cbs, threads, kernel={"auto": "auto", "c": "q8", "c32": "f32"}[backend])
 
 
-def _search_c(lib, x, table: CodeTable, k: int, cbs: torch.Tensor, threads: int | None, q8: bool = True):
+def _search_c(lib, x, table: CodeTable, k: int, cbs: torch.Tensor, threads: int | None, kernel: str = "auto"):
     n, _, d = x.shape
     ncb = len(cbs)
     xe = x if x.dtype in (torch.float32, torch.float64) else x.float()
@@ -729,25 +801,30 @@ def _search_c(lib, x, table: CodeTable, k: int, cbs: torch.Tensor, threads: int 
 
     xe64, ce64 = int(xe.dtype == torch.float64), int(table.truth.dtype == torch.float64)
     # the int8 pre-filter for small k (its k-th best is bounded by the k-th of 16 lane minima: loose
-    # for large k, whose rows would overflow the candidate buffer and be searched in full)
-    if q8 and lib.has_q8 and table.metric == "l2" and k <= Q8_MAX_K:
+    # for large k, whose rows would overflow the candidate buffer and be searched in full); 'auto'
+    # leaves it for the float32 kernel on a table where it was measured to score too many candidates
+    q8 = lib.has_q8 and table.metric == "l2" and k <= Q8_MAX_K and (
+        kernel == "q8" or (kernel == "auto" and table.kernel != "f32"))
+    ncand = torch.zeros(len(pieces), dtype=torch.long)
+    if q8:
         t = table.q8()
 
-        def job(piece):
-            p0, p1, r0, r1 = piece
+        def job(i):
+            p0, p1, r0, r1 = pieces[i]
             init = torch.empty(table.KB * _LANES, dtype=torch.int32)
             scratch = torch.empty(8, table.KB * _LANES, dtype=torch.int32)  # a tile's scores (C: ROWS = 8)
+            rowmax = torch.empty(r1 - r0, dtype=torch.float64)
             return lib.q8_topk(
                 d, cbs.data_ptr(), ncb, p0, p1, r0, r1, t["wq"].data_ptr(), t["ny"].data_ptr(), t["sq"].data_ptr(),
-                table.bias.data_ptr(), t["m"].data_ptr(), t["sc"].data_ptr(), t["Y"].data_ptr(), t["Ec"].data_ptr(),
+                table.bias.data_ptr(), t["m"].data_ptr(), t["sc"].data_ptr(), t["Ec"].data_ptr(),
                 table.K, table.KB, t["G"], k, xe.data_ptr(), xe64, xe.stride(0), xe.stride(1),
-                table.truth.data_ptr(), ce64, init.data_ptr(), scratch.data_ptr(), out_i.data_ptr(),
-                out_d.data_ptr())
+                table.truth.data_ptr(), ce64, init.data_ptr(), scratch.data_ptr(), rowmax.data_ptr(),
+                ncand[i:].data_ptr(), out_i.data_ptr(), out_d.data_ptr())
     else:
         w = table.w
 
-        def job(piece):
-            p0, p1, r0, r1 = piece
+        def job(i):
+            p0, p1, r0, r1 = pieces[i]
             return lib.small_d_topk(
                 xs.data_ptr(), xs.stride(0), xs.stride(1), d, table.center.data_ptr(),
                 cbs.data_ptr(), ncb, p0, p1, r0, r1, w.data_ptr(), table.bias.data_ptr(), table.K, table.KB,
@@ -755,10 +832,16 @@ def _search_c(lib, x, table: CodeTable, k: int, cbs: torch.Tensor, threads: int 
                 table.truth.data_ptr(), ce64, 0 if table.metric == "l2" else 1, out_i.data_ptr(), out_d.data_ptr())
 
     if len(pieces) == 1:
-        undecided = job(pieces[0])
+        undecided = job(0)
     else:
-        undecided = sum(_executor(threads).map(job, pieces))
+        undecided = sum(_executor(threads).map(job, range(len(pieces))))
     _STATE["last_undecided"] = int(undecided)
+    if q8:
+        # float64 work per row searched: its candidates, a full search counted as K / 4 of them
+        rate = (int(ncand.sum()) + undecided * table.K / 4) / max(1, n * ncb)
+        _STATE["last_candidates"] = rate
+        if kernel == "auto" and table.kernel is None and n * ncb >= Q8_MIN_ROWS:
+            table.kernel = "q8" if rate <= Q8_MAX_CANDIDATES else "f32"
     return out_d, out_i
 
 
