@@ -391,8 +391,19 @@ int64_t q8_topk(int64_t d, const int64_t *cbs, int64_t ncb, int64_t p0, int64_t 
         bad = !(tmax < 1e9);
         double R = 0.5 + 1e-6 * tmax + 1e-3;  /* rounding of t_j (and its float64 product) */
         const int8_t *wc = wq + c * KB * G * 64;
+        /* the candidates are scored from the true codes, a few random ones per row: bring this
+           codebook's codes (first) and the next one's (spread over the row tiles) into L2, or
+           every candidate is a miss to memory */
+        const int64_t cbytes = K * d * (ce64 ? 8 : 4), ntiles = (r1 - r0 + ROWS - 1) / ROWS;
+        const char *cnext = p + 1 < p1 ? (const char *)ce + cbs[p + 1] * cbytes : NULL;
+        if (p == p0)
+            for (int64_t o = 0; o < cbytes; o += 64) __builtin_prefetch((const char *)ce + c * cbytes + o, 0, 2);
         for (int64_t rb = r0; rb < r1; rb += ROWS) {
             int nr = (int)((r1 - rb) < ROWS ? (r1 - rb) : ROWS);
+            if (cnext) {
+                int64_t it = (rb - r0) / ROWS, lo = cbytes * it / ntiles, hi = cbytes * (it + 1) / ntiles;
+                for (int64_t o = lo & ~(int64_t)63; o < hi; o += 64) __builtin_prefetch(cnext + o, 0, 2);
+            }
             uint8_t qz[ROWS][32] __attribute__((aligned(64)));
             double ra[ROWS], rb2[ROWS], rc[ROWS];  /* a, b and ||w||^2 - 2 <ez, w> per row */
             double wr[ROWS][32];
