@@ -69,7 +69,6 @@ METRICS = ("l2", "dot")
 _SOURCE = r"""
 #include <math.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 typedef float v16 __attribute__((vector_size(64), aligned(64)));
@@ -338,9 +337,22 @@ static inline int32_t q8_width(int32_t T, double u, double R, double a, double b
     return w < (double)(1 << 28) ? (int32_t)floor(w) : (1 << 28);
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+/* the m-th smallest of v[0 .. n) (reordered in place): Hoare's selection, linear on average */
+static double select_double(double *v, int64_t n, int64_t m) {
+    int64_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        double pivot = v[lo + (hi - lo) / 2];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot) i++;
+            while (v[j] > pivot) j--;
+            if (i <= j) { double t = v[i]; v[i] = v[j]; v[j] = t; i++; j--; }
+        }
+        if (m <= j) hi = j;
+        else if (m >= i) lo = i;
+        else return v[m];
+    }
+    return v[m];
 }
 
 int64_t q8_topk(int64_t d, const int64_t *cbs, int64_t ncb, int64_t p0, int64_t p1, int64_t r0, int64_t r1,
@@ -368,8 +380,7 @@ int64_t q8_topk(int64_t d, const int64_t *cbs, int64_t ncb, int64_t p0, int64_t 
             rowmax[r - r0] = rm;
             if (rm > amax) amax = rm;
         }
-        qsort(rowmax, (size_t)(r1 - r0), sizeof(double), cmp_double);
-        double med = 2.0 * rowmax[(r1 - r0) / 2];
+        double med = 2.0 * select_double(rowmax, r1 - r0, (r1 - r0) / 2);
         if (med < amax && isfinite(med)) amax = med;
         double sz = amax / 127.0;
         if (!(sz >= sc / 256.0)) sz = sc / 256.0;  /* keeps t_j < 2^31; also sz > 0 */
