@@ -138,3 +138,55 @@ def test_worker_threads_share_tiles_without_changing_results(K, centred):
     full, sub = results[1]
     assert torch.equal(full.labels, torch.cdist(x.double(), c).argmin(1))
     assert torch.equal(sub.labels, full.labels[rows])
+
+
+@pytest.mark.parametrize("K,weighted", [(10, False), (10, True), (300, False)])
+def test_fused_sums_equal_float64_sums_whatever_the_thread_count(K, weighted, torch_path):
+    # the Lloyd update summed inside the assignment pass: float64 sums of the rows per label, the same
+    # bits with one or two worker threads (fixed runs of rows, added in run order), close to index_add
+    x = data(6000, 48, shift=5.0)
+    c = x[:K].double() + 0.05
+    w = torch.rand(6000, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) if weighted else None
+    center = x.double().mean(0)
+    before = torch.get_num_threads()
+    results = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        try:
+            results.append(assign_exact(x, CentroidTable(c, "float32", center), max_memory=64 * 2**10, sums=True,
+                                        sample_weight=w, distances=False, exact_distances=False))
+        finally:
+            torch.set_num_threads(before)
+    one, two = results
+    assert one.sq_dist is None and one.second_lower is None  # distances=False: not kept
+    assert torch.equal(one.labels, two.labels)
+    assert torch.equal(one.sums, two.sums) and torch.equal(one.counts, two.counts)
+    ref_sums, ref_counts = torch_path(lambda: weighted_sums(x, one.labels, w, K))
+    torch.testing.assert_close(one.sums, ref_sums, rtol=1e-12, atol=1e-9)
+    torch.testing.assert_close(one.counts, ref_counts, rtol=1e-12, atol=1e-12)
+    # a subset of rows is not summed here (the caller sums)
+    assert assign_exact(x, CentroidTable(c, "float32", center), rows=torch.arange(0, 6000, 2), sums=True).sums is None
+
+
+def test_margin_count_matches_the_distances():
+    # n_margin: rows whose runner-up is provably more than `margin` farther than the winner
+    x = data(3000, 20)
+    c = x[:30].double() + 0.01
+    a = assign_exact(x, CentroidTable(c, "float32", x.double().mean(0)), exact_distances=False, margin=0.5)
+    gap = a.second_lower.sqrt() - a.sq_dist.sqrt()
+    assert 0 < a.n_margin <= int((gap > 0.5).sum())
+    d = torch.cdist(x.double(), c).sort(dim=1).values
+    assert a.n_margin <= int((d[:, 1] - d[:, 0] > 0.5).sum())
+
+
+def test_default_prune_records_bounds_only_once_they_would_pay(torch_path):
+    # prune=True starts without bounds and records them once most rows have a wide margin; the
+    # labels are those of prune=False either way, compiled or not
+    x = data(4000, 16)
+    c0 = x[:12].double()
+    plain = kmeans(x, 12, init=c0, max_iter=30, tol=0, prune=False)
+    for run in (lambda f: f(), torch_path):
+        auto = run(lambda: kmeans(x, 12, init=c0, max_iter=30, tol=0, prune=True))
+        assert not auto.info["prune"][0] and any(auto.info["prune"])
+        assert torch.equal(auto.labels, plain.labels) and auto.n_iter == plain.n_iter
+        assert max(auto.info["pruned_fraction"]) > 0.5

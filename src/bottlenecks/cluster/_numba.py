@@ -155,16 +155,18 @@ def _build(nb) -> SimpleNamespace:  # noqa: C901 - one kernel per nested functio
             out[t] = np.nan if nan else v
 
     @nb.njit(parallel=True, **_opts)
-    def _col_sums(x, square, parts, out):  # pragma: no cover - compiled
+    def _col_sums(x, parts, out, out_sq):  # pragma: no cover - compiled
         n, d = x.shape
         step = (n + parts - 1) // parts
         for t in nb.prange(parts):
             o = out[t]
+            o2 = out_sq[t]
             for i in range(t * step, min(n, (t + 1) * step)):
                 xi = x[i]
                 for j in range(d):
                     v = np.float64(xi[j])
-                    o[j] += v * v if square else v
+                    o[j] += v
+                    o2[j] += v * v
 
 
     # ---- one tile, start to finish, on one thread (exact.assign_exact runs one such call per tile
@@ -279,14 +281,22 @@ def _build(nb) -> SimpleNamespace:  # noqa: C901 - one kernel per nested functio
             acc += diff * diff
         return acc
 
+    @nb.njit(**_opts)
+    def _row_add(srow, xi, wi):  # pragma: no cover - compiled
+        for t in range(xi.shape[0]):
+            srow[t] += wi * xi[t]
+
     @nb.njit(cache=True, nogil=True)
     def _tile(scores, keys, transposed, bias, block, order, K, x, rows, use_rows, base, center, x_sq, have_xsq,
               c64, a, b, c_max, u_out, exact, want_glb, ratio, bm, ti, tf, s1, i1, s2,
-              lab, dist, sec, glb):  # pragma: no cover - compiled
+              lab, dist, sec, glb, want_sums, w, use_w, psum, pcount, margin, stats):  # pragma: no cover - compiled
         # rows base .. base + m of the request (x[rows[base + r]] or x[base + r]). Row-major scores
         # (m, Kp) hold the code norms already (bias is zero) and ``keys`` is their int32 view; transposed
-        # scores (Kp, m) get ``bias`` added here. Writes lab/dist/sec[r] (and glb[r]); returns the
-        # number of undecided rows.
+        # scores (Kp, m) get ``bias`` added here. Writes lab/dist/sec[r] (and glb[r]); with ``want_sums``
+        # adds each (weighted) row into ``psum[label]`` / ``pcount[label]`` in row order, while the row
+        # is in cache (the Lloyd update without a second pass over x); ``margin >= 0``: counts in
+        # stats[0] the rows whose runner-up is provably more than ``margin`` farther than their winner
+        # (distances, not squared); returns the undecided count.
         m = lab.shape[0]
         if transposed:  # few codes: rows vectorised, codes outer
             for r in range(m):
@@ -335,9 +345,15 @@ def _build(nb) -> SimpleNamespace:  # noqa: C901 - one kernel per nested functio
                 lab[r] = code
                 d1 = u
                 sec[r] = lo
+                if margin >= 0 and np.sqrt(lo) - np.sqrt(u) > margin:
+                    stats[0] += 1
                 if want_glb:
                     _row_glb(bm, ti, tf, q, e_in, u_out, ratio, glb[r])
             dist[r] = _row_sq(xi, c64[lab[r]]) if exact else d1
+            if want_sums:
+                wi = w[gi] if use_w else 1.0
+                _row_add(psum[lab[r]], xi, wi)
+                pcount[lab[r]] += wi
         return undecided
 
     return SimpleNamespace(
@@ -384,11 +400,12 @@ def abs_max(x: torch.Tensor) -> float:
     return float(np.nan if np.isnan(out).any() else out.max())
 
 
-def column_sums(x: torch.Tensor, square: bool = False) -> torch.Tensor:
-    """Float64 column sums of ``x`` (or of its squares): ``(n, d) -> (d,)``; a fixed split of the
-    rows into parts, so the result does not depend on the thread count."""
+def column_sums(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float64 column sums of ``x`` and of its squares, in one pass: ``(n, d) -> (d,), (d,)``; a fixed
+    split of the rows into parts, so the result does not depend on the thread count."""
     parts = max(1, min(8, math.ceil(x.shape[0] / 4096)))
     out = torch.zeros(parts, x.shape[1], dtype=torch.float64)
+    out_sq = torch.zeros(parts, x.shape[1], dtype=torch.float64)
     _threads()
-    _kernels().col_sums(x.numpy(), square, parts, out.numpy())
-    return out.sum(0)
+    _kernels().col_sums(x.numpy(), parts, out.numpy(), out_sq.numpy())
+    return out.sum(0), out_sq.sum(0)

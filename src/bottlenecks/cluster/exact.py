@@ -66,6 +66,9 @@ class Assignment:
     n_undecided: int  # rows the fast search could not decide alone
     group_lower: torch.Tensor | None = None  # (n, G) float32 lower bounds on the distance (not
     # squared) to each group of codes, the winner excluded; zeros for undecided rows
+    sums: torch.Tensor | None = None  # (K, d) float64 sums of the (weighted) rows per label, if asked
+    counts: torch.Tensor | None = None  # (K,) float64 (weighted) rows per label, with ``sums``
+    n_margin: int = -1  # rows decided with their runner-up more than ``margin`` farther (if asked)
 
 
 def balanced_groups(centroids: torch.Tensor, size: int) -> torch.Tensor:
@@ -288,7 +291,8 @@ def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
                  center: torch.Tensor | None = None, max_memory: int | None = None,
                  rows: torch.Tensor | None = None, exact_distances: bool = True,
                  group_bounds: bool = False, backend: str = "auto",
-                 x_sq: torch.Tensor | None = None) -> Assignment:
+                 x_sq: torch.Tensor | None = None, distances: bool = True, sums: bool = False,
+                 sample_weight: torch.Tensor | None = None, margin: float | None = None) -> Assignment:
     """Nearest centroid of every row of ``x: (n, d)`` (or of ``x[rows]``), decided exactly.
 
     ``centroids64: (K, d)`` float64, or a :class:`CentroidTable` prepared from them.
@@ -320,6 +324,18 @@ def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
     score buffer at all; float32/bfloat16 searches without group bounds; undecided rows are then
     re-scored whole in float64) or ``'auto'`` (Triton on CUDA when it applies). ``x_sq``:
     ``||x - o||^2`` of every row of ``x`` (float64, ``o`` the table's centre) if already known.
+
+    ``distances=False``: the caller needs the labels only; the compiled path then returns no
+    distances (``sq_dist`` and ``second_lower`` are None: ``n * 16`` bytes less). ``sums=True``
+    (compiled path, every row, float32 search): also the Lloyd update's per-label float64 sums of
+    the (``sample_weight``-weighted) rows and their weights, added while each tile's rows are in
+    cache. The rows are split into a fixed number ``P`` of runs (from ``n``, ``K`` and ``d`` alone,
+    at most 16); each run is summed in row order into its own ``(K, d)`` float64 block (``P * K *
+    d * 8`` bytes, at most ``max(4 MiB, n * 8)``), and the blocks are added in run order, so the
+    sums do not depend on the thread count. Where that does not apply ``sums`` and ``counts`` are
+    None and the caller sums itself. ``margin``: also count the rows whose runner-up is provably
+    more than ``margin`` farther than their winner (distances, not squared): Hamerly's bound would
+    skip them if no centre moved more than ``margin / 2`` (``Assignment.n_margin``).
     """
     if isinstance(centroids64, CentroidTable):
         table = centroids64
@@ -336,16 +352,32 @@ def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
                          f"group_bounds=False; got precision={table.precision!r}, group_bounds={group_bounds}")
     n = len(rows) if rows is not None else x.shape[0]
     labels = torch.empty(n, dtype=torch.long, device=x.device)
-    sq_dist = torch.empty(n, dtype=torch.float64, device=x.device)
-    second = torch.empty(n, dtype=torch.float64, device=x.device)
     n_undecided = 0
     G = table.mat_t.shape[1] // table.group
     glb = torch.empty(n, G, dtype=torch.float32, device=x.device) if group_bounds else None
     s = table.mat_t.element_size()
     fused = backend == "torch" and table.dtype == torch.float32 and _numba.usable(x, table.mat_t)
     if fused:  # tiles through BLAS + one compiled pass each, on worker threads
-        n_undecided = _assign_compiled(x, table, rows, x_sq, exact_distances, glb, max_memory, labels, sq_dist, second)
-        return Assignment(labels, sq_dist, second, n_undecided, glb)
+        keep = distances or exact_distances
+        sq_dist = torch.empty(n, dtype=torch.float64) if keep else None
+        second = torch.empty(n, dtype=torch.float64) if keep else None
+        parts = sum_parts(n, K, d) if sums and rows is None else 0
+        psum = torch.zeros(parts, K, d, dtype=torch.float64) if parts else None
+        pcount = torch.zeros(parts, K, dtype=torch.float64) if parts else None
+        w = None if sample_weight is None else sample_weight.double().contiguous()
+        stats = np.zeros(1, np.int64)
+        n_undecided = _assign_compiled(x, table, rows, x_sq, exact_distances, glb, max_memory, labels, sq_dist,
+                                       second, psum, pcount, w, -1.0 if margin is None else float(margin), stats)
+        a = Assignment(labels, sq_dist, second, n_undecided, glb, n_margin=-1 if margin is None else int(stats[0]))
+        if parts:  # the runs' blocks added in run order: the same sums whatever the thread count
+            a.sums, a.counts = psum[0], pcount[0]
+            for t in range(1, parts):
+                a.sums += psum[t]
+                a.counts += pcount[t]
+        return a
+    sq_dist = torch.empty(n, dtype=torch.float64, device=x.device)
+    second = torch.empty(n, dtype=torch.float64, device=x.device)
+    n_margin = -1 if margin is None else 0
     cap = _CHUNK_BYTES if max_memory is None else min(max_memory, _CHUNK_BYTES)
     m = rows_per_chunk(n, K * s + (K // 64) * s + table.mat_t.shape[0] * s + 12 * d, cap)
     for start in range(0, n, m):
@@ -404,10 +436,39 @@ def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
         labels[start:stop] = lab
         sq_dist[start:stop] = exact_sq_dist(xr, table.c64, lab) if exact_distances else d1
         second[start:stop] = sec
-    return Assignment(labels, sq_dist, second, n_undecided, glb)
+        if margin is not None:
+            n_margin += int((sec.sqrt() - d1.sqrt() > margin).sum())
+    return Assignment(labels, sq_dist, second, n_undecided, glb, n_margin=n_margin)
 
 
 _POOL: dict = {}
+_LOCAL = threading.local()  # each worker thread's own tile buffers, kept for the thread's life
+
+
+def _thread_buffer(name: str, numel: int, dtype: torch.dtype) -> torch.Tensor:
+    """A flat buffer of this thread's, reused across calls: freeing and re-allocating megabytes per
+    call left them cached in every thread's malloc arena (extra peak memory), and fresh pages cost
+    page faults."""
+    bufs = getattr(_LOCAL, "bufs", None)
+    if bufs is None:
+        bufs = _LOCAL.bufs = {}
+    buf = bufs.get((name, dtype))
+    if buf is None or buf.numel() < numel:
+        bufs.pop((name, dtype), None)  # free before allocating the larger one
+        buf = torch.empty(numel, dtype=dtype)
+        bufs[(name, dtype)] = buf
+    return buf[:numel]
+
+
+def sum_parts(n: int, K: int, d: int) -> int:
+    """Runs of rows for the fused Lloyd sums (see :func:`assign_exact`): 16, halved while the
+    ``(K, d)`` float64 blocks exceed ``max(4 MiB, n * 8)`` bytes; 0 where even 4 runs exceed it (many
+    codes: the update is a small part of the iteration there, and the caller sums separately)."""
+    budget = max(4 * 2**20, n * 8)
+    parts = min(16, max(1, n // 1024))
+    while parts > 4 and parts * K * d * 8 > budget:
+        parts //= 2
+    return parts if parts * K * d * 8 <= budget else 0
 
 
 def _tile_pool(threads: int) -> ThreadPoolExecutor:
@@ -433,11 +494,15 @@ def _tile_pool(threads: int) -> ThreadPoolExecutor:
     return pool
 
 
-def _assign_compiled(x, table, rows, x_sq, exact_distances, glb, max_memory, labels, sq_dist, second) -> int:
+def _assign_compiled(x, table, rows, x_sq, exact_distances, glb, max_memory, labels, sq_dist, second,
+                     psum=None, pcount=None, w=None, margin=-1.0, stats=None) -> int:
     """The compiled CPU path of :func:`assign_exact`: rows in tiles (``scores: (m, Kp)`` under 1 MiB,
     a core's L2), each tile one ``torch.mm`` and one compiled pass (winner, runner-up, block minima,
-    certificate, float64 re-scoring of its undecided rows while their scores are still in cache).
-    Tiles are shared out to ``torch.get_num_threads()`` worker threads; returns the undecided count."""
+    certificate, float64 re-scoring of its undecided rows while their scores are still in cache, and
+    with ``psum`` the rows added into their run's float64 sums). Work is shared out to
+    ``torch.get_num_threads()`` worker threads tile by tile, or run by run with ``psum`` (a run's rows
+    are summed in order by one thread); ``sq_dist``/``second`` None: not kept. Returns the undecided
+    count."""
     K, d = table.c64.shape
     Kp = table.mat_t.shape[1]
     n = len(labels)
@@ -454,9 +519,12 @@ def _assign_compiled(x, table, rows, x_sq, exact_distances, glb, max_memory, lab
     width = d if transposed else d + 1
     row_cap = _TILE_ROW_BYTES if per_thread is None else min(per_thread, _TILE_ROW_BYTES)
     m = min(m, rows_per_chunk(n, 4 * width, row_cap))
-    tiles = -(-n // m)
-    threads = min(threads, tiles)
-    w = table.mat_t[:d] if transposed else table.mat_t
+    # units of work: tiles, or with sums the fixed runs of rows (each cut into tiles)
+    parts = 0 if psum is None else psum.shape[0]
+    bounds = [p * n // parts for p in range(parts + 1)] if parts else list(range(0, n, m)) + [n]
+    units = len(bounds) - 1
+    threads = min(threads, units)
+    wmat = table.mat_t[:d] if transposed else table.mat_t
     bias = table.mat_t[d].numpy() if transposed else np.zeros(Kp, np.float32)
     order, c64 = table.order.numpy(), table.c64.contiguous().numpy()
     center = table.center.contiguous().numpy()
@@ -464,45 +532,70 @@ def _assign_compiled(x, table, rows, x_sq, exact_distances, glb, max_memory, lab
     xn = x.numpy()
     rows_np = rows.contiguous().numpy() if rows is not None else np.empty(0, np.int64)
     xsq_np = x_sq.contiguous().numpy() if x_sq is not None else np.empty(0)
-    lab_np, dist_np, sec_np = labels.numpy(), sq_dist.numpy(), second.numpy()
+    lab_np = labels.numpy()
+    keep = sq_dist is not None
+    dist_np, sec_np = (sq_dist.numpy(), second.numpy()) if keep else (None, None)
     glb_np = glb.numpy() if glb is not None else np.empty((1, 1), np.float32)
+    psum_np = psum.numpy() if parts else np.empty((1, 1, 1))
+    pcount_np = pcount.numpy() if parts else np.empty((1, 1))
+    w_np = w.numpy() if w is not None else np.empty(1)
     ratio = nblk // G if glb is not None else 1
     kernel = _numba.kernels().tile
     counter = itertools.count()
+    stats = np.zeros(1, np.int64) if stats is None else stats
+    lock = threading.Lock()
 
     def work() -> int:
-        scores = torch.empty(m * Kp, dtype=torch.float32)
-        xa = torch.empty(m, width, dtype=torch.float32) if copy_rows else None
+        own = np.zeros(1, np.int64)  # this thread's margin count
+        scores = _thread_buffer("scores", m * Kp, torch.float32)
+        xa = _thread_buffer("rows", m * width, torch.float32).view(m, width) if copy_rows else None
+        direct = transposed and x.dtype == torch.float32  # the row copy is contiguous: gather straight into it
+        gathered = _thread_buffer("gather", m * d, x.dtype).view(m, d) if rows is not None and not direct else None
         if not transposed:
             xa[:, d] = 1
         bm, ti = np.empty(nblk, np.int32), np.empty(1, np.int32)
         tf = ti.view(np.float32)
         s1, s2, i1 = np.empty(m, np.float32), np.empty(m, np.float32), np.empty(m, np.int64)
+        if not keep:  # distances not wanted: a scratch of one tile
+            scratch_d, scratch_s = np.empty(m), np.empty(m)
         undecided = 0
-        while (t := next(counter)) < tiles:
-            start, stop = t * m, min(n, (t + 1) * m)
-            mm = stop - start
-            if copy_rows:
-                src = xa[:mm, :d]
-                if rows is not None and x.dtype == torch.float32 and transposed:
-                    torch.index_select(x, 0, rows[start:stop], out=src)
+        while (u := next(counter)) < units:
+            for start in range(bounds[u], bounds[u + 1], m):
+                stop = min(bounds[u + 1], start + m)
+                mm = stop - start
+                if copy_rows:
+                    src = xa[:mm, :d]
+                    if rows is not None and direct:
+                        torch.index_select(x, 0, rows[start:stop], out=src)
+                        if table.centered:
+                            src.sub_(center32)
+                    else:
+                        if rows is not None:
+                            torch.index_select(x, 0, rows[start:stop], out=gathered[:mm])
+                        part = gathered[:mm] if rows is not None else x[start:stop]
+                        if table.centered:
+                            torch.sub(part, center32, out=src)
+                        else:
+                            src.copy_(part)
+                    src = xa[:mm]
                 else:
-                    src.copy_(x[rows[start:stop]] if rows is not None else x[start:stop])
-                if table.centered:
-                    src.sub_(center32)
-                src = xa[:mm]
-            else:
-                src = x[start:stop]
-            if transposed:
-                sc = torch.mm(w.t(), src.t(), out=scores[:Kp * mm].view(Kp, mm))
-            else:
-                sc = torch.mm(src, w, out=scores[:mm * Kp].view(mm, Kp))
-            scn = sc.numpy()
-            undecided += kernel(scn, scn.view(np.int32), transposed, bias, blk, order, K, xn, rows_np, rows is not None,
-                                start, center, xsq_np, x_sq is not None, c64, table.a, table.b, table.c_max,
-                                table.u_out, exact_distances, glb is not None, ratio, bm, ti, tf, s1, i1, s2,
-                                lab_np[start:stop], dist_np[start:stop], sec_np[start:stop],
-                                glb_np[start:stop] if glb is not None else glb_np)
+                    src = x[start:stop]
+                if transposed:
+                    sc = torch.mm(wmat.t(), src.t(), out=scores[:Kp * mm].view(Kp, mm))
+                else:
+                    sc = torch.mm(src, wmat, out=scores[:mm * Kp].view(mm, Kp))
+                scn = sc.numpy()
+                undecided += kernel(scn, scn.view(np.int32), transposed, bias, blk, order, K, xn, rows_np,
+                                    rows is not None, start, center, xsq_np, x_sq is not None, c64, table.a, table.b,
+                                    table.c_max, table.u_out, exact_distances, glb is not None, ratio, bm, ti, tf,
+                                    s1, i1, s2, lab_np[start:stop],
+                                    dist_np[start:stop] if keep else scratch_d[:mm],
+                                    sec_np[start:stop] if keep else scratch_s[:mm],
+                                    glb_np[start:stop] if glb is not None else glb_np,
+                                    parts > 0, w_np, w is not None, psum_np[u if parts else 0],
+                                    pcount_np[u if parts else 0], margin, own)
+        with lock:
+            stats[0] += own[0]
         return undecided
 
     if threads == 1:

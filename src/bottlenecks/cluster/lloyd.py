@@ -108,16 +108,19 @@ def _sq_dist_to(x: torch.Tensor, x_sq: torch.Tensor, points: torch.Tensor) -> to
     return (s + x_sq).clamp_min_(0)
 
 
-def _column_sums(x: torch.Tensor, square: bool = False) -> torch.Tensor:
-    """Float64 column sums of ``x`` (or of its squares), in bounded temporaries: ``(n, d) -> (d,)``."""
+def _column_sums(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float64 column sums of ``x`` and of its squares, in one pass of bounded temporaries:
+    ``(n, d) -> (d,), (d,)``."""
     if _numba.usable(x) and x.dtype in (torch.float32, torch.float64):
-        return _numba.column_sums(x, square)
+        return _numba.column_sums(x)
     step = f64_rows(x.shape[1])
     total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
+    total_sq = torch.zeros_like(total)
     for s in range(0, x.shape[0], step):
         xs = x[s:s + step].double()
-        total += (xs * xs).sum(0) if square else xs.sum(0)
-    return total
+        total += xs.sum(0)
+        total_sq += (xs * xs).sum(0)
+    return total, total_sq
 
 
 # ---------------------------------------------------------------- initialisation
@@ -242,15 +245,19 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
 
     ``tol`` is absolute here (the squared centre shift summed over centres). Stops on unchanged
     labels or shift <= tol; then, like scikit-learn, re-assigns once so labels match the centres.
-    With ``prune=True`` each row keeps an upper bound on the distance to its centre and lower
-    bounds on the distance to the other centres, one per group of 64 centres (Yinyang; Hamerly's
-    single bound below 128 centres); a row is re-searched only when the bounds cross, which
-    yields exactly Lloyd's labels while skipping most of the search. ``prune=True`` (the default)
-    measures: it keeps pruning only while a pruned search costs less than the first, full one
-    did, and otherwise searches every row without bounds from then on (so the default is not
-    slower than ``prune=False`` beyond the one iteration that measured it; labels never depend on
-    it). ``prune='always'`` keeps the bounds whatever they cost. ``verbose``: print one line
-    per iteration (labels changed, centre shift, seconds) and why the loop stopped.
+    With pruning each row keeps an upper bound on the distance to its centre and lower bounds on
+    the distance to the other centres, one per group of 64 centres (Yinyang; Hamerly's single
+    bound below 128 centres); a row is re-searched only when the bounds cross, which yields
+    exactly Lloyd's labels while skipping most of the search. ``prune='always'`` keeps the bounds
+    from the first iteration on, whatever they cost. ``prune=True`` (the default) decides: every
+    full search also counts the rows whose runner-up is more than twice the last iteration's
+    largest centre move farther than their winner (the rows Hamerly's bound would skip); only
+    when that is over half the rows does the next full search record bounds (the memory of the
+    bounds is spent only then), and pruning then continues only while a pruned search costs less
+    than that full one did (otherwise every row is searched without bounds from then on). So the
+    default is not slower than ``prune=False`` beyond the one iteration that measured it, and
+    labels never depend on it. ``verbose``: print one line per iteration (labels changed, centre
+    shift, seconds) and why the loop stopped.
     """
     t_start = time.perf_counter()
     n, d = x.shape
@@ -258,26 +265,23 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
     w = None if sample_weight is None else sample_weight.double()
     c = centroids.double().clone()
     # shift rows and centroids by the data mean: smaller norms give a tighter low-precision bound
-    total = _column_sums(x)
+    total, sq_total = _column_sums(x)
     count = torch.tensor(float(n), dtype=torch.float64, device=x.device)
-    _allreduce(total, group), _allreduce(count, group)
+    _allreduce(total, group), _allreduce(sq_total, group), _allreduce(count, group)
     center = total / count
     # shift by the mean only where it matters: it costs a pass over the rows in every search
-    sq_total = _allreduce(_column_sums(x, square=True), group)
     spread = float((sq_total / count - center * center).sum())
     if float((center * center).sum()) < 0.25 * spread:
         center = torch.zeros_like(center)
     search = choose_precision(x, c, precision, max_memory, center)
     budget = max_memory if max_memory is not None else 256 * 2**20
     # rows in float64 for the centroid update, kept if they fit in the memory budget (not needed by
-    # the compiled update, which adds float32 rows into float64 sums directly)
+    # the compiled path, which adds float32 rows into float64 sums directly, in its tile pass)
     compiled = _numba.usable(x) and x.dtype in (torch.float32, torch.float64)
     x64 = None if compiled else (x.double() if x.dtype != torch.float64 and n * d * 8 <= budget
                                  else (x if x.dtype == torch.float64 else None))
-    x_sq = None
-    if n * 8 <= budget and compiled:
-        x_sq = _numba.sq_norms(x, center)
-    elif n * 8 <= budget:  # ||x - o||^2 of every row, once: every search needs it
+    x_sq = None  # the compiled pass computes ||x - o||^2 of a row while the row is in cache
+    if n * 8 <= budget and not compiled:  # ||x - o||^2 of every row, once: every search needs it
         x_sq = torch.empty(n, dtype=torch.float64, device=x.device)
         step = f64_rows(d)
         for s0 in range(0, n, step):
@@ -286,7 +290,7 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
     info = {"precision": search, "undecided_rows": 0, "searched_rows": 0,
             "pruned_fraction": [], "searched_fraction": [], "fallback_to_float32": False}
 
-    labels = torch.full((n,), -1, dtype=torch.long, device=x.device)
+    labels = None
     # Pruning bounds (distances, not squared): ``upper`` on the distance to the own centre and,
     # per group of centres, ``lower`` on the distance to every centre of the group but the own
     # (Yinyang, Ding et al. 2015; with a single group this is Hamerly's bound). Groups are fixed
@@ -294,38 +298,52 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
     upper = lower = None
     order, group_size = None, 64
     if prune and k >= 128:
-        budget = max_memory if max_memory is not None else 256 * 2**20
         while n * (k // group_size) * 4 > budget and group_size < k:
             group_size *= 2
         order = balanced_groups(c, group_size)
+    # 'off': full searches; 'watch': full searches that predict what pruning would skip (prune=True);
+    # 'start': a full search that records the bounds; 'bounds': pruned searches
+    state = "start" if prune == "always" else ("watch" if prune else "off")
     strict = False
     n_iter = 0
-    adaptive = prune is True
-    prune = bool(prune)
-    full_seconds = None  # the first (full) search's time, the yardstick of 'auto'
+    full_seconds = None  # the bound-recording search's time, the yardstick of prune=True
+    max_drift = None
     info["prune"] = []
 
-    def e_step(first: bool):
-        nonlocal upper, lower, search, prune, full_seconds
+    def e_step(final: bool):
+        """One search: (labels, table, exact squared distances or None, sums, counts)."""
+        nonlocal upper, lower, search, state, full_seconds
         t0 = time.perf_counter()
         table = CentroidTable(c, search, center, order=order, group=group_size)
-        pruned_step = prune and not first
-        if first or not prune:
-            a = assign_exact(x, table, max_memory=max_memory, exact_distances=False, group_bounds=prune, x_sq=x_sq)
-            new = a.labels
-            if prune:
+        pruned_step = state == "bounds"
+        sums = counts = sq = None
+        if not pruned_step:
+            record = state == "start" and not final
+            margin = 2 * max_drift if state == "watch" and max_drift is not None and not final else None
+            # the last search (labels only): exact distances for the inertia, from the same pass
+            a = assign_exact(x, table, max_memory=max_memory, exact_distances=final, group_bounds=record,
+                             x_sq=x_sq, distances=record or final, sums=not final, sample_weight=w,
+                             margin=margin)
+            new, sums, counts = a.labels, a.sums, a.counts
+            sq = a.sq_dist if final else None
+            if record:
                 upper, lower = a.sq_dist.sqrt(), a.group_lower
+                state = "bounds"
+            elif margin is not None and a.n_margin > 0.5 * n:
+                state = "start"  # Hamerly's bound would skip most rows: record bounds in the next search
             searched, und = n, a.n_undecided
             info["searched_fraction"].append(1.0)
+            del a
         else:
             new = labels.clone()
             floor = lower.amin(dim=1).double()
             active = (upper >= floor).nonzero().squeeze(1)
+            del floor
             # tighten the upper bound with the exact distance and test again; not worth it with
             # few centres (a search costs about as much) or when most rows will be searched anyway
             if len(active) and k >= _TIGHTEN_MIN_K and len(active) < 0.5 * n:
                 upper[active] = exact_sq_dist(x, c, labels[active], rows=active).sqrt()
-                active = active[upper[active] >= floor[active]]
+                active = active[upper[active] >= lower[active].amin(dim=1).double()]
             searched, und = len(active), 0
             info["searched_fraction"].append(0.0)
             if len(active):
@@ -339,22 +357,25 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
             info["fallback_to_float32"] = True
         seconds = time.perf_counter() - t0
         info["prune"].append(pruned_step)
-        if first:
+        if state == "bounds" and not pruned_step:
             full_seconds = seconds
-        elif adaptive and pruned_step and seconds >= full_seconds:
-            prune = False  # the bounds cost more than they save here: full searches from now on
+        elif prune is True and pruned_step and seconds >= full_seconds:
+            state = "off"  # the bounds cost more than they save here: full searches from now on
             upper = lower = None
             info["prune_stopped_at"] = len(info["prune"])
-        return new, table
+        return new, table, sq, sums, counts
 
     iterator = track(range(max_iter), "k-means", progress=progress, leave=False)  # see bottlenecks.progress
     info["iteration_seconds"] = []
     for it in iterator:
         t_iter = time.perf_counter()
-        new_labels, table = e_step(first=it == 0)
-        changed = _allreduce(torch.tensor(int((new_labels != labels).sum()), device=x.device), group)
+        new_labels, table, _, sums, counts = e_step(final=False)
+        changed = n if labels is None else int((new_labels != labels).sum())
+        changed = _allreduce(torch.tensor(changed, device=x.device), group)
         labels = new_labels
-        sums, counts = weighted_sums(x, labels, w, k, x64=x64)
+        del new_labels
+        if sums is None:
+            sums, counts = weighted_sums(x, labels, w, k, x64=x64)
         _allreduce(sums, group), _allreduce(counts, group)
         if bool((counts == 0).any()):
             info["relocated"] = info.get("relocated", 0) + _relocate_empty(x, w, labels, c, sums, counts, group)
@@ -363,9 +384,10 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
         c_new[nonzero] = sums[nonzero] / counts[nonzero, None]
         drift = (c_new - c).norm(dim=1)
         c = c_new
+        max_drift = float(drift.max())
         n_iter = it + 1
         info["iteration_seconds"].append(round(time.perf_counter() - t_iter, 4))
-        if prune and lower is not None:  # keep the bounds valid for the moved centres
+        if state == "bounds" and lower is not None:  # keep the bounds valid for the moved centres
             upper += drift[labels]
             padded = torch.cat([drift, drift.new_zeros(1)])[table.order]  # padding codes sit still
             group_drift = padded.view(lower.shape[1], -1).amax(dim=1).float()
@@ -384,9 +406,12 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
                 print(f"k-means converged at iteration {n_iter}: centre shift {shift:.6g} within tol {tol:.6g}",
                       flush=True)
             break
+    sq = None
     if not strict:
-        labels, _ = e_step(first=False)
-    sq = exact_sq_dist(x, c, labels)
+        labels, _, sq, _, _ = e_step(final=True)
+    upper = lower = None
+    if sq is None:
+        sq = exact_sq_dist(x, c, labels)
     inertia = _allreduce((sq * w).sum() if w is not None else sq.sum(), group)
     info["seconds"] = time.perf_counter() - t_start
     out_dtype = x.dtype if x.dtype == torch.float64 else torch.float32
@@ -446,8 +471,7 @@ def tolerance(x: torch.Tensor, tol: float, group=None) -> float:
     """scikit-learn's scale for ``tol``: ``tol`` times the mean per-feature variance."""
     if tol == 0:
         return 0.0
-    x64_sum = _column_sums(x)
-    sq_sum = _column_sums(x, square=True)
+    x64_sum, sq_sum = _column_sums(x)
     n = torch.tensor(float(x.shape[0]), dtype=torch.float64, device=x.device)
     _allreduce(x64_sum, group), _allreduce(sq_sum, group), _allreduce(n, group)
     mean = x64_sum / n
