@@ -121,6 +121,29 @@ class CentroidTable:
         self.sq64 = (centroids64 * centroids64).sum(1)  # for the float64 re-score (unshifted)
         # shift by a point exactly representable in float32, so both sides shift by the same vector
         self.center = center.float().double()
+        self.centered = bool(self.center.abs().max() > 0) if d else False
+        u = _UNIT[dtype]
+        if dtype == torch.float32:
+            # float32: scores ||c||^2 - 2 <x, c> straight from addmm on the rows as they are (no
+            # copy); ||x||^2 is added to the few values that need it (winner, runner-up, block minima)
+            # (a column of ones in the rows carries the bias: addmm's broadcast bias costs an extra
+            # pass over the scores, the column a pass over the rows only). Built in place: one
+            # float64 (K, d) temporary, not one per step (K * d is large with many codes)
+            cc = torch.index_select(centroids64, 0, order).sub_(self.center)
+            csq = torch.einsum("ij,ij->i", cc, cc)
+            self.c_max = float(csq.max().sqrt())
+            mat = torch.empty(d + 1, K + pad, dtype=torch.float32, device=cc.device)
+            mat[:d, :K] = cc.mul_(-2).t()
+            mat[d, :K] = csq
+            mat[:d, K:] = 0  # padding codes: zero vector with a huge norm, so their scores never win
+            mat[d, K:] = 1e30
+            del cc
+            self.mat_t = mat  # (d + 1, Kp)
+            self.adds_xsq = False
+            a, b = 4 * u + 2 * u * u, (2 * d + 12) * _U32
+            self.u_out = 1.25 * 1.01 * u
+            self.a, self.b = 1.25 * a, 1.25 * b
+            return
         cc = centroids64 - self.center
         csq = (cc * cc).sum(1, keepdim=True)
         self.c_max = float(csq.max().sqrt())
@@ -128,19 +151,6 @@ class CentroidTable:
         cc = torch.cat([cc[order], cc.new_zeros(pad, d)])
         csq = torch.cat([csq[order], csq.new_full((pad, 1), 1e30)])
         ones = torch.ones(K + pad, 1, dtype=torch.float64, device=cc.device)
-        u = _UNIT[dtype]
-        self.centered = bool(self.center.abs().max() > 0) if d else False
-        if dtype == torch.float32:
-            # float32: scores ||c||^2 - 2 <x, c> straight from addmm on the rows as they are (no
-            # copy); ||x||^2 is added to the few values that need it (winner, runner-up, block minima)
-            # (a column of ones in the rows carries the bias: addmm's broadcast bias costs an extra
-            # pass over the scores, the column a pass over the rows only)
-            self.mat_t = torch.cat([-2 * cc, csq], 1).float().t().contiguous()  # (d + 1, K)
-            self.adds_xsq = False
-            a, b = 4 * u + 2 * u * u, (2 * d + 12) * _U32
-            self.u_out = 1.25 * 1.01 * u
-            self.a, self.b = 1.25 * a, 1.25 * b
-            return
         # a padding norm that is finite in the search dtype with a zero low part: 1e30 overflows
         # float16, and inf - inf in the hi/lo split would make NaN scores that win every amin
         pad_sq = (csq.new_full((pad, 1), torch.finfo(dtype).max / 4), csq.new_zeros(pad, 1))

@@ -30,6 +30,7 @@ from .exact import (
 from .search import safe_scale
 
 _TIGHTEN_MIN_K = 32
+_BOUND_BYTES = 64  # per row, for the group lower bounds (float32 each: at most 16 groups)
 
 
 @dataclass
@@ -297,10 +298,13 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
     # spatially compact runs of centres, so one far-moving centre loosens only its group's bound.
     upper = lower = None
     order, group_size = None, 64
-    if prune and k >= 128:
-        while n * (k // group_size) * 4 > budget and group_size < k:
-            group_size *= 2
-        order = balanced_groups(c, group_size)
+
+    def make_groups():  # when the bounds are first recorded (not before: its SVDs take memory)
+        nonlocal order, group_size
+        if k >= 128 and order is None:  # groups of 64 centres or more, at most _BOUND_BYTES per row
+            while n * (k // group_size) * 4 > min(budget, n * _BOUND_BYTES) and group_size < k:
+                group_size *= 2
+            order = balanced_groups(c, group_size)
     # 'off': full searches; 'watch': full searches that predict what pruning would skip (prune=True);
     # 'start': a full search that records the bounds; 'bounds': pruned searches
     state = "start" if prune == "always" else ("watch" if prune else "off")
@@ -314,11 +318,13 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
         """One search: (labels, table, exact squared distances or None, sums, counts)."""
         nonlocal upper, lower, search, state, full_seconds
         t0 = time.perf_counter()
+        record = state == "start" and not final
+        if record:
+            make_groups()
         table = CentroidTable(c, search, center, order=order, group=group_size)
         pruned_step = state == "bounds"
         sums = counts = sq = None
         if not pruned_step:
-            record = state == "start" and not final
             margin = 2 * max_drift if state == "watch" and max_drift is not None and not final else None
             # the last search (labels only): exact distances for the inertia, from the same pass
             a = assign_exact(x, table, max_memory=max_memory, exact_distances=final, group_bounds=record,
@@ -380,8 +386,9 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, *, max_iter: int = 300, tol:
         if bool((counts == 0).any()):
             info["relocated"] = info.get("relocated", 0) + _relocate_empty(x, w, labels, c, sums, counts, group)
         nonzero = counts > 0
-        c_new = c.clone()
-        c_new[nonzero] = sums[nonzero] / counts[nonzero, None]
+        # the new centres in the sums' own memory (no (k, d) temporaries: with many codes they are large)
+        c_new = torch.where(nonzero[:, None], sums.div_(torch.where(nonzero, counts, 1.0)[:, None]), c)
+        del sums
         drift = (c_new - c).norm(dim=1)
         c = c_new
         max_drift = float(drift.max())
