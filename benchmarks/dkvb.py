@@ -11,6 +11,15 @@ indexed gather of the values. Ours is ``bottlenecks.kv.DiscreteKeyValueBottlenec
 goes through ``cluster.nearest`` in bounded chunks and the values through an embedding gather.
 Both use the same projection, keys and values, so their logits must agree.
 
+Settings: the paper's defaults on Gaussian inputs and keys (random N(0, 0.3^2) keys, far from
+every input: easy for any bound), a small one, and the main job's real lookup: 256 training images
+of Fashion-MNIST as frozen scattering features (3969, standardised) through the random projection,
+keys fitted by ``fit_keys`` (k-means on all 60,000 training images, ``--real-iter`` Lloyd iterations,
+20 by default as ``fit_keys``; minutes, so they are fitted once with ``--prepare-real`` and kept
+under the feature cache's folder). ``--kernels``
+also times the step with the lookup's kernel pinned (``cluster.small_d``'s ``'c32'``, the float32
+kernel, and ``'c'``, the int8 pre-filter) besides the default (``'auto'``).
+
 Each (setting, method) runs in a fresh process (this script with ``--worker``); peak memory is
 the process's peak RSS during the warm-up and timed steps minus its RSS before them (the peak
 counter is reset through ``/proc/self/clear_refs``), so buffers kept between steps count.
@@ -45,7 +54,7 @@ FITS = {  # heads x keys per head, Lloyd iterations (tol 1e-4 as fit_keys; 0 to 
 SETTINGS = {
     "paper defaults": dict(batch=256, dim_in=2048, heads=256, keys=4096, dim_key=14, classes=10),
     # the main job's lookup: frozen scattering features of Fashion-MNIST (3969, standardised) through
-    # the random projection, keys fitted by fit_keys (k-means, 20 iterations, all 60,000 training images)
+    # the random projection, keys fitted by fit_keys (k-means, --real-iter iterations, all 60,000 training images)
     "real (Fashion-MNIST scattering, k-means keys)": dict(batch=256, dim_in=3969, heads=256, keys=4096, dim_key=14,
                                                         classes=10, real=True),
     "small": dict(batch=64, dim_in=128, heads=16, keys=512, dim_key=8, classes=10),
@@ -58,13 +67,17 @@ KERNELS = {"bottlenecks": "auto", "bottlenecks, float32 kernel": "c32", "bottlen
 def real_batch_path(setting: dict, seed: int) -> Path:
     from bottlenecks.encoders.cache import default_cache_dir
 
-    name = f"dkvb-real-{setting['heads']}x{setting['keys']}x{setting['dim_key']}-seed{seed}.safetensors"
+    name = (f"dkvb-real-{setting['fit_heads']}of{setting['heads']}x{setting['keys']}x{setting['dim_key']}"
+            f"-iter{setting['kmeans_iter']}-seed{seed}.safetensors")
     return default_cache_dir().parent / "benchmarks" / name
 
 
 def prepare_real(setting: dict, seed: int) -> Path:
     """Fit the keys of the real setting once (``fit_keys`` on the 60,000 training images, minutes)
-    and keep them with one training batch in a file; the timed workers only read it."""
+    and keep them, with their projections and one training batch, in a file; the timed workers only
+    read it. With ``fit_heads`` < ``heads`` a bottleneck of ``fit_heads`` heads is fitted and the
+    timed one repeats its heads (head c: projection and keys of fitted head c mod ``fit_heads``): the
+    same work per head as distinct heads, at a fraction of the fit's cost."""
     import numpy as np
     import torch
     from safetensors.torch import save_file
@@ -78,16 +91,17 @@ def prepare_real(setting: dict, seed: int) -> Path:
     from dkvb_capacity import features
 
     x_tr, y_tr, _, _ = features(seed)
-    b = DiscreteKeyValueBottleneck(x_tr.shape[1], setting["heads"], setting["keys"], setting["dim_key"],
+    b = DiscreteKeyValueBottleneck(x_tr.shape[1], setting["fit_heads"], setting["keys"], setting["dim_key"],
                                    dim_value=setting["classes"], seed=seed)
     t0 = time.perf_counter()
-    b.fit_keys(torch.from_numpy(x_tr), progress=False)
+    b.fit_keys(torch.from_numpy(x_tr), kmeans_iter=setting["kmeans_iter"], progress=False)
     print(f"fit_keys: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     g = torch.Generator().manual_seed(seed)
     rows = torch.randperm(len(x_tr), generator=g)[:setting["batch"]]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    save_file({"keys": b.keys.contiguous(), "x": torch.from_numpy(np.ascontiguousarray(x_tr[rows.numpy()])),
+    save_file({"keys": b.keys.contiguous(), "projection": b.projection.contiguous(),
+               "x": torch.from_numpy(np.ascontiguousarray(x_tr[rows.numpy()])),
                "y": torch.from_numpy(np.asarray(y_tr)[rows.numpy()]).long()}, str(tmp))
     os.replace(tmp, path)
     return path
@@ -106,7 +120,11 @@ def build(setting: dict, seed: int):
         from safetensors.torch import load_file
 
         saved = load_file(str(real_batch_path(setting, seed)))
-        b.set_keys(saved["keys"]).freeze_keys()
+        fh = setting["fit_heads"]  # head c takes the projection and keys of fitted head c % fh
+        heads = torch.arange(setting["heads"]) % fh
+        with torch.no_grad():
+            b.projection.copy_(saved["projection"][heads])
+        b.set_keys(saved["keys"][heads].contiguous()).freeze_keys()
         with torch.no_grad():
             b.values.normal_(generator=g)
         return b, saved["x"], saved["y"]
@@ -236,6 +254,11 @@ def main(argv=None) -> int:
                    help="comma-separated prefixes of the step settings to run (default: all; 'paper,real,small')")
     p.add_argument("--kernels", action="store_true",
                    help="also time the step with the lookup's float32 kernel and int8 kernel pinned")
+    p.add_argument("--real-iter", type=int, default=20,
+                   help="Lloyd iterations of the real setting's key fit (fit_keys' default: 20)")
+    p.add_argument("--real-fit-heads", type=int, default=None,
+                   help="fit only this many heads of the real setting and repeat them over all heads "
+                        "(head c: projection and keys of head c mod this; default: fit every head)")
     p.add_argument("--prepare-real", action="store_true",
                    help="only fit and store the real setting's keys and batch (minutes; not timed)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
@@ -253,6 +276,8 @@ def main(argv=None) -> int:
     if args.settings:
         wanted = args.settings.split(",")
         settings = {n: s for n, s in settings.items() if any(n.startswith(w) for w in wanted)}
+    settings = {n: {**s, "kmeans_iter": args.real_iter, "fit_heads": args.real_fit_heads or s["heads"]}
+                if s.get("real") else s for n, s in settings.items()}
     if args.prepare_real:
         for setting in settings.values():
             if setting.get("real"):
