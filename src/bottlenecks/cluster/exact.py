@@ -324,7 +324,9 @@ def assign_exact(x: torch.Tensor, centroids64, *, precision: str = "float32",
     m * (d + 1) * 4`` (the row copy with its column of ones; with fewer than 48 codes ``m * d * 4``,
     and only when rows are centred, gathered or cast), with ``m`` such that the scores stay under
     ``min(max_memory / t, 1 MiB)`` (a tile that stays in the core's L2 for the compiled pass) and the
-    row copy under ``min(max_memory / t, 2 MiB)``; undecided rows are re-scored in place, without copies.
+    row copy under ``min(max_memory / t, 2 MiB)``, plus for a subset of rows (``rows``) on row-major
+    tiles a gather buffer of ``m * d`` of the input's itemsize; each thread keeps these buffers for
+    its life (reused by the next call); undecided rows are re-scored in place, without copies.
 
     With ``exact_distances=False`` the distances are upper bounds from the search (enough for
     pruning bounds) and the float64 pass over the rows is skipped. ``group_bounds=True`` also
