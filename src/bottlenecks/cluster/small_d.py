@@ -28,7 +28,9 @@ a table where they cost more than the scan saves goes to the float32 kernel from
 (``CodeTable.kernel``); ``backend='c'`` always runs the pre-filter, ``'c32'`` never.
 
 Two back ends give the same results: ``'c'``, a small C kernel (GCC/Clang vector extensions,
-no dependency) compiled on first use with the system C compiler and cached, and ``'torch'``,
+no dependency) compiled on first use with the system C compiler and cached (with ``-fopenmp``
+where that builds and loads: it then shares torch's OpenMP runtime, and the int8 jobs run on
+torch's threads instead of beside them), and ``'torch'``,
 chunked ``bmm`` + ``topk`` with the same certificate. Without a compiler (or with
 ``BOTTLENECKS_NO_COMPILE=1``) everything runs on the torch path; ``pip install`` never needs
 a compiler. ``backend='c32'`` is the C kernel without the int8 pre-filter.
@@ -69,6 +71,7 @@ METRICS = ("l2", "dot")
 _SOURCE = r"""
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef float v16 __attribute__((vector_size(64), aligned(64)));
@@ -557,9 +560,38 @@ int64_t q8_topk(int64_t d, const int64_t *cbs, int64_t ncb, int64_t p0, int64_t 
     *ncand += cands;
     return undecided;
 }
+
+/* q8_topk over njobs pieces (p0, p1, r0, r1 each, in piece), in parallel on the OpenMP threads
+   where the kernel was built with OpenMP: torch's own thread pool (the same libgomp), whose
+   workers would otherwise spin beside Python threads after every parallel torch op. Scratch
+   from the caller (no allocation on those threads): init (njobs, KB * 16), scratch (njobs, ROWS,
+   KB * 16), rowmax (njobs, nmax), ncand (njobs,). */
+int64_t q8_topk_jobs(int64_t njobs, const int64_t *piece, int64_t d, const int64_t *cbs, int64_t ncb,
+                     const int8_t *wq, const double *ny, const int32_t *sq, const float *bias, const double *m,
+                     const double *scs, const double *Ecs, int64_t K, int64_t KB, int64_t G,
+                     int64_t k, const void *xe, int xe64, int64_t sen, int64_t sec, const void *ce, int ce64,
+                     int32_t *init, int32_t *scratch, double *rowmax, int64_t nmax,
+                     int64_t *ncand, int64_t *out_i, double *out_d) {
+    int64_t undecided = 0;
+#pragma omp parallel for schedule(static, 1) num_threads(njobs) reduction(+ : undecided)
+    for (int64_t i = 0; i < njobs; i++) {
+        const int64_t *pc = piece + 4 * i;
+        undecided += q8_topk(d, cbs, ncb, pc[0], pc[1], pc[2], pc[3], wq, ny, sq, bias, m, scs, Ecs, K, KB, G,
+                             k, xe, xe64, sen, sec, ce, ce64, init + i * KB * LANES,
+                             scratch + i * ROWS * KB * LANES, rowmax + i * nmax, ncand + i, out_i, out_d);
+    }
+    return undecided;
+}
 #else
 int q8_available(void) { return 0; }
 int64_t q8_topk(void) { return -1; }
+int64_t q8_topk_jobs(void) { return -1; }
+#endif
+
+#ifdef _OPENMP
+int omp_built(void) { return 1; }
+#else
+int omp_built(void) { return 0; }
 #endif
 
 /* dst[idx[i]] += src[i / per] for i in [0, n): rows of width V, in index order (the gradient of
@@ -596,11 +628,14 @@ def _cpu_key() -> str:
     return hashlib.sha256((flags + platform.machine() + sys.platform).encode()).hexdigest()[:16]
 
 
-def _compile() -> ctypes.CDLL | None:
+def _compile(openmp: bool = True) -> ctypes.CDLL | None:
+    """Build (once, cached) and load the kernel; with ``openmp`` it links the OpenMP runtime torch
+    already loaded (its ``libgomp``), else it is built without and runs on Python threads."""
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
         return None
-    tag = hashlib.sha256((_SOURCE + _cpu_key()).encode()).hexdigest()[:16]
+    omp = ["-fopenmp"] if openmp else []
+    tag = hashlib.sha256((_SOURCE + _cpu_key() + " ".join(omp)).encode()).hexdigest()[:16]
     out = _cache_dir() / f"small_d-{tag}.so"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -609,15 +644,20 @@ def _compile() -> ctypes.CDLL | None:
             src.write_text(_SOURCE)
             lib = Path(tmp) / "small_d.so"
             arch = ["-march=native"] if platform.machine() in ("x86_64", "AMD64") else ["-mcpu=native"]
-            cmd = [cc, "-O3", *arch, "-fPIC", "-shared", "-fno-math-errno", str(src), "-o", str(lib), "-lm"]
+            cmd = [cc, "-O3", *arch, *omp, "-fPIC", "-shared", "-fno-math-errno", str(src), "-o", str(lib), "-lm"]
             res = subprocess.run(cmd, capture_output=True, text=True)
             if res.returncode != 0:  # e.g. -mcpu unknown: try the portable build
-                cmd = [cc, "-O3", "-fPIC", "-shared", str(src), "-o", str(lib), "-lm"]
+                cmd = [cc, "-O3", *omp, "-fPIC", "-shared", str(src), "-o", str(lib), "-lm"]
                 res = subprocess.run(cmd, capture_output=True, text=True)
             if res.returncode != 0:
-                return None
+                return _compile(False) if openmp else None
             os.replace(lib, out)  # atomic: concurrent processes never load a half-written file
-    lib = ctypes.CDLL(str(out))
+    try:
+        lib = ctypes.CDLL(str(out))
+    except OSError:
+        if not openmp:
+            raise
+        return _compile(False)  # an OpenMP runtime that does not load here: the plain build
     f = lib.small_d_topk
     p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     f.argtypes = [p, i64, i64, i64, p, p, i64, i64, i64, i64, i64, p, p, i64, i64, p, i64, p, i32, i64, i64,
@@ -636,6 +676,12 @@ def _compile() -> ctypes.CDLL | None:
         q.argtypes = [i64, p, i64, i64, i64, i64, i64, p, p, p, p, p, p, p, i64, i64, i64, i64, p, i32, i64, i64,
                       p, i32, p, p, p, p, p, p]
         q.restype = i64
+        j = lib.q8_topk_jobs
+        j.argtypes = [i64, p, i64, p, i64, p, p, p, p, p, p, p, i64, i64, i64, i64, p, i32, i64, i64, p, i32,
+                      p, p, p, i64, p, p, p]
+        j.restype = i64
+    lib.omp_built.restype = i32
+    lib.has_omp = bool(lib.omp_built())
     return lib
 
 
@@ -828,7 +874,21 @@ def _search_c(lib, x, table: CodeTable, k: int, cbs: torch.Tensor, threads: int 
     q8 = lib.has_q8 and table.metric == "l2" and k <= Q8_MAX_K and (
         kernel == "q8" or (kernel == "auto" and table.kernel != "f32"))
     ncand = torch.zeros(len(pieces), dtype=torch.long)
-    if q8:
+    if q8 and lib.has_omp and os.environ.get("BOTTLENECKS_SMALL_D_PYTHON_THREADS") is None:
+        t = table.q8()
+        piece = torch.tensor(pieces, dtype=torch.long).reshape(-1)
+        nj, nmax = len(pieces), max(r1 - r0 for _, _, r0, r1 in pieces)
+        init = torch.empty(nj, table.KB * _LANES, dtype=torch.int32)  # 64-byte aligned (torch's allocator)
+        scratch = torch.empty(nj, 8, table.KB * _LANES, dtype=torch.int32)  # a tile's scores (C: ROWS = 8)
+        rowmax = torch.empty(nj, nmax, dtype=torch.float64)
+        undecided = lib.q8_topk_jobs(
+            nj, piece.data_ptr(), d, cbs.data_ptr(), ncb, t["wq"].data_ptr(), t["ny"].data_ptr(),
+            t["sq"].data_ptr(), table.bias.data_ptr(), t["m"].data_ptr(), t["sc"].data_ptr(), t["Ec"].data_ptr(),
+            table.K, table.KB, t["G"], k, xe.data_ptr(), xe64, xe.stride(0), xe.stride(1), table.truth.data_ptr(),
+            ce64, init.data_ptr(), scratch.data_ptr(), rowmax.data_ptr(), nmax, ncand.data_ptr(), out_i.data_ptr(),
+            out_d.data_ptr())
+        job = None
+    elif q8:
         t = table.q8()
 
         def job(i):
@@ -853,7 +913,9 @@ def _search_c(lib, x, table: CodeTable, k: int, cbs: torch.Tensor, threads: int 
                 table.cmax.data_ptr(), k, xe.data_ptr(), xe64, xe.stride(0), xe.stride(1),
                 table.truth.data_ptr(), ce64, 0 if table.metric == "l2" else 1, out_i.data_ptr(), out_d.data_ptr())
 
-    if len(pieces) == 1:
+    if job is None:
+        pass  # ran on the OpenMP threads above
+    elif len(pieces) == 1:
         undecided = job(0)
     else:
         undecided = sum(_executor(threads).map(job, range(len(pieces))))
