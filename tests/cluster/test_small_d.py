@@ -234,3 +234,17 @@ def test_auto_measures_the_int8_candidates_once_and_keeps_or_leaves_it():
     small_few = CodeTable(codes, "l2")
     search(x[:4], small_few, 1)  # 8 rows x codebooks: too few to measure, nothing decided yet
     assert small_few.kernel is None
+
+
+@pytest.mark.skipif(not (HAS_C and small_d.c_kernel().has_q8), reason="no int8 pre-filter on this CPU")
+def test_int8_jobs_on_openmp_and_python_threads_agree(monkeypatch):
+    g = torch.Generator().manual_seed(11)
+    x, codes = clustered(300, 5, 200, 14, g)
+    table = CodeTable(codes, "l2")
+    ref = reference(x, codes, 2)
+    for threads in (1, 2, 3):
+        omp = search(x, table, 2, backend="c", threads=threads)
+        monkeypatch.setenv("BOTTLENECKS_SMALL_D_PYTHON_THREADS", "1")
+        py = search(x, table, 2, backend="c", threads=threads)
+        monkeypatch.delenv("BOTTLENECKS_SMALL_D_PYTHON_THREADS")
+        assert torch.equal(omp[1], ref[1]) and torch.equal(py[1], ref[1]) and torch.equal(omp[0], py[0])
