@@ -136,3 +136,18 @@ def test_prepared_codes_are_reused_and_refreshed_after_in_place_updates(metric):
     assert not torch.equal(cached[1], first[1])
     half = nearest(x.double(), codes.double(), k=3, metric=metric)  # another dtype: another table
     assert torch.equal(half[1], cached[1])
+
+
+def test_nearest_under_inference_mode_then_outside_it():
+    # d = 64 takes the GEMM path with its reused scores buffer; a buffer first made under
+    # inference_mode must not be written by a later call outside it (it raised before)
+    g = torch.Generator().manual_seed(0)
+    x, codes = torch.randn(50, 64, generator=g), torch.randn(30, 64, generator=g)
+    expected = torch.cdist(x.double(), codes.double()).argmin(1)
+    with torch.inference_mode():
+        _, i_inf = nearest(x, codes)
+    with torch.no_grad():
+        _, i_ng = nearest(x, codes)
+    _, i = nearest(x, codes)
+    for got in (i_inf, i_ng, i):
+        assert torch.equal(got[:, 0], expected)

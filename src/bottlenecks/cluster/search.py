@@ -161,8 +161,10 @@ _BUFFERS: dict = {}
 
 
 def _buffer(numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """A reused flat scores buffer: fresh large allocations page-fault on every call."""
-    key = (dtype, torch.device(device))
+    """A reused flat scores buffer: fresh large allocations page-fault on every call. One per
+    inference mode: a buffer made under ``torch.inference_mode`` is an inference tensor, which
+    ``out=`` may not write outside it."""
+    key = (dtype, torch.device(device), torch.is_inference_mode_enabled())
     buf = _BUFFERS.get(key)
     if buf is None or buf.numel() < numel:
         buf = torch.empty(numel, dtype=dtype, device=device)
