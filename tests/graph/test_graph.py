@@ -42,6 +42,16 @@ def tokenizer(csbm):
     return tok, record
 
 
+@pytest.fixture(scope="module")
+def teacher_targets(csbm, tokenizer):
+    """The trained tokenizer's outputs, its soft code assignments (tau 0.1) and every node's index."""
+    g, x, ei, *_ = csbm
+    tok, _ = tokenizer
+    with torch.no_grad():
+        out = tok(x, ei)
+    return out, soft_assignments(out.embedding, tok.codes, 0.1), torch.arange(g.num_nodes)
+
+
 # ---------------------------------------------------------------- quantizer
 
 def test_quantizer_shapes_and_kmeans_init():
@@ -189,13 +199,10 @@ def test_early_stopping_keeps_the_selected_epoch(csbm):
         fit_gnn(GNN(g.num_features, 8, 3), x, ei, y, tr, va, epochs=2, select="f1")
 
 
-def test_distillation_lowers_the_code_kl(csbm, tokenizer):
+def test_distillation_lowers_the_code_kl(csbm, tokenizer, teacher_targets):
     g, x, ei, y, tr, va, te = csbm
     tok, _ = tokenizer
-    with torch.no_grad():
-        out = tok(x, ei)
-    r_t = soft_assignments(out.embedding, tok.codes, 0.1)
-    nodes = torch.arange(g.num_nodes)
+    out, r_t, nodes = teacher_targets
 
     def code_kl(model):
         with torch.no_grad():
@@ -264,13 +271,10 @@ def test_graph_models_save_and_load_whole(csbm, tmp_path):
         assert loaded.config() == model.config() and torch.equal(ya, yb)
 
 
-def test_alternating_passes_distill_and_step_at_weight_zero(csbm, tokenizer):
+def test_alternating_passes_distill_and_step_at_weight_zero(csbm, tokenizer, teacher_targets):
     g, x, ei, y, tr, va, te = csbm
     tok, _ = tokenizer
-    with torch.no_grad():
-        out = tok(x, ei)
-    r_t = soft_assignments(out.embedding, tok.codes, 0.1)
-    nodes = torch.arange(g.num_nodes)
+    out, r_t, nodes = teacher_targets
     torch.manual_seed(0)
     student = MLPStudent(g.num_features, 32, 3, code_dim=32)
     with torch.no_grad():
